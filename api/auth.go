@@ -1,0 +1,250 @@
+package api
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/labstack/echo/v4"
+)
+
+// Identity is the authenticated caller.
+type Identity struct {
+	User    string
+	Name    string
+	Expires time.Time
+}
+
+type claims struct {
+	Name string `json:"name,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// Auth verifies bearer tokens and issues the stream's tickets and cookies.
+type Auth struct {
+	secret    []byte
+	publicKey crypto.PublicKey // optional; verifies RS256/ES256/EdDSA tokens
+	parser    *jwt.Parser
+
+	// spent remembers used ticket nonces until the ticket expires, so a
+	// ticket opens one stream only. Guarded by mu.
+	mu    sync.Mutex
+	spent map[string]time.Time
+	sweep time.Time
+}
+
+// NewAuth accepts HS256 tokens signed with secret and, when publicKey is not
+// nil, tokens signed with its algorithm family. The accepted algorithms are
+// pinned: "none", and any algorithm not paired with its own key, is refused.
+func NewAuth(secret []byte, publicKey crypto.PublicKey) *Auth {
+	methods := []string{"HS256"}
+	switch publicKey.(type) {
+	case *rsa.PublicKey:
+		methods = append(methods, "RS256")
+	case *ecdsa.PublicKey:
+		methods = append(methods, "ES256")
+	case ed25519.PublicKey:
+		methods = append(methods, "EdDSA")
+	}
+	return &Auth{
+		secret:    secret,
+		publicKey: publicKey,
+		parser:    jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
+		spent:     map[string]time.Time{},
+	}
+}
+
+// Verify checks a token and returns who it speaks for.
+func (a *Auth) Verify(token string) (Identity, error) {
+	var cl claims
+	_, err := a.parser.ParseWithClaims(token, &cl, func(t *jwt.Token) (any, error) {
+		if t.Method.Alg() == "HS256" {
+			return a.secret, nil
+		}
+		if a.publicKey == nil {
+			return nil, errors.New("no public key configured")
+		}
+		return a.publicKey, nil
+	})
+	if err != nil {
+		return Identity{}, err
+	}
+	if err := checkID("sub", cl.Subject); err != nil {
+		return Identity{}, fmt.Errorf("bad subject: %w", err)
+	}
+	if len(cl.Name) > 128 {
+		cl.Name = cl.Name[:128]
+	}
+	return Identity{User: cl.Subject, Name: cl.Name, Expires: cl.ExpiresAt.Time}, nil
+}
+
+// Mint signs an HS256 token for user; it backs `herald token` and tests.
+func Mint(secret []byte, user, name string, ttl time.Duration) (string, error) {
+	now := time.Now()
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims{
+		Name: name,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   user,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+	}).SignedString(secret)
+}
+
+// bearer extracts the token of an Authorization: Bearer header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get(echo.HeaderAuthorization)
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
+
+// authenticate is the middleware of every /v1 route but the stream.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		token, ok := bearer(c.Request())
+		if !ok {
+			return errUnauthenticated
+		}
+		id, err := s.auth.Verify(token)
+		if err != nil {
+			return errorf(http.StatusUnauthorized, "invalid_token", "the bearer token is invalid or expired")
+		}
+		c.Set(identityKey, id)
+		return next(c)
+	}
+}
+
+const identityKey = "herald.identity"
+
+func identity(c echo.Context) Identity { return c.Get(identityKey).(Identity) }
+
+// pass is the signed payload of a stream ticket or stream cookie.
+type pass struct {
+	Kind    string `json:"k"` // "t" ticket, "c" cookie
+	User    string `json:"u"`
+	Name    string `json:"n,omitempty"`
+	Expires int64  `json:"e"`           // unix seconds
+	Token   int64  `json:"x,omitempty"` // the bearer token's expiry, which a cookie never outlives
+	Nonce   string `json:"r,omitempty"`
+}
+
+var errBadPass = errors.New("invalid or expired pass")
+
+func (a *Auth) sign(p pass) string {
+	body, _ := json.Marshal(p)
+	enc := base64.RawURLEncoding.EncodeToString(body)
+	mac := hmac.New(sha256.New, a.passKey())
+	mac.Write([]byte(enc))
+	return enc + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// passKey derives the key of tickets and cookies from the secret, so that
+// neither can ever be mistaken for a token.
+func (a *Auth) passKey() []byte {
+	mac := hmac.New(sha256.New, a.secret)
+	mac.Write([]byte("herald stream pass"))
+	return mac.Sum(nil)
+}
+
+// open checks a pass's signature and kind; expiry is left to the caller.
+func (a *Auth) open(s, kind string) (pass, error) {
+	enc, sig, ok := strings.Cut(s, ".")
+	if !ok || len(s) > 2048 {
+		return pass{}, errBadPass
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		return pass{}, errBadPass
+	}
+	mac := hmac.New(sha256.New, a.passKey())
+	mac.Write([]byte(enc))
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return pass{}, errBadPass
+	}
+	body, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil {
+		return pass{}, errBadPass
+	}
+	var p pass
+	if json.Unmarshal(body, &p) != nil || p.Kind != kind || p.User == "" {
+		return pass{}, errBadPass
+	}
+	return p, nil
+}
+
+// Ticket issues a single-use stream ticket for id, valid for ttl.
+func (a *Auth) Ticket(id Identity, ttl time.Duration) string {
+	var n [12]byte
+	rand.Read(n[:])
+	return a.sign(pass{Kind: "t", User: id.User, Name: id.Name, Expires: time.Now().Add(ttl).Unix(),
+		Token: id.Expires.Unix(), Nonce: hex.EncodeToString(n[:])})
+}
+
+// redeem spends a ticket. It returns the ticket's pass even when the ticket
+// is spent or expired (fresh is then false), so that the stream cookie can
+// let the same user back in.
+func (a *Auth) redeem(ticket string) (p pass, fresh bool, err error) {
+	p, err = a.open(ticket, "t")
+	if err != nil {
+		return p, false, err
+	}
+	now := time.Now()
+	if now.Unix() >= p.Expires {
+		return p, false, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now.Sub(a.sweep) > time.Minute {
+		for k, exp := range a.spent {
+			if now.After(exp) {
+				delete(a.spent, k)
+			}
+		}
+		a.sweep = now
+	}
+	if _, used := a.spent[p.Nonce]; used {
+		return p, false, nil
+	}
+	a.spent[p.Nonce] = time.Unix(p.Expires+1, 0)
+	return p, true, nil
+}
+
+// streamCookie is the name of the cookie that lets an EventSource reconnect
+// with the URL of a ticket it already spent.
+const streamCookie = "herald_stream"
+
+// cookieFor signs a cookie for a redeemed ticket, never outliving the token
+// that obtained the ticket.
+func (a *Auth) cookieFor(p pass, ttl time.Duration) (string, time.Time) {
+	exp := time.Now().Add(ttl)
+	if tok := time.Unix(p.Token, 0); p.Token > 0 && tok.Before(exp) {
+		exp = tok
+	}
+	return a.sign(pass{Kind: "c", User: p.User, Name: p.Name, Expires: exp.Unix()}), exp
+}
+
+// checkCookie returns the cookie's pass when it is valid and unexpired.
+func (a *Auth) checkCookie(v string) (pass, bool) {
+	p, err := a.open(v, "c")
+	if err != nil || time.Now().Unix() >= p.Expires {
+		return pass{}, false
+	}
+	return p, true
+}

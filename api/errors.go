@@ -1,0 +1,118 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/heraldchat/herald/store"
+	"github.com/labstack/echo/v4"
+)
+
+// Error is a failure the client caused or must act on, with its HTTP status
+// and a stable snake_case code.
+type Error struct {
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter int // seconds, for 429
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Errors used by several handlers.
+var (
+	errUnauthenticated = errorf(http.StatusUnauthorized, "unauthenticated", "a valid bearer token is required")
+	errNotFoundRoute   = errorf(http.StatusNotFound, "not_found", "no such route")
+)
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// statusOf maps the store's kinds of error to HTTP statuses.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+// handleError is the one place where errors become HTTP answers. Internal
+// failures are logged with the request id; the client gets a generic message.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var (
+		apiErr   *Error
+		storeErr *store.Error
+		httpErr  *echo.HTTPError
+		body     errorDetail
+		status   int
+	)
+	switch {
+	case errors.As(err, &apiErr):
+		status, body = apiErr.Status, errorDetail{apiErr.Code, apiErr.Message}
+		if apiErr.RetryAfter > 0 {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(apiErr.RetryAfter))
+		}
+	case errors.As(err, &storeErr) && statusOf(storeErr) != http.StatusInternalServerError:
+		status, body = statusOf(storeErr), errorDetail{storeErr.Code, storeErr.Message}
+	case errors.As(err, &httpErr) && httpErr.Code < 500:
+		status = httpErr.Code
+		body = errorDetail{codeForStatus(status), http.StatusText(status)}
+		if m, ok := httpErr.Message.(string); ok && m != "" {
+			body.Message = m
+		}
+	default:
+		status = http.StatusInternalServerError
+		body = errorDetail{"internal", "internal server error"}
+		s.logger.LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
+			slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
+			slog.String("method", c.Request().Method),
+			slog.String("path", c.Path()),
+			slog.String("err", err.Error()))
+	}
+	if c.Request().Method == http.MethodHead {
+		c.NoContent(status)
+		return
+	}
+	c.JSON(status, errorBody{body})
+}
+
+func codeForStatus(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case http.StatusUnauthorized:
+		return "unauthenticated"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusTooManyRequests:
+		return "rate_limited"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	}
+	return "bad_request"
+}

@@ -1,0 +1,70 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/heraldchat/herald/store"
+	"github.com/labstack/echo/v4"
+)
+
+type postMessageRequest struct {
+	Text     string `json:"text"`
+	ClientID string `json:"client_id"`
+}
+
+// postMessage answers 201 with the stored message, or 200 with the original
+// when the author already posted this client_id in the room.
+func (s *Server) postMessage(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(id.User, actionMessage); err != nil {
+		return err
+	}
+	var req postMessageRequest
+	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+		return err
+	}
+	if err := checkText("text", req.Text, s.cfg.MaxText, true); err != nil {
+		return err
+	}
+	if req.ClientID != "" {
+		if err := checkID("client_id", req.ClientID); err != nil {
+			return err
+		}
+	}
+	msg, created, err := s.store.PostMessage(c.Request().Context(), id.user(), c.Param("room"), req.Text, req.ClientID)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, msg)
+}
+
+func (s *Server) listMessages(c echo.Context) error {
+	before, err := queryInt(c, "before")
+	if err != nil {
+		return err
+	}
+	after, err := queryInt(c, "after")
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	if c.QueryParam("limit") == "" {
+		limit = int64(s.cfg.HistoryLimit)
+	}
+	if limit < 1 || limit > int64(s.cfg.MaxHistory) {
+		return errorf(http.StatusUnprocessableEntity, "invalid_parameter", "limit must be between 1 and %d", s.cfg.MaxHistory)
+	}
+	msgs, more, err := s.store.Messages(c.Request().Context(), identity(c).User, c.Param("room"),
+		store.HistoryQuery{Before: before, After: after, Limit: int(limit)})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"messages": msgs, "has_more": more})
+}

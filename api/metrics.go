@@ -1,0 +1,68 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/heraldchat/herald/store"
+	"github.com/heraldchat/herald/stream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics exposes request, stream and store figures to Prometheus.
+type metrics struct {
+	handler  http.Handler
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(reg *prometheus.Registry, st *store.Store, hub *stream.Hub) *metrics {
+	m := &metrics{}
+	if reg == nil {
+		return m
+	}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_http_requests_total", Help: "HTTP requests by route and status.",
+	}, []string{"method", "route", "status"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "herald_http_request_duration_seconds", Help: "HTTP request latency by route (streams excluded).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"method", "route"})
+	stat := func(f func(stream.Stats) float64) func() float64 {
+		return func() float64 { return f(hub.Stats()) }
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.latency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_streams_open", Help: "Open SSE streams on this instance."},
+			stat(func(s stream.Stats) float64 { return float64(s.Streams) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_log_position", Help: "Newest log position dispatched."},
+			stat(func(s stream.Stats) float64 { return float64(s.Position) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_events_delivered_total", Help: "Event frames queued to streams."},
+			stat(func(s stream.Stats) float64 { return float64(s.Delivered) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_streams_dropped_total", Help: "Streams dropped for falling behind."},
+			stat(func(s stream.Stats) float64 { return float64(s.Dropped) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_streams_refused_total", Help: "Streams refused by a cap or shutdown."},
+			stat(func(s stream.Stats) float64 { return float64(s.Rejected) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_store_writes_total", Help: "Write requests committed."},
+			func() float64 { w, _ := st.Stats(); return float64(w) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_store_commits_total", Help: "Transactions committed (group commit)."},
+			func() float64 { _, c := st.Stats(); return float64(c) }),
+	)
+	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	return m
+}
+
+func (m *metrics) observe(method, route string, status int, latency time.Duration) {
+	if m.requests == nil {
+		return
+	}
+	m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+	if route != "/v1/stream" {
+		m.latency.WithLabelValues(method, route).Observe(latency.Seconds())
+	}
+}

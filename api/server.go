@@ -1,0 +1,204 @@
+// Package api is Herald's HTTP surface: the REST actions, the SSE stream
+// route, authentication, and the mapping of errors to HTTP answers.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/heraldchat/herald/store"
+	"github.com/heraldchat/herald/stream"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config holds the API's settings. Zero values take the documented defaults.
+type Config struct {
+	// MaxBody caps request bodies in bytes (default 64 KiB); larger get 413.
+	MaxBody int64
+	// MaxText caps a message's length in characters (default 4,000).
+	MaxText int
+	// MaxName caps a room's name in characters (default 100).
+	MaxName int
+	// HistoryLimit is the default page size of history (default 50); MaxHistory
+	// its maximum (default 200).
+	HistoryLimit, MaxHistory int
+	// TicketTTL is how long a stream ticket may be redeemed (default 60s).
+	TicketTTL time.Duration
+	// CookieTTL bounds the stream cookie (default 12h, never past the token).
+	CookieTTL time.Duration
+	// CORSOrigins lists the browser origins allowed to call the API; empty
+	// means same origin only.
+	CORSOrigins []string
+	// Limits are the per-user rate limits; zero rates disable a limit.
+	Limits RateLimits
+	// OpenAPI is the document served at /openapi.yaml.
+	OpenAPI []byte
+	// Logger receives request logs and internal errors.
+	Logger *slog.Logger
+	// Registry, when set, receives the server's metrics and is served at /metrics.
+	Registry *prometheus.Registry
+}
+
+// Server is the HTTP API over a store and a stream hub.
+type Server struct {
+	cfg     Config
+	store   *store.Store
+	hub     *stream.Hub
+	auth    *Auth
+	logger  *slog.Logger
+	limiter *limiter
+	echo    *echo.Echo
+	metrics *metrics
+}
+
+// New builds the API. The caller owns st and hub and closes them after the
+// HTTP server has shut down.
+func New(st *store.Store, hub *stream.Hub, auth *Auth, cfg Config) *Server {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 64 << 10
+	}
+	if cfg.MaxText <= 0 {
+		cfg.MaxText = 4000
+	}
+	if cfg.MaxName <= 0 {
+		cfg.MaxName = 100
+	}
+	if cfg.HistoryLimit <= 0 {
+		cfg.HistoryLimit = 50
+	}
+	if cfg.MaxHistory <= 0 {
+		cfg.MaxHistory = 200
+	}
+	if cfg.TicketTTL <= 0 {
+		cfg.TicketTTL = time.Minute
+	}
+	if cfg.CookieTTL <= 0 {
+		cfg.CookieTTL = 12 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, store: st, hub: hub, auth: auth, logger: cfg.Logger, limiter: newLimiter(cfg.Limits)}
+	s.metrics = newMetrics(cfg.Registry, st, hub)
+	s.echo = s.routes()
+	return s
+}
+
+// Handler returns the root HTTP handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RequestID())
+	e.Use(middleware.Recover())
+	e.Use(s.requestLogger())
+	if len(s.cfg.CORSOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:     s.cfg.CORSOrigins,
+			AllowMethods:     []string{http.MethodGet, http.MethodPost, http.MethodDelete},
+			AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType, "Last-Event-ID"},
+			AllowCredentials: true,
+			MaxAge:           600,
+		}))
+	}
+	e.RouteNotFound("/*", func(echo.Context) error { return errNotFoundRoute })
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/openapi.yaml", s.openapi)
+	if s.metrics.handler != nil {
+		e.GET("/metrics", echo.WrapHandler(s.metrics.handler))
+	}
+
+	// The stream authenticates itself: by header, ticket or stream cookie.
+	e.GET("/v1/stream", s.streamHandler)
+
+	v1 := e.Group("/v1", s.authenticate)
+	v1.POST("/stream/tickets", s.createTicket)
+	v1.POST("/rooms", s.createRoom)
+	v1.GET("/rooms", s.listRooms)
+	v1.POST("/rooms/:room/join", s.joinRoom)
+	v1.POST("/rooms/:room/leave", s.leaveRoom)
+	v1.GET("/rooms/:room/members", s.listMembers)
+	v1.POST("/rooms/:room/members", s.addMember)
+	v1.DELETE("/rooms/:room/members/:user", s.removeMember)
+	v1.POST("/rooms/:room/messages", s.postMessage)
+	v1.GET("/rooms/:room/messages", s.listMessages)
+	return e
+}
+
+// Routes lists the method and path of every route, with OpenAPI-style
+// {param} segments; the contract test compares it with openapi.yaml.
+func (s *Server) Routes() [][2]string {
+	var out [][2]string
+	for _, r := range s.echo.Routes() {
+		if r.Method == echo.RouteNotFound {
+			continue
+		}
+		out = append(out, [2]string{r.Method, echoToOpenAPI(r.Path)})
+	}
+	return out
+}
+
+func echoToOpenAPI(p string) string {
+	b := []byte{}
+	for i := 0; i < len(p); i++ {
+		if p[i] != ':' {
+			b = append(b, p[i])
+			continue
+		}
+		j := i + 1
+		for j < len(p) && p[j] != '/' {
+			j++
+		}
+		b = append(b, '{')
+		b = append(b, p[i+1:j]...)
+		b = append(b, '}')
+		i = j - 1
+	}
+	return string(b)
+}
+
+func (s *Server) requestLogger() echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogRequestID: true, LogRoutePath: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			s.metrics.observe(v.Method, v.RoutePath, v.Status, v.Latency)
+			if !s.logger.Enabled(c.Request().Context(), slog.LevelDebug) {
+				return nil
+			}
+			s.logger.LogAttrs(c.Request().Context(), slog.LevelDebug, "request",
+				slog.String("method", v.Method), slog.String("path", v.URIPath), slog.Int("status", v.Status),
+				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID))
+			return nil
+		},
+	})
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 while the store answers and the hub accepts streams,
+// so a load balancer stops sending traffic to an instance that drains.
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
+	}
+	if s.hub.Closed() {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) openapi(c echo.Context) error {
+	return c.Blob(http.StatusOK, "application/yaml", s.cfg.OpenAPI)
+}

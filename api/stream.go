@@ -1,0 +1,83 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/heraldchat/herald/stream"
+	"github.com/labstack/echo/v4"
+)
+
+type ticketResponse struct {
+	Ticket    string `json:"ticket"`
+	ExpiresIn int    `json:"expires_in"` // seconds
+}
+
+// createTicket issues a short-lived, single-use ticket for EventSource,
+// which cannot send an Authorization header.
+func (s *Server) createTicket(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, ticketResponse{
+		Ticket:    s.auth.Ticket(id, s.cfg.TicketTTL),
+		ExpiresIn: int(s.cfg.TicketTTL / time.Second),
+	})
+}
+
+// streamHandler authenticates a stream by Authorization header, or by
+// ticket. A fresh ticket is spent and sets the stream cookie; a spent or
+// expired ticket is accepted only with a valid stream cookie of the same
+// user, which is how an EventSource reconnecting with its original URL gets
+// back in.
+func (s *Server) streamHandler(c echo.Context) error {
+	r := c.Request()
+	var id Identity
+	if token, ok := bearer(r); ok {
+		v, err := s.auth.Verify(token)
+		if err != nil {
+			return errorf(http.StatusUnauthorized, "invalid_token", "the bearer token is invalid or expired")
+		}
+		id = v
+	} else if ticket := c.QueryParam("ticket"); ticket != "" {
+		p, fresh, err := s.auth.redeem(ticket)
+		if err != nil {
+			return errorf(http.StatusUnauthorized, "invalid_ticket", "the ticket is invalid")
+		}
+		if fresh {
+			value, exp := s.auth.cookieFor(p, s.cfg.CookieTTL)
+			c.SetCookie(s.streamCookie(value, exp))
+		} else {
+			ck, err := r.Cookie(streamCookie)
+			if err != nil {
+				return errorf(http.StatusUnauthorized, "invalid_ticket", "the ticket was already used or has expired")
+			}
+			cp, ok := s.auth.checkCookie(ck.Value)
+			if !ok || cp.User != p.User {
+				return errorf(http.StatusUnauthorized, "invalid_ticket", "the ticket was already used or has expired")
+			}
+		}
+		id = Identity{User: p.User, Name: p.Name}
+	} else {
+		return errUnauthenticated
+	}
+	last := r.Header.Get("Last-Event-ID")
+	if last == "" {
+		last = c.QueryParam("last_event_id")
+	}
+	s.hub.Serve(c.Response(), r, stream.Subscriber{User: id.User, LastEventID: last})
+	return nil
+}
+
+func (s *Server) streamCookie(value string, exp time.Time) *http.Cookie {
+	ck := &http.Cookie{
+		Name: streamCookie, Value: value, Path: "/v1/stream", Expires: exp,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode,
+	}
+	if len(s.cfg.CORSOrigins) > 0 {
+		// Another origin's EventSource (withCredentials) sends it only then.
+		ck.SameSite, ck.Secure = http.SameSiteNoneMode, true
+	}
+	return ck
+}

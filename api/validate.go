@@ -1,0 +1,108 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+)
+
+// decodeJSON reads a JSON object body of at most maxBody bytes into v.
+// The body is JSON whatever its Content-Type, so that `curl -d` works as is.
+// Invalid UTF-8 is refused before decoding, because encoding/json would
+// silently replace it.
+func decodeJSON(c echo.Context, maxBody int64, v any) error {
+	r := c.Request()
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errorf(http.StatusRequestEntityTooLarge, "too_large", "the body exceeds %d bytes", maxBody)
+	}
+	if err != nil {
+		return errorf(http.StatusBadRequest, "bad_request", "could not read the body")
+	}
+	if len(body) == 0 {
+		return errorf(http.StatusBadRequest, "malformed_json", "a JSON object body is required")
+	}
+	if !utf8.Valid(body) {
+		return errorf(http.StatusUnprocessableEntity, "invalid_utf8", "the body is not valid UTF-8")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			field := typeErr.Field
+			if field == "" {
+				return errorf(http.StatusBadRequest, "malformed_json", "the body must be a JSON object")
+			}
+			return errorf(http.StatusUnprocessableEntity, "invalid_field", "%s must be a %s", field, typeName(typeErr.Type.Kind().String()))
+		}
+		return errorf(http.StatusBadRequest, "malformed_json", "the body is not valid JSON")
+	}
+	return nil
+}
+
+func typeName(kind string) string {
+	switch {
+	case strings.HasPrefix(kind, "int"), strings.HasPrefix(kind, "uint"), strings.HasPrefix(kind, "float"):
+		return "number"
+	case kind == "bool":
+		return "boolean"
+	case kind == "ptr":
+		return "value of the right type"
+	}
+	return kind
+}
+
+// checkText validates a user-supplied string: present, at most max
+// characters, and free of control characters other than line breaks and
+// tabs when multiline, of any when not.
+func checkText(field, s string, max int, multiline bool) error {
+	if strings.TrimSpace(s) == "" {
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "%s must not be empty", field)
+	}
+	if n := utf8.RuneCountInString(s); n > max {
+		return errorf(http.StatusUnprocessableEntity, "too_long", "%s is %d characters; the limit is %d", field, n, max)
+	}
+	for _, r := range s {
+		if multiline && (r == '\n' || r == '\r' || r == '\t') {
+			continue
+		}
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return errorf(http.StatusUnprocessableEntity, "invalid_characters", "%s contains control or invalid characters", field)
+		}
+	}
+	return nil
+}
+
+// checkID validates an identifier chosen by a client (a user id, a
+// client_id): 1 to 128 printable characters without spaces.
+func checkID(field, s string) error {
+	if s == "" || len(s) > 128 {
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "%s must be 1 to 128 characters", field)
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f || unicode.IsControl(r) || unicode.IsSpace(r) || r == utf8.RuneError {
+			return errorf(http.StatusUnprocessableEntity, "invalid_field", "%s contains spaces or control characters", field)
+		}
+	}
+	return nil
+}
+
+// queryInt reads an optional non-negative integer query parameter.
+func queryInt(c echo.Context, name string) (int64, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errorf(http.StatusBadRequest, "invalid_parameter", "%s must be a non-negative integer", name)
+	}
+	return n, nil
+}

@@ -1,0 +1,267 @@
+// Command herald is a real-time chat backend: REST actions in, one
+// Server-Sent Events stream out.
+//
+//	herald [serve] [flags]              run the server (the default)
+//	herald token USER [--name N] [--ttl D]  print a token signed with the configured secret
+//	herald bench [flags]                load-test a running server
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/heraldchat/herald/api"
+	"github.com/heraldchat/herald/store"
+	"github.com/heraldchat/herald/stream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+//go:embed openapi.yaml
+var openapiDoc []byte
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "herald:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run dispatches the subcommand.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		cfg, err := parseConfig(args, getenv, stderr)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cfg, stderr, nil)
+	case "token":
+		return tokenCmd(args, getenv, stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, args, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "usage: herald [serve|token|bench] [flags]; herald COMMAND -h for the flags")
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (want serve, token or bench)", cmd)
+}
+
+// serve runs Herald until ctx ends, then drains: stop accepting, tell
+// streams to reconnect, finish queued writes, close the store. When ready
+// is not nil it receives the listening address.
+func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string) error {
+	logger := newLogger(cfg, logw)
+	secret, generated, err := loadSecret(cfg)
+	if err != nil {
+		return err
+	}
+	publicKey, err := loadPublicKey(cfg.JWTPublicKey)
+	if err != nil {
+		return err
+	}
+
+	broker := stream.NewMemoryBroker(0)
+	st, err := store.Open(ctx, store.Options{
+		Path:        cfg.dbPath(),
+		Retention:   cfg.Retention,
+		Synchronous: cfg.SQLiteSync,
+		OnCommit:    func(evs []store.Event) { broker.Publish(api.StreamEvents(evs)) },
+		Logger:      logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	hub, err := stream.NewHub(ctx, api.StoreLog{Store: st}, broker, stream.Options{
+		QueueSize:         cfg.QueueSize,
+		Heartbeat:         cfg.Heartbeat,
+		Retry:             cfg.Retry,
+		WriteTimeout:      cfg.WriteTimeout,
+		TailSize:          cfg.ReplayBuffer,
+		MaxStreams:        cfg.MaxStreams,
+		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
+		Logger:            logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	srv := api.New(st, hub, api.NewAuth(secret, publicKey), api.Config{
+		MaxBody:     cfg.MaxBody,
+		MaxText:     cfg.MaxText,
+		TicketTTL:   cfg.TicketTTL,
+		CORSOrigins: cfg.CORSOrigins,
+		Limits:      cfg.rateLimits(),
+		OpenAPI:     openapiDoc,
+		Logger:      logger,
+		Registry:    reg,
+	})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		hub.Close(context.Background())
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- httpSrv.Serve(ln) }()
+
+	debugSrv := startDebug(cfg.DebugAddr, logger)
+
+	logger.Info("herald listening", "addr", ln.Addr().String(), "mode", "embedded", "database", cfg.dbPath(), "epoch", st.Epoch())
+	if generated {
+		logger.Info("generated a JWT secret", "file", filepath.Join(cfg.DataDir, secretFile),
+			"mint_a_token", "herald token alice --data-dir "+cfg.DataDir)
+	}
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		hub.Close(context.Background())
+		return fmt.Errorf("http server: %w", err)
+	}
+
+	logger.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- httpSrv.Shutdown(shutCtx) }() // stops accepting at once
+	hubErr := hub.Close(shutCtx)                          // streams end with a retry hint
+	httpErr := <-shutdown
+	if httpErr != nil {
+		httpSrv.Close()
+	}
+	if debugSrv != nil {
+		debugSrv.Close()
+	}
+	<-served
+	return errors.Join(hubErr, httpErr, st.Close())
+}
+
+// startDebug serves pprof on a separate, opt-in listener.
+func startDebug(addr string, logger *slog.Logger) *http.Server {
+	if addr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("debug listener", "err", err)
+		}
+	}()
+	logger.Info("pprof listening", "addr", addr)
+	return srv
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+const secretFile = "jwt-secret"
+
+// loadSecret returns the configured HS256 secret, or the one kept in the
+// data dir, generating it on first use.
+func loadSecret(cfg Config) (secret []byte, generated bool, err error) {
+	if cfg.JWTSecret != "" {
+		return []byte(cfg.JWTSecret), false, nil
+	}
+	path := filepath.Join(cfg.DataDir, secretFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < 32 {
+			return nil, false, fmt.Errorf("%s holds a secret shorter than 32 characters", path)
+		}
+		return []byte(s), false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, false, fmt.Errorf("read secret: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("create data dir: %w", err)
+	}
+	var raw [32]byte
+	rand.Read(raw[:])
+	s := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return nil, false, fmt.Errorf("write secret: %w", err)
+	}
+	return []byte(s), true, nil
+}
+
+// tokenCmd prints a token for USER signed with the configured secret.
+func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs, cfg, err := configFlags("token", getenv, stderr)
+	if err != nil {
+		return err
+	}
+	name := fs.String("name", "", "display name (the token's name claim)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the token")
+	users, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(users) != 1 {
+		return errors.New("usage: herald token USER [--name N] [--ttl D]")
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if *ttl <= 0 {
+		return errors.New("--ttl must be positive")
+	}
+	secret, _, err := loadSecret(*cfg)
+	if err != nil {
+		return err
+	}
+	token, err := api.Mint(secret, users[0], *name, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, token)
+	return nil
+}

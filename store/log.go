@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Event is one entry of the log: a committed change, announced to a room.
+type Event struct {
+	Seq  int64  `db:"seq"`
+	Room string `db:"room_id"`
+	Type string `db:"type"`
+	// Subject is the user a member event is about ("" for other events).
+	Subject   string `db:"subject"`
+	Data      []byte `db:"data"` // one line of JSON
+	CreatedAt Millis `db:"created_at"`
+}
+
+const eventColumns = `seq, room_id, type, subject, data, created_at`
+
+// Snapshot returns the rooms user belongs to and the log position they
+// belong to, read in one transaction: membership is exactly as of head.
+func (s *Store) Snapshot(ctx context.Context, user string) (rooms []string, head int64, err error) {
+	tx, err := s.r.BeginTxx(ctx, &sqlTxReadOnly)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: begin snapshot: %w", err)
+	}
+	defer tx.Rollback()
+	rooms = []string{}
+	if err := tx.SelectContext(ctx, &rooms, tx.Rebind(`SELECT room_id FROM members WHERE user_id = ?`), user); err != nil {
+		return nil, 0, fmt.Errorf("store: snapshot rooms: %w", err)
+	}
+	if err := tx.GetContext(ctx, &head, logHeadSQL); err != nil {
+		return nil, 0, fmt.Errorf("store: snapshot head: %w", err)
+	}
+	return rooms, head, nil
+}
+
+// Head returns the newest log position (0 for an empty log).
+func (s *Store) Head(ctx context.Context) (int64, error) {
+	var head int64
+	if err := s.r.GetContext(ctx, &head, logHeadSQL); err != nil {
+		return 0, fmt.Errorf("store: log head: %w", err)
+	}
+	return head, nil
+}
+
+// PrunedThrough is the newest position that retention deleted: a replay
+// that starts before it cannot be complete.
+func (s *Store) PrunedThrough() int64 { return s.prunedThrough.Load() }
+
+// LogQuery selects events of the log in (After, UpTo], in order.
+type LogQuery struct {
+	After, UpTo int64
+	// Rooms, when not nil, keeps only these rooms' events.
+	Rooms []string
+	// Subject, when set, keeps only member events about this user.
+	Subject string
+	Limit   int
+}
+
+// Events returns up to q.Limit events of the log.
+func (s *Store) Events(ctx context.Context, q LogQuery) ([]Event, error) {
+	query := `SELECT ` + eventColumns + ` FROM events WHERE seq > ? AND seq <= ?`
+	args := []any{q.After, q.UpTo}
+	if q.Rooms != nil {
+		if len(q.Rooms) == 0 {
+			return []Event{}, nil
+		}
+		query += ` AND room_id IN (?)`
+		args = append(args, q.Rooms)
+	}
+	if q.Subject != "" {
+		query += ` AND subject = ?`
+		args = append(args, q.Subject)
+	}
+	query += ` ORDER BY seq LIMIT ?`
+	args = append(args, q.Limit)
+	query, args, err := sqlx.In(query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: build log query: %w", err)
+	}
+	evs := []Event{}
+	if err := s.r.SelectContext(ctx, &evs, s.r.Rebind(query), args...); err != nil {
+		return nil, fmt.Errorf("store: read log: %w", err)
+	}
+	return evs, nil
+}
+
+// prune deletes events older than the retention window.
+func (s *Store) prune(ctx context.Context) error {
+	cutoff := Millis(time.Now().Add(-s.opts.Retention).UnixMilli())
+	return s.write(ctx, func(t *Tx) error {
+		var through int64
+		if err := t.tx.Get(&through, t.tx.Rebind(`SELECT COALESCE(MAX(seq), 0) FROM events WHERE created_at < ?`), cutoff); err != nil {
+			return fmt.Errorf("store: find prunable events: %w", err)
+		}
+		if through <= s.prunedThrough.Load() {
+			return nil
+		}
+		// Raise the mark before the rows go, so a concurrent replay that
+		// misses them always sees the new mark afterwards.
+		s.prunedThrough.Store(through)
+		if _, err := t.tx.Exec(t.tx.Rebind(`DELETE FROM events WHERE seq <= ?`), through); err != nil {
+			return fmt.Errorf("store: prune events: %w", err)
+		}
+		_, err := t.tx.Exec(t.tx.Rebind(`INSERT INTO meta (key, value) VALUES ('pruned_through', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`), strconv.FormatInt(through, 10))
+		if err != nil {
+			return fmt.Errorf("store: record pruning: %w", err)
+		}
+		return nil
+	})
+}
+
+// pruner runs prune every minute (and once at start) until Close.
+func (s *Store) pruner() {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	interval := min(time.Minute, s.opts.Retention/4)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.prune(ctx); err != nil && ctx.Err() == nil {
+				s.opts.Logger.Error("prune event log", "err", err)
+			}
+			t.Reset(interval)
+		}
+	}
+}

@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Message is a stored chat message. Its id orders a room's history.
+type Message struct {
+	ID        int64   `db:"id" json:"id"`
+	Room      string  `db:"room_id" json:"room"`
+	Author    string  `db:"author_id" json:"user"`
+	Name      string  `db:"name" json:"name,omitempty"`
+	Text      string  `db:"text" json:"text"`
+	ClientID  *string `db:"client_id" json:"client_id,omitempty"`
+	CreatedAt Millis  `db:"created_at" json:"created_at"`
+}
+
+// PostMessage stores a message from a member and announces it. When author
+// already posted clientID in this room, it returns that message with
+// created false and announces nothing, so a client may retry safely.
+func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clientID string) (msg Message, created bool, err error) {
+	err = s.write(ctx, func(t *Tx) error {
+		_, member, err := t.roomFor(roomID, author.ID)
+		if err != nil {
+			return err
+		}
+		if !member {
+			return ErrNotMember
+		}
+		if clientID != "" {
+			err := t.tx.Get(&msg, t.tx.Rebind(`
+				SELECT m.id, m.room_id, m.author_id, COALESCE(u.name, '') AS name, m.text, m.client_id, m.created_at
+				  FROM messages m LEFT JOIN users u ON u.id = m.author_id
+				 WHERE m.room_id = ? AND m.author_id = ? AND m.client_id = ?`), roomID, author.ID, clientID)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("store: find message by client id: %w", err)
+			}
+		}
+		if err := t.ensureUser(author); err != nil {
+			return err
+		}
+		msg = Message{Room: roomID, Author: author.ID, Name: author.Name, Text: text, CreatedAt: t.now}
+		if clientID != "" {
+			msg.ClientID = &clientID
+		}
+		err = t.tx.QueryRowx(t.tx.Rebind(`INSERT INTO messages (room_id, author_id, text, client_id, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id`),
+			msg.Room, msg.Author, msg.Text, msg.ClientID, msg.CreatedAt).Scan(&msg.ID)
+		if err != nil {
+			return fmt.Errorf("store: insert message: %w", err)
+		}
+		created = true
+		return t.emit(roomID, EventMessageCreated, "", msg)
+	})
+	return msg, created, err
+}
+
+// HistoryQuery selects a page of a room's messages by id. Both bounds are
+// exclusive; zero means unbounded. Without After, the page is the newest
+// Limit messages before Before; with After, the oldest Limit after it.
+type HistoryQuery struct {
+	Before, After int64
+	Limit         int
+}
+
+// Messages returns a page of history, oldest first, for a member of the room,
+// and whether more messages lie beyond the page in the direction of paging.
+func (s *Store) Messages(ctx context.Context, user, roomID string, q HistoryQuery) ([]Message, bool, error) {
+	if err := s.checkMember(ctx, user, roomID); err != nil {
+		return nil, false, err
+	}
+	query := `SELECT m.id, m.room_id, m.author_id, COALESCE(u.name, '') AS name, m.text, m.client_id, m.created_at
+	            FROM messages m LEFT JOIN users u ON u.id = m.author_id
+	           WHERE m.room_id = ?`
+	args := []any{roomID}
+	if q.Before > 0 {
+		query += ` AND m.id < ?`
+		args = append(args, q.Before)
+	}
+	if q.After > 0 {
+		query += ` AND m.id > ?`
+		args = append(args, q.After)
+	}
+	forward := q.After > 0
+	if forward {
+		query += ` ORDER BY m.id ASC LIMIT ?`
+	} else {
+		query += ` ORDER BY m.id DESC LIMIT ?`
+	}
+	args = append(args, q.Limit+1)
+	msgs := []Message{}
+	if err := s.r.SelectContext(ctx, &msgs, s.r.Rebind(query), args...); err != nil {
+		return nil, false, fmt.Errorf("store: history: %w", err)
+	}
+	more := len(msgs) > q.Limit
+	if more {
+		msgs = msgs[:q.Limit]
+	}
+	if !forward {
+		for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+			msgs[i], msgs[j] = msgs[j], msgs[i]
+		}
+	}
+	return msgs, more, nil
+}

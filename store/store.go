@@ -1,0 +1,206 @@
+// Package store keeps Herald's state: users, rooms, members, messages, read
+// positions, and the ordered event log that announces every change.
+//
+// Every change and the events that announce it are written in one
+// transaction, so the log is also the outbox: an event is in the log if and
+// only if its change was committed. Writes go through a single writer
+// goroutine that groups concurrent requests into one transaction (group
+// commit); reads use a separate pool.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Sentinel kinds of error. Every error the store returns for a client's
+// mistake wraps one of these; anything else is an internal failure.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrForbidden = errors.New("forbidden")
+	ErrConflict  = errors.New("conflict")
+)
+
+// Error is a client-facing failure with a stable code. It unwraps to one of
+// the sentinel kinds so callers can map it with errors.Is.
+type Error struct {
+	Kind    error
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Kind }
+
+// The errors a client can cause.
+var (
+	ErrRoomNotFound    = &Error{ErrNotFound, "room_not_found", "room not found"}
+	ErrMemberNotFound  = &Error{ErrNotFound, "member_not_found", "user is not a member of this room"}
+	ErrMessageNotFound = &Error{ErrNotFound, "message_not_found", "message not found in this room"}
+	ErrNotMember       = &Error{ErrForbidden, "not_member", "you are not a member of this room"}
+	ErrNotOwner        = &Error{ErrForbidden, "not_owner", "only the room's owner may do this"}
+	ErrPrivateRoom     = &Error{ErrForbidden, "private_room", "this room is private: its owner must add you"}
+	ErrOwnerRemoval    = &Error{ErrConflict, "owner_removal", "the owner cannot be removed; the owner may leave instead"}
+)
+
+// Options configure Open. Zero values take the documented defaults.
+type Options struct {
+	// Path is the SQLite database file. Required.
+	Path string
+	// Retention is how long events stay in the log for replay (default 24h).
+	Retention time.Duration
+	// MaxBatch caps how many write requests share one transaction (default 256).
+	MaxBatch int
+	// Readers is the size of the read connection pool (default 8).
+	Readers int
+	// Synchronous is SQLite's synchronous pragma: FULL (default) survives power
+	// loss; NORMAL survives a process crash and commits faster.
+	Synchronous string
+	// OnCommit receives the events of each committed transaction, in log order,
+	// from the writer goroutine. It must not block.
+	OnCommit func([]Event)
+	// Logger receives background errors (pruning). Default: discard.
+	Logger *slog.Logger
+}
+
+// Store is the repository over SQLite. Its methods are safe for concurrent use.
+type Store struct {
+	opts  Options
+	w     *sqlx.DB // exactly one connection: the writer
+	r     *sqlx.DB // the reader pool
+	epoch string
+
+	// prunedThrough is the highest log position deleted by retention: a
+	// replay must start at or after it.
+	prunedThrough atomic.Int64
+
+	reqs      chan *writeReq
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	// Counters for metrics and benchmarks.
+	commits atomic.Int64
+	writes  atomic.Int64
+}
+
+// Open opens (creating if needed) the database, runs migrations and starts
+// the writer and the retention pruner. Close stops them.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Path == "" {
+		return nil, errors.New("store: empty database path")
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 24 * time.Hour
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.Readers <= 0 {
+		opts.Readers = 8
+	}
+	if opts.Synchronous == "" {
+		opts.Synchronous = "FULL"
+	}
+	if opts.OnCommit == nil {
+		opts.OnCommit = func([]Event) {}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	w, r, err := openSQLite(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{opts: opts, w: w, r: r, reqs: make(chan *writeReq, 1024), stop: make(chan struct{})}
+	if err := s.loadMeta(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.writer()
+	go s.pruner()
+	return s, nil
+}
+
+// Close stops accepting writes, finishes the ones already queued, stops the
+// pruner and closes the database. It is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		s.closeErr = errors.Join(s.w.Close(), s.r.Close())
+	})
+	return s.closeErr
+}
+
+// Epoch identifies this log. A new database gets a new epoch, so positions
+// from another log are recognised instead of misread.
+func (s *Store) Epoch() string { return s.epoch }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
+
+// Stats reports how many write requests were committed in how many
+// transactions since Open.
+func (s *Store) Stats() (writes, commits int64) { return s.writes.Load(), s.commits.Load() }
+
+func (s *Store) loadMeta(ctx context.Context) error {
+	var epoch string
+	err := s.w.GetContext(ctx, &epoch, `SELECT value FROM meta WHERE key = 'epoch'`)
+	if err != nil {
+		return fmt.Errorf("store: read epoch: %w", err)
+	}
+	s.epoch = epoch
+	var pruned string
+	err = s.w.GetContext(ctx, &pruned, `SELECT value FROM meta WHERE key = 'pruned_through'`)
+	if err == nil {
+		var n int64
+		fmt.Sscan(pruned, &n)
+		s.prunedThrough.Store(n)
+	}
+	return nil
+}
+
+// newID returns a random identifier with a readable prefix, such as "r_…".
+func newID(prefix string) string {
+	var b [10]byte
+	rand.Read(b[:])
+	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// newEpoch returns a short random epoch.
+func newEpoch() string {
+	var b [5]byte
+	rand.Read(b[:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// Millis is a time stored as Unix milliseconds and shown as RFC 3339.
+type Millis int64
+
+func now() Millis { return Millis(time.Now().UnixMilli()) }
+
+// Time converts m to a time.Time.
+func (m Millis) Time() time.Time { return time.UnixMilli(int64(m)).UTC() }
+
+// MarshalJSON renders m as an RFC 3339 string with milliseconds.
+func (m Millis) MarshalJSON() ([]byte, error) {
+	if m == 0 {
+		return []byte("null"), nil
+	}
+	return json.Marshal(m.Time().Format("2006-01-02T15:04:05.000Z07:00"))
+}

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// ErrClosed is returned for writes submitted after Close.
+var ErrClosed = errors.New("store: closed")
+
+// Tx is one write request's view of the shared transaction. Each request runs
+// inside its own savepoint, so one request's failure rolls back only its own
+// changes while the rest of the group commits.
+type Tx struct {
+	tx     *sqlx.Tx
+	now    Millis
+	events []Event
+}
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(*Tx) error
+	done chan error // buffered; receives exactly one value
+}
+
+// write runs fn in the writer's next transaction and returns once that
+// transaction committed (nil) or fn's changes were rolled back (its error).
+func (s *Store) write(ctx context.Context, fn func(*Tx) error) error {
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.reqs <- req:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued, the request is always answered: the writer drains the queue
+	// before it exits. Waiting for it even when ctx ends keeps "committed"
+	// and "answered" the same thing.
+	return <-req.done
+}
+
+// writer owns the write connection. It takes whatever requests are queued
+// (up to MaxBatch), runs them in one IMMEDIATE transaction and commits once:
+// under load, many requests share one fsync.
+func (s *Store) writer() {
+	defer s.wg.Done()
+	batch := make([]*writeReq, 0, s.opts.MaxBatch)
+	for {
+		var first *writeReq
+		select {
+		case first = <-s.reqs:
+		case <-s.stop:
+			// Answer whatever is still queued, then exit.
+			for {
+				select {
+				case req := <-s.reqs:
+					req.done <- ErrClosed
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case req := <-s.reqs:
+				batch = append(batch, req)
+			default:
+				break fill
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+func (s *Store) commitBatch(batch []*writeReq) {
+	results := make([]error, len(batch))
+	var events []Event
+	err := func() error {
+		tx, err := s.w.Beginx()
+		if err != nil {
+			return fmt.Errorf("store: begin: %w", err)
+		}
+		defer tx.Rollback()
+		t := &Tx{tx: tx, now: now()}
+		ran := 0
+		for i, req := range batch {
+			if err := req.ctx.Err(); err != nil {
+				results[i] = err
+				continue
+			}
+			if _, err := tx.Exec(`SAVEPOINT req`); err != nil {
+				return fmt.Errorf("store: savepoint: %w", err)
+			}
+			mark := len(t.events)
+			if err := req.fn(t); err != nil {
+				results[i] = err
+				t.events = t.events[:mark]
+				if _, err := tx.Exec(`ROLLBACK TO req`); err != nil {
+					return fmt.Errorf("store: rollback to savepoint: %w", err)
+				}
+			} else {
+				ran++
+			}
+			if _, err := tx.Exec(`RELEASE req`); err != nil {
+				return fmt.Errorf("store: release savepoint: %w", err)
+			}
+		}
+		if ran == 0 {
+			return nil
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("store: commit: %w", err)
+		}
+		events = t.events
+		return nil
+	}()
+	if err != nil {
+		for i := range results {
+			if results[i] == nil {
+				results[i] = err
+			}
+		}
+	} else {
+		s.commits.Add(1)
+		s.writes.Add(int64(len(batch)))
+		if len(events) > 0 {
+			s.opts.OnCommit(events)
+		}
+	}
+	for i, req := range batch {
+		req.done <- results[i]
+	}
+}
+
+// emit appends an event to the log inside the current transaction and
+// remembers it for OnCommit.
+func (t *Tx) emit(room, typ, subject string, payload any) error {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("store: encode %s event: %w", typ, err)
+	}
+	var seq int64
+	err = t.tx.QueryRowx(t.tx.Rebind(`INSERT INTO events (room_id, type, subject, data, created_at) VALUES (?, ?, ?, ?, ?) RETURNING seq`),
+		room, typ, subject, data, t.now).Scan(&seq)
+	if err != nil {
+		return fmt.Errorf("store: append %s event: %w", typ, err)
+	}
+	t.events = append(t.events, Event{Seq: seq, Room: room, Type: typ, Subject: subject, Data: data, CreatedAt: t.now})
+	return nil
+}
+
+// ensureUser records a user the first time it is seen and keeps its display
+// name current (an empty name never erases a known one).
+func (t *Tx) ensureUser(u User) error {
+	_, err := t.tx.Exec(t.tx.Rebind(`INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name WHERE excluded.name <> '' AND users.name <> excluded.name`),
+		u.ID, u.Name, t.now)
+	if err != nil {
+		return fmt.Errorf("store: ensure user: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,432 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Log is the durable log and the membership it announces. The hub reads it
+// for replays older than its in-memory tail and to place new connections.
+type Log interface {
+	// Epoch identifies the log; positions of another epoch are meaningless.
+	Epoch() string
+	// Snapshot returns the rooms user belongs to exactly as of position head.
+	Snapshot(ctx context.Context, user string) (rooms []string, head int64, err error)
+	// Events returns up to limit events in (q.After, q.UpTo], in order,
+	// restricted to q.Rooms when it is non-nil and to member events about
+	// q.Subject when that is set.
+	Events(ctx context.Context, q Query) ([]Event, error)
+	// PrunedThrough is the newest position retention deleted.
+	PrunedThrough() int64
+}
+
+// Query selects events of the Log.
+type Query struct {
+	After, UpTo int64
+	Rooms       []string
+	Subject     string
+	Limit       int
+}
+
+// Options configure a Hub. Zero values take the documented defaults.
+type Options struct {
+	// QueueSize bounds each connection's queue of frames (default 1024). A
+	// connection whose queue is full is dropped; it resumes by replay.
+	QueueSize int
+	// Heartbeat is the interval of ": ping" comments (default 15s).
+	Heartbeat time.Duration
+	// Retry is the reconnection delay sent to clients (default 2s).
+	Retry time.Duration
+	// WriteTimeout bounds each write to a client (default 10s).
+	WriteTimeout time.Duration
+	// TailSize is how many recent events stay in memory for replay (default 100,000).
+	TailSize int
+	// MaxStreams caps open streams on this instance (0: no cap).
+	MaxStreams int
+	// MaxStreamsPerUser caps one user's open streams (0: no cap).
+	MaxStreamsPerUser int
+	// Logger receives the hub's errors. Default: discard.
+	Logger *slog.Logger
+	// OnConnect and OnDisconnect, when set, are called for every stream that
+	// opens and closes (presence); they must not block.
+	OnConnect, OnDisconnect func(user string)
+}
+
+// Hub routes the log's events to local SSE connections. It owns one
+// goroutine, the dispatcher, which Close stops.
+type Hub struct {
+	log    Log
+	broker Broker
+	opts   Options
+	epoch  string
+	tail   *tail
+
+	// mu guards the fields below it: the routing index and the position.
+	mu       sync.Mutex
+	pos      int64                    // newest position dispatched
+	advanced chan struct{}            // closed and replaced each time pos moves
+	rooms    map[string]*roomConns    // room → local connections of its members
+	users    map[string]map[*conn]int // user → their local connections
+	streams  int
+	closed   bool
+
+	closing chan struct{} // closed by Close: streams end with a retry hint
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the dispatcher exits
+	once    sync.Once
+
+	delivered atomic.Int64
+	dropped   atomic.Int64
+	rejected  atomic.Int64
+}
+
+type roomConns struct{ conns []*conn }
+
+// NewHub starts a hub at the log's current head; events before it are only
+// reachable by replay.
+func NewHub(ctx context.Context, log Log, broker Broker, opts Options) (*Hub, error) {
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 1024
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.Retry <= 0 {
+		opts.Retry = 2 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.TailSize <= 0 {
+		opts.TailSize = 100_000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	_, head, err := log.Snapshot(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("stream: read log head: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	h := &Hub{
+		log: log, broker: broker, opts: opts, epoch: log.Epoch(),
+		tail:     newTail(opts.TailSize, head),
+		pos:      head,
+		advanced: make(chan struct{}),
+		rooms:    map[string]*roomConns{},
+		users:    map[string]map[*conn]int{},
+		closing:  make(chan struct{}),
+		cancel:   cancel,
+		done:     make(chan struct{}),
+	}
+	go h.run(runCtx)
+	return h, nil
+}
+
+// Close tells every stream to end (clients reconnect, elsewhere or later)
+// and stops the dispatcher. It returns when the dispatcher has exited or ctx
+// ends. Streams end by themselves once told; http.Server.Shutdown waits for
+// their handlers. Close is idempotent.
+func (h *Hub) Close(ctx context.Context) error {
+	h.once.Do(func() {
+		h.mu.Lock()
+		h.closed = true
+		h.mu.Unlock()
+		close(h.closing)
+		h.cancel()
+	})
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stats are the hub's counters.
+type Stats struct {
+	Streams   int
+	Position  int64
+	Delivered int64 // frames queued to connections
+	Dropped   int64 // connections dropped for falling behind
+	Rejected  int64 // streams refused by a cap or shutdown
+}
+
+// Stats returns the hub's current counters.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Stats{Streams: h.streams, Position: h.pos, Delivered: h.delivered.Load(), Dropped: h.dropped.Load(), Rejected: h.rejected.Load()}
+}
+
+// Epoch returns the epoch of the log the hub follows.
+func (h *Hub) Epoch() string { return h.epoch }
+
+// run is the dispatcher: it reads the broker in order and routes each event.
+func (h *Hub) run(ctx context.Context) {
+	defer close(h.done)
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		h.mu.Lock()
+		pos := h.pos
+		h.mu.Unlock()
+		evs, err := h.broker.Read(ctx, pos, 512)
+		if errors.Is(err, ErrTrimmed) {
+			// We fell behind the broker's buffer: catch up from the durable log.
+			evs, err = h.log.Events(ctx, Query{After: pos, UpTo: 1<<63 - 1, Limit: 4096})
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			h.opts.Logger.Error("read event log", "err", err, "position", pos)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		h.dispatch(evs)
+	}
+}
+
+// dispatch encodes each event once, adds it to the tail and routes it.
+func (h *Hub) dispatch(evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	batch := make([]*Event, 0, len(evs))
+	for i := range evs {
+		e := &evs[i]
+		e.frame = AppendFrame(make([]byte, 0, len(e.Data)+len(e.Type)+48), Position{h.epoch, e.Seq}.String(), e.Type, e.Data)
+		batch = append(batch, e)
+	}
+	h.tail.append(batch)
+	h.mu.Lock()
+	for _, e := range batch {
+		if e.Seq <= h.pos {
+			continue // already dispatched (a catch-up overlapped)
+		}
+		h.routeLocked(e)
+		h.pos = e.Seq
+	}
+	close(h.advanced)
+	h.advanced = make(chan struct{})
+	h.mu.Unlock()
+}
+
+// routeLocked applies a membership change to the index and queues the frame
+// to the room's local connections. A joining user sees their own join; a
+// leaving user sees their own leave and nothing of the room after it.
+func (h *Hub) routeLocked(e *Event) {
+	if e.Type == TypeMemberJoined {
+		for c := range h.users[e.Subject] {
+			h.addRoomLocked(c, e.Room)
+		}
+	}
+	if rc := h.rooms[e.Room]; rc != nil {
+		for _, c := range rc.conns {
+			h.sendLocked(c, e.frame)
+		}
+	}
+	if e.Type == TypeMemberLeft {
+		for c := range h.users[e.Subject] {
+			h.removeRoomLocked(c, e.Room)
+		}
+	}
+}
+
+// sendLocked queues a frame without blocking; a full queue drops the
+// connection, which then resumes by replay.
+func (h *Hub) sendLocked(c *conn, frame []byte) {
+	select {
+	case c.q <- frame:
+		h.delivered.Add(1)
+	default:
+		h.dropLocked(c)
+		h.dropped.Add(1)
+	}
+}
+
+// SendRoom delivers an ephemeral event (no id, never replayed) to the local
+// connections of a room's members.
+func (h *Hub) SendRoom(room, typ string, data []byte) {
+	frame := AppendFrame(nil, "", typ, data)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if rc := h.rooms[room]; rc != nil {
+		for _, c := range rc.conns {
+			h.sendLocked(c, frame)
+		}
+	}
+}
+
+// SendUsers delivers an ephemeral event to every local connection of users.
+func (h *Hub) SendUsers(users []string, typ string, data []byte) {
+	frame := AppendFrame(nil, "", typ, data)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, u := range users {
+		for c := range h.users[u] {
+			h.sendLocked(c, frame)
+		}
+	}
+}
+
+// Online reports whether user has a local connection open.
+func (h *Hub) Online(user string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.users[user]) > 0
+}
+
+func (h *Hub) addRoomLocked(c *conn, room string) {
+	if _, ok := c.rooms[room]; ok {
+		return
+	}
+	rc := h.rooms[room]
+	if rc == nil {
+		rc = &roomConns{}
+		h.rooms[room] = rc
+	}
+	c.rooms[room] = len(rc.conns)
+	rc.conns = append(rc.conns, c)
+}
+
+func (h *Hub) removeRoomLocked(c *conn, room string) {
+	i, ok := c.rooms[room]
+	if !ok {
+		return
+	}
+	delete(c.rooms, room)
+	rc := h.rooms[room]
+	last := len(rc.conns) - 1
+	if i != last {
+		moved := rc.conns[last]
+		rc.conns[i] = moved
+		moved.rooms[room] = i
+	}
+	rc.conns[last] = nil
+	rc.conns = rc.conns[:last]
+	if last == 0 {
+		delete(h.rooms, room)
+	}
+}
+
+// dropLocked removes c from the index and tells its writer to stop.
+func (h *Hub) dropLocked(c *conn) {
+	if c.removed {
+		return
+	}
+	c.removed = true
+	for room := range c.rooms {
+		h.removeRoomLocked(c, room)
+	}
+	if cs := h.users[c.user]; cs != nil {
+		delete(cs, c)
+		if len(cs) == 0 {
+			delete(h.users, c.user)
+		}
+	}
+	h.streams--
+	close(c.gone)
+	if h.opts.OnDisconnect != nil {
+		h.opts.OnDisconnect(c.user)
+	}
+}
+
+// admitLocked applies the stream caps.
+func (h *Hub) admitLocked(user string) error {
+	switch {
+	case h.closed:
+		return errShutdown
+	case h.opts.MaxStreams > 0 && h.streams >= h.opts.MaxStreams:
+		return errOverloaded
+	case h.opts.MaxStreamsPerUser > 0 && len(h.users[user]) >= h.opts.MaxStreamsPerUser:
+		return errTooManyStreams
+	}
+	return nil
+}
+
+// waitFor blocks until the dispatcher has reached position seq.
+func (h *Hub) waitFor(ctx context.Context, seq int64) error {
+	for {
+		h.mu.Lock()
+		pos, ch := h.pos, h.advanced
+		h.mu.Unlock()
+		if pos >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-h.closing:
+			return errShutdown
+		}
+	}
+}
+
+// register places c in the index with its membership as of the hub's
+// current position, and returns both: from then on the dispatcher queues
+// c's events. rooms is the membership as of head, which the hub has reached.
+func (h *Hub) register(c *conn, rooms []string, head int64) (int64, map[string]bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.admitLocked(c.user); err != nil {
+		return 0, nil, err
+	}
+	// Bring the membership from head forward to pos with the member events
+	// the dispatcher has routed since.
+	set := make(map[string]bool, len(rooms))
+	for _, r := range rooms {
+		set[r] = true
+	}
+	if h.pos > head {
+		evs, err := h.tail.memberEvents(c.user, head, h.pos)
+		if err != nil {
+			return 0, nil, errBehind
+		}
+		for _, e := range evs {
+			set[e.Room] = e.Type == TypeMemberJoined
+		}
+	}
+	for r, in := range set {
+		if in {
+			h.addRoomLocked(c, r)
+		} else {
+			delete(set, r)
+		}
+	}
+	if h.users[c.user] == nil {
+		h.users[c.user] = map[*conn]int{}
+	}
+	h.users[c.user][c] = 0
+	h.streams++
+	if h.opts.OnConnect != nil {
+		h.opts.OnConnect(c.user)
+	}
+	return h.pos, set, nil
+}
+
+// unregister removes c when its handler ends.
+func (h *Hub) unregister(c *conn) {
+	h.mu.Lock()
+	h.dropLocked(c)
+	h.mu.Unlock()
+}
+
+// Closed reports whether Close was called.
+func (h *Hub) Closed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}

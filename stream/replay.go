@@ -1,0 +1,161 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"net/http"
+)
+
+// replayPage is how many events one read of the durable log returns.
+const replayPage = 2048
+
+// replay writes the events in (from, to] that user should have seen: those
+// of the rooms they belonged to at the time of each event. roomsAtTo is the
+// membership at to; membership at from is found by walking the user's member
+// events back from it.
+func (h *Hub) replay(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, user string, roomsAtTo map[string]bool, from, to int64) error {
+	at := make(map[string]bool, len(roomsAtTo))
+	for r := range roomsAtTo {
+		at[r] = true
+	}
+	src := h.source(from, to)
+	mevs, err := src.memberEvents(ctx, user, from, to)
+	if err != nil {
+		return err
+	}
+	candidates := make(map[string]bool, len(at))
+	for r := range at {
+		candidates[r] = true
+	}
+	for _, e := range mevs {
+		candidates[e.Room] = true
+	}
+	undo(at, mevs)
+	rooms := make([]string, 0, len(candidates))
+	for r := range candidates {
+		rooms = append(rooms, r)
+	}
+
+	buf := make([]byte, 0, 64<<10)
+	err = src.roomEvents(ctx, rooms, from, to, func(e *Event) error {
+		mine := e.Subject == user
+		switch {
+		case mine && e.Type == TypeMemberJoined:
+			at[e.Room] = true
+		case !at[e.Room]:
+			return nil
+		}
+		if mine && e.Type == TypeMemberLeft {
+			delete(at, e.Room)
+		}
+		if e.frame == nil {
+			buf = AppendFrame(buf, Position{h.epoch, e.Seq}.String(), e.Type, e.Data)
+		} else {
+			buf = append(buf, e.frame...)
+		}
+		if len(buf) >= 32<<10 {
+			if err := h.write(w, rc, buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(buf) > 0 {
+		return h.write(w, rc, buf)
+	}
+	return nil
+}
+
+// undo walks member events backwards, turning the membership after them
+// into the membership before them.
+func undo(at map[string]bool, mevs []*Event) {
+	for i := len(mevs) - 1; i >= 0; i-- {
+		if mevs[i].Type == TypeMemberJoined {
+			delete(at, mevs[i].Room)
+		} else {
+			at[mevs[i].Room] = true
+		}
+	}
+}
+
+// replaySource is where a replay reads: the in-memory tail when it covers
+// the range, else the durable log.
+type replaySource interface {
+	memberEvents(ctx context.Context, user string, after, upTo int64) ([]*Event, error)
+	roomEvents(ctx context.Context, rooms []string, after, upTo int64, fn func(*Event) error) error
+}
+
+func (h *Hub) source(from, to int64) replaySource {
+	if h.tail.covers(from, to) {
+		return tailSource{h.tail}
+	}
+	return logSource{h.log}
+}
+
+type tailSource struct{ t *tail }
+
+func (s tailSource) memberEvents(_ context.Context, user string, after, upTo int64) ([]*Event, error) {
+	return s.t.memberEvents(user, after, upTo)
+}
+
+func (s tailSource) roomEvents(_ context.Context, rooms []string, after, upTo int64, fn func(*Event) error) error {
+	evs, err := s.t.roomEvents(rooms, after, upTo)
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type logSource struct{ log Log }
+
+// errTrimmedDuringReplay reports that retention deleted events the replay
+// still needed; the stream ends and the client resumes (and gets resync).
+var errTrimmedDuringReplay = errors.New("stream: log pruned during replay")
+
+func (s logSource) memberEvents(ctx context.Context, user string, after, upTo int64) ([]*Event, error) {
+	var out []*Event
+	for {
+		evs, err := s.log.Events(ctx, Query{After: after, UpTo: upTo, Subject: user, Limit: replayPage})
+		if err != nil {
+			return nil, err
+		}
+		for i := range evs {
+			out = append(out, &evs[i])
+		}
+		if len(evs) < replayPage {
+			return out, nil
+		}
+		after = evs[len(evs)-1].Seq
+	}
+}
+
+func (s logSource) roomEvents(ctx context.Context, rooms []string, after, upTo int64, fn func(*Event) error) error {
+	start := after
+	for {
+		evs, err := s.log.Events(ctx, Query{After: after, UpTo: upTo, Rooms: rooms, Limit: replayPage})
+		if err != nil {
+			return err
+		}
+		if start < s.log.PrunedThrough() {
+			return errTrimmedDuringReplay
+		}
+		for i := range evs {
+			if err := fn(&evs[i]); err != nil {
+				return err
+			}
+		}
+		if len(evs) < replayPage {
+			return nil
+		}
+		after = evs[len(evs)-1].Seq
+	}
+}

@@ -1,0 +1,102 @@
+package stream
+
+import (
+	"slices"
+	"sync"
+)
+
+// tail is the recent part of the log kept in memory, indexed by room and by
+// the user a member event is about, so that most replays never touch the
+// durable log. The hub's dispatcher is its only writer.
+type tail struct {
+	mu  sync.RWMutex
+	max int
+	// base is the position just before the oldest event held: the tail holds
+	// every event in (base, last]. Guarded by mu, like the maps and slices.
+	base      int64
+	last      int64
+	events    []*Event
+	byRoom    map[string][]*Event
+	bySubject map[string][]*Event
+}
+
+func newTail(max int, pos int64) *tail {
+	return &tail{max: max, base: pos, last: pos, byRoom: map[string][]*Event{}, bySubject: map[string][]*Event{}}
+}
+
+// append adds events in log order and evicts the oldest beyond max.
+func (t *tail) append(evs []*Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range evs {
+		t.events = append(t.events, e)
+		t.byRoom[e.Room] = append(t.byRoom[e.Room], e)
+		if e.Subject != "" {
+			t.bySubject[e.Subject] = append(t.bySubject[e.Subject], e)
+		}
+		t.last = e.Seq
+	}
+	if over := len(t.events) - t.max; over > 0 {
+		// Evict in chunks so the bookkeeping is amortised.
+		drop := min(len(t.events), max(over, t.max/8))
+		for _, e := range t.events[:drop] {
+			t.byRoom[e.Room] = popFront(t.byRoom, e.Room)
+			if e.Subject != "" {
+				t.bySubject[e.Subject] = popFront(t.bySubject, e.Subject)
+			}
+		}
+		t.base = t.events[drop-1].Seq
+		t.events = slices.Delete(t.events, 0, drop)
+	}
+}
+
+func popFront(m map[string][]*Event, k string) []*Event {
+	s := m[k]
+	if len(s) <= 1 {
+		delete(m, k)
+		return nil
+	}
+	return s[1:]
+}
+
+// covers reports whether the tail holds every event in (after, upTo].
+func (t *tail) covers(after, upTo int64) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return after >= t.base && upTo <= t.last
+}
+
+// between returns the events of s in (after, upTo]; s is in log order.
+func between(s []*Event, after, upTo int64) []*Event {
+	i, _ := slices.BinarySearchFunc(s, after+1, func(e *Event, seq int64) int { return int(e.Seq - seq) })
+	j, _ := slices.BinarySearchFunc(s, upTo+1, func(e *Event, seq int64) int { return int(e.Seq - seq) })
+	return s[i:j]
+}
+
+// memberEvents returns the member events about user in (after, upTo].
+func (t *tail) memberEvents(user string, after, upTo int64) ([]*Event, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if after < t.base {
+		return nil, ErrTrimmed
+	}
+	return slices.Clone(between(t.bySubject[user], after, upTo)), nil
+}
+
+// roomEvents returns, in log order, the events of rooms in (after, upTo].
+func (t *tail) roomEvents(rooms []string, after, upTo int64) ([]*Event, error) {
+	t.mu.RLock()
+	var out []*Event
+	for _, r := range rooms {
+		out = append(out, between(t.byRoom[r], after, upTo)...)
+	}
+	trimmed := after < t.base
+	t.mu.RUnlock()
+	if trimmed {
+		return nil, ErrTrimmed
+	}
+	if len(rooms) > 1 {
+		slices.SortFunc(out, func(a, b *Event) int { return int(a.Seq - b.Seq) })
+	}
+	return out, nil
+}
