@@ -13,6 +13,7 @@ type Frame struct {
 	HasID   bool
 	Event   string // "message" when the frame named none
 	Data    string // data: lines joined with "\n"
+	HasData bool   // at least one data: line; EventSource dispatches only these
 	Retry   int    // retry: in ms, 0 when absent
 	Comment string // the last comment line seen before this frame (e.g. "ping")
 }
@@ -67,6 +68,7 @@ func (d *Decoder) Next() (Frame, error) {
 		case "event":
 			f.Event = string(value)
 		case "data":
+			f.HasData = true
 			data.Write(value)
 			data.WriteByte('\n')
 		case "retry":

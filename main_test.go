@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldchat/herald/api"
+	"github.com/heraldchat/herald/stream/streamtest"
+)
+
+// testServer is a real Herald started through serve() on 127.0.0.1 with a
+// random port and its own data dir.
+type testServer struct {
+	t       testing.TB
+	URL     string
+	cfg     Config
+	secret  []byte
+	cancel  context.CancelFunc
+	stopped chan error
+}
+
+// startServer starts Herald with test-friendly settings; env entries
+// override them (HERALD_* names, as a user would set them).
+func startServer(t testing.TB, env map[string]string) *testServer {
+	t.Helper()
+	base := map[string]string{
+		"HERALD_ADDR":        "127.0.0.1:0",
+		"HERALD_DATA_DIR":    t.TempDir(),
+		"HERALD_JWT_SECRET":  "test-secret-test-secret-test-secret-0123",
+		"HERALD_RATE_LIMITS": "off",
+		"HERALD_LOG_LEVEL":   "warn",
+		"HERALD_SQLITE_SYNC": "NORMAL",
+		"HERALD_RETRY":       "50ms",
+	}
+	for k, v := range env {
+		base[k] = v
+	}
+	return startWith(t, base)
+}
+
+func startWith(t testing.TB, env map[string]string) *testServer {
+	t.Helper()
+	cfg, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatalf("parseConfig: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	s := &testServer{t: t, cfg: cfg, secret: []byte(cfg.JWTSecret), cancel: cancel, stopped: make(chan error, 1)}
+	var logw io.Writer = os.Stderr
+	if tt, ok := t.(*testing.T); ok {
+		logw = tt.Output()
+	}
+	go func() { s.stopped <- serve(ctx, cfg, logw, ready) }()
+	select {
+	case addr := <-ready:
+		s.URL = "http://" + addr
+	case err := <-s.stopped:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	}
+	t.Cleanup(func() { s.stop() })
+	return s
+}
+
+// stop shuts the server down and waits for it; it is safe to call twice.
+func (s *testServer) stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.cancel = nil
+	select {
+	case err := <-s.stopped:
+		if err != nil {
+			s.t.Errorf("serve returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		s.t.Errorf("server did not stop within 30s")
+	}
+}
+
+// restart stops the server and starts a new one on the same data dir.
+func (s *testServer) restart() *testServer {
+	s.t.Helper()
+	s.stop()
+	env := map[string]string{}
+	for k, v := range envOf(s.cfg) {
+		env[k] = v
+	}
+	return startWith(s.t, env)
+}
+
+func envOf(c Config) map[string]string {
+	return map[string]string{
+		"HERALD_ADDR": "127.0.0.1:0", "HERALD_DATA_DIR": c.DataDir, "HERALD_JWT_SECRET": c.JWTSecret,
+		"HERALD_RATE_LIMITS": "off", "HERALD_LOG_LEVEL": "warn", "HERALD_SQLITE_SYNC": c.SQLiteSync,
+		"HERALD_RETRY": c.Retry.String(), "HERALD_HEARTBEAT": c.Heartbeat.String(),
+		"HERALD_QUEUE_SIZE": itoa(c.QueueSize), "HERALD_REPLAY_BUFFER": itoa(c.ReplayBuffer),
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// token mints a valid token for user.
+func (s *testServer) token(user string) string {
+	s.t.Helper()
+	tok, err := api.Mint(s.secret, user, strings.ToUpper(user[:1])+user[1:], time.Hour)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+// do sends a request with an optional bearer token and JSON body (a string
+// or []byte is sent as is) and returns the status and body.
+func (s *testServer) do(method, path, token string, body any) (int, []byte) {
+	s.t.Helper()
+	resp, data := s.doResp(method, path, token, body, nil)
+	return resp.StatusCode, data
+}
+
+func (s *testServer) doResp(method, path, token string, body any, header http.Header) (*http.Response, []byte) {
+	s.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		enc, err := json.Marshal(b)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		r = bytes.NewReader(enc)
+	}
+	req, err := http.NewRequest(method, s.URL+path, r)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp, data
+}
+
+// must sends a request and fails the test unless the status is want; it
+// decodes the JSON answer into out when out is not nil.
+func (s *testServer) must(want int, method, path, token string, body, out any) {
+	s.t.Helper()
+	status, data := s.do(method, path, token, body)
+	if status != want {
+		s.t.Fatalf("%s %s = %d %s; want %d", method, path, status, data, want)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			s.t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
+		}
+	}
+}
+
+// createRoom creates a room owned by token's user and returns its id.
+func (s *testServer) createRoom(token, name string, private bool) string {
+	s.t.Helper()
+	var room struct{ ID string }
+	s.must(http.StatusCreated, "POST", "/v1/rooms", token, map[string]any{"name": name, "private": private}, &room)
+	return room.ID
+}
+
+// post sends a message and returns its id.
+func (s *testServer) post(token, room, text string) int64 {
+	s.t.Helper()
+	var msg struct{ ID int64 }
+	s.must(http.StatusCreated, "POST", "/v1/rooms/"+room+"/messages", token, map[string]any{"text": text}, &msg)
+	return msg.ID
+}
+
+// stream opens an SSE stream with a bearer token, resuming after lastID
+// when it is not empty, and reads its ready event.
+func (s *testServer) stream(token, lastID string) *streamtest.Client {
+	s.t.Helper()
+	h := http.Header{"Authorization": {"Bearer " + token}}
+	if lastID != "" {
+		h.Set("Last-Event-ID", lastID)
+	}
+	c := streamtest.Connect(s.t, s.URL+"/v1/stream", h)
+	c.Expect("ready")
+	return c
+}
+
+// streamQuery opens a stream with raw query parameters and headers, without
+// reading anything.
+func (s *testServer) streamQuery(q url.Values, h http.Header) *streamtest.Client {
+	s.t.Helper()
+	return streamtest.Connect(s.t, s.URL+"/v1/stream?"+q.Encode(), h)
+}
+
+func TestServeSmoke(t *testing.T) {
+	s := startServer(t, nil)
+	alice, bob := s.token("alice"), s.token("bob")
+	room := s.createRoom(alice, "general", false)
+	sb := s.stream(bob, "")
+	s.must(http.StatusOK, "POST", "/v1/rooms/"+room+"/join", bob, nil, nil)
+	sb.Expect("member:joined")
+	id := s.post(alice, room, "hello")
+	var msg struct {
+		ID   int64
+		Text string
+		Room string
+	}
+	sb.ExpectData("message:created", &msg)
+	if msg.ID != id || msg.Text != "hello" || msg.Room != room {
+		t.Fatalf("message:created = %+v; want id %d text hello room %s", msg, id, room)
+	}
+}
