@@ -25,7 +25,7 @@ type Broker interface {
 // the newest ones in a bounded buffer for the hub to read.
 type MemoryBroker struct {
 	mu     sync.Mutex
-	events []Event      // in order; guarded by mu
+	events []Event       // in order; guarded by mu
 	notify chan struct{} // closed and replaced on each Publish; guarded by mu
 	max    int
 }
