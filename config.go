@@ -42,6 +42,8 @@ type Config struct {
 	WriteTimeout      time.Duration
 	MaxStreams        int
 	MaxStreamsPerUser int
+	PresenceGrace     time.Duration
+	TypingTimeout     time.Duration
 	MaxBody           int64
 	MaxText           int
 	TicketTTL         time.Duration
@@ -81,6 +83,8 @@ func configFlags(name string, getenv func(string) string, output io.Writer) (*fl
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of each write to a stream")
 	fs.IntVar(&c.MaxStreams, "max-streams", 0, "open streams per instance (0: no cap)")
 	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", 32, "open streams per user (0: no cap)")
+	fs.DurationVar(&c.PresenceGrace, "presence-grace", 5*time.Second, "how long a user stays online after their last stream closes")
+	fs.DurationVar(&c.TypingTimeout, "typing-timeout", 5*time.Second, "how long a typing indicator lasts without a new ping")
 	fs.Int64Var(&c.MaxBody, "max-body", 64<<10, "largest request body in bytes")
 	fs.IntVar(&c.MaxText, "max-text", 4000, "longest message in characters")
 	fs.DurationVar(&c.TicketTTL, "ticket-ttl", time.Minute, "lifetime of a stream ticket")
@@ -181,6 +185,7 @@ func (c *Config) validate() error {
 	check(c.QueueSize >= 16, "--queue-size must be at least 16")
 	check(c.WriteTimeout >= 100*time.Millisecond, "--write-timeout must be at least 100ms")
 	check(c.MaxStreams >= 0 && c.MaxStreamsPerUser >= 0, "stream caps must not be negative")
+	check(c.PresenceGrace >= 0 && c.TypingTimeout >= 10*time.Millisecond, "--presence-grace must not be negative and --typing-timeout at least 10ms")
 	check(c.MaxBody >= 1024, "--max-body must be at least 1024")
 	check(c.MaxText >= 1, "--max-text must be at least 1")
 	check(c.TicketTTL >= time.Second, "--ticket-ttl must be at least 1s")

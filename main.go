@@ -97,6 +97,13 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	}
 	defer st.Close()
 
+	// The hub reports streams opening and closing to the presence tracker,
+	// which is built on the hub; the closures read the variables once the
+	// HTTP server runs, after both exist.
+	var (
+		presence *stream.Presence
+		typing   *stream.Typing
+	)
 	hub, err := stream.NewHub(ctx, api.StoreLog{Store: st}, broker, stream.Options{
 		QueueSize:         cfg.QueueSize,
 		Heartbeat:         cfg.Heartbeat,
@@ -106,10 +113,20 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		MaxStreams:        cfg.MaxStreams,
 		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 		Logger:            logger,
+		OnConnect:         func(user string) { presence.Connected(user) },
+		OnDisconnect:      func(user string) { presence.Disconnected(user) },
 	})
 	if err != nil {
 		return err
 	}
+	typing = stream.NewTyping(hub, cfg.TypingTimeout)
+	defer typing.Close()
+	presence = stream.NewPresence(hub, api.StoreDirectory{Store: st}, stream.PresenceOptions{
+		Grace:       cfg.PresenceGrace,
+		OnLastClose: typing.StopUser,
+		Logger:      logger,
+	})
+	defer presence.Close()
 
 	reg := prometheus.NewRegistry()
 	srv := api.New(st, hub, api.NewAuth(secret, publicKey), api.Config{
@@ -121,6 +138,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		OpenAPI:     openapiDoc,
 		Logger:      logger,
 		Registry:    reg,
+		Presence:    presence,
+		Typing:      typing,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -169,6 +188,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		debugSrv.Close()
 	}
 	<-served
+	presence.Close()
+	typing.Close()
 	return errors.Join(hubErr, httpErr, st.Close())
 }
 

@@ -38,6 +38,8 @@ func (s *Server) postMessage(c echo.Context) error {
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
+		// Sending a message ends the author's typing in that room.
+		s.cfg.Typing.Stop(msg.Room, id.User)
 	}
 	return c.JSON(status, msg)
 }

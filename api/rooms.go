@@ -74,11 +74,24 @@ func (s *Server) leaveRoom(c echo.Context) error {
 }
 
 func (s *Server) listMembers(c echo.Context) error {
-	members, err := s.store.Members(c.Request().Context(), identity(c).User, c.Param("room"))
+	ctx := c.Request().Context()
+	members, err := s.store.Members(ctx, identity(c).User, c.Param("room"))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"members": members})
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = m.User
+	}
+	info, err := s.cfg.Presence.Lookup(ctx, ids)
+	if err != nil {
+		return err
+	}
+	views := make([]memberView, len(members))
+	for i, m := range members {
+		views[i] = memberView{Member: m, Status: info[i].Status, LastSeen: info[i].LastSeen}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"members": views})
 }
 
 type addMemberRequest struct {

@@ -41,6 +41,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry, when set, receives the server's metrics and is served at /metrics.
 	Registry *prometheus.Registry
+	// Presence and Typing track the ephemeral state of streams. Required.
+	Presence Presence
+	Typing   Typing
 }
 
 // Server is the HTTP API over a store and a stream hub.
@@ -130,6 +133,11 @@ func (s *Server) routes() *echo.Echo {
 	v1.DELETE("/rooms/:room/members/:user", s.removeMember)
 	v1.POST("/rooms/:room/messages", s.postMessage)
 	v1.GET("/rooms/:room/messages", s.listMessages)
+	v1.POST("/rooms/:room/typing", s.setTyping)
+	v1.POST("/rooms/:room/read", s.markRead)
+	v1.GET("/rooms/:room/receipts", s.listReceipts)
+	v1.GET("/presence", s.getPresence)
+	v1.POST("/presence", s.setStatus)
 	return e
 }
 

@@ -71,7 +71,7 @@ type HistoryQuery struct {
 // Messages returns a page of history, oldest first, for a member of the room,
 // and whether more messages lie beyond the page in the direction of paging.
 func (s *Store) Messages(ctx context.Context, user, roomID string, q HistoryQuery) ([]Message, bool, error) {
-	if err := s.checkMember(ctx, user, roomID); err != nil {
+	if err := s.CheckMember(ctx, user, roomID); err != nil {
 		return nil, false, err
 	}
 	query := `SELECT m.id, m.room_id, m.author_id, COALESCE(u.name, '') AS name, m.text, m.client_id, m.created_at

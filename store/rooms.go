@@ -192,7 +192,7 @@ func (s *Store) RemoveMember(ctx context.Context, actor, roomID, user string) er
 
 // Members lists a room's members for one of them.
 func (s *Store) Members(ctx context.Context, user, roomID string) ([]Member, error) {
-	if err := s.checkMember(ctx, user, roomID); err != nil {
+	if err := s.CheckMember(ctx, user, roomID); err != nil {
 		return nil, err
 	}
 	members := []Member{}
@@ -230,8 +230,8 @@ func (s *Store) RoomMembers(ctx context.Context, roomID string) ([]string, error
 	return ids, nil
 }
 
-// checkMember returns ErrRoomNotFound or ErrNotMember unless user is a member.
-func (s *Store) checkMember(ctx context.Context, user, roomID string) error {
+// CheckMember returns ErrRoomNotFound or ErrNotMember unless user is a member.
+func (s *Store) CheckMember(ctx context.Context, user, roomID string) error {
 	var member []bool
 	err := s.r.SelectContext(ctx, &member, s.r.Rebind(`
 		SELECT EXISTS (SELECT 1 FROM members WHERE room_id = r.id AND user_id = ?) FROM rooms r WHERE r.id = ?`), user, roomID)

@@ -256,15 +256,17 @@ func (h *Hub) sendLocked(c *conn, frame []byte) {
 	}
 }
 
-// SendRoom delivers an ephemeral event (no id, never replayed) to the local
-// connections of a room's members.
-func (h *Hub) SendRoom(room, typ string, data []byte) {
+// SendRoomExcept delivers an ephemeral event (no id, never replayed) to the
+// local connections of a room's members other than except.
+func (h *Hub) SendRoomExcept(room, except, typ string, data []byte) {
 	frame := AppendFrame(nil, "", typ, data)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if rc := h.rooms[room]; rc != nil {
 		for _, c := range rc.conns {
-			h.sendLocked(c, frame)
+			if c.user != except {
+				h.sendLocked(c, frame)
+			}
 		}
 	}
 }

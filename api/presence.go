@@ -1,0 +1,180 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/heraldchat/herald/store"
+	"github.com/heraldchat/herald/stream"
+	"github.com/labstack/echo/v4"
+)
+
+// Presence is what the API needs of presence tracking; the embedded
+// tracker is stream.Presence.
+type Presence interface {
+	Lookup(ctx context.Context, users []string) ([]stream.PresenceInfo, error)
+	SetStatus(user, status string) error
+}
+
+// Typing is what the API needs of typing indicators; the embedded tracker
+// is stream.Typing.
+type Typing interface {
+	Set(room, user, name string, typing bool)
+	Stop(room, user string)
+}
+
+// maxPresenceUsers caps the users of one presence query.
+const maxPresenceUsers = 100
+
+var errUserNotFound = errorf(http.StatusNotFound, "user_not_found", "no such user among the people you share a room with")
+
+// getPresence answers the presence of users who share a room with the
+// caller. Anyone else is refused exactly like a user who does not exist.
+func (s *Server) getPresence(c echo.Context) error {
+	id := identity(c)
+	users := c.QueryParams()["user"]
+	if len(users) == 0 {
+		return errorf(http.StatusUnprocessableEntity, "invalid_parameter", "give at least one user parameter")
+	}
+	if len(users) > maxPresenceUsers {
+		return errorf(http.StatusUnprocessableEntity, "invalid_parameter", "at most %d users per query", maxPresenceUsers)
+	}
+	ctx := c.Request().Context()
+	for _, u := range users {
+		if u == id.User {
+			continue
+		}
+		ok, err := s.store.SharesRoom(ctx, id.User, u)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errUserNotFound
+		}
+	}
+	info, err := s.cfg.Presence.Lookup(ctx, users)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"presence": info})
+}
+
+type statusRequest struct {
+	Status string `json:"status"`
+}
+
+// setStatus sets the caller's explicit status while they have a stream open.
+func (s *Server) setStatus(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+		return err
+	}
+	var req statusRequest
+	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+		return err
+	}
+	switch req.Status {
+	case stream.StatusOnline, stream.StatusAway, stream.StatusDND:
+	default:
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "status must be online, away or dnd")
+	}
+	err := s.cfg.Presence.SetStatus(id.User, req.Status)
+	if errors.Is(err, stream.ErrOffline) {
+		return errorf(http.StatusConflict, "not_connected", "open a stream before setting a status")
+	}
+	if err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+type typingRequest struct {
+	Typing *bool `json:"typing"`
+}
+
+func (s *Server) setTyping(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(id.User, actionTyping); err != nil {
+		return err
+	}
+	var req typingRequest
+	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+		return err
+	}
+	if req.Typing == nil {
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "typing must be true or false")
+	}
+	room := c.Param("room")
+	if err := s.store.CheckMember(c.Request().Context(), id.User, room); err != nil {
+		return err
+	}
+	s.cfg.Typing.Set(room, id.User, id.Name, *req.Typing)
+	return c.NoContent(http.StatusNoContent)
+}
+
+type readRequest struct {
+	MessageID *int64 `json:"message_id"`
+}
+
+func (s *Server) markRead(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+		return err
+	}
+	var req readRequest
+	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+		return err
+	}
+	if req.MessageID == nil || *req.MessageID <= 0 {
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "message_id must be a positive integer")
+	}
+	if _, err := s.store.MarkRead(c.Request().Context(), id.User, c.Param("room"), *req.MessageID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) listReceipts(c echo.Context) error {
+	receipts, err := s.store.Receipts(c.Request().Context(), identity(c).User, c.Param("room"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"receipts": receipts})
+}
+
+// memberView is a member with their presence.
+type memberView struct {
+	store.Member
+	Status   string     `json:"status"`
+	LastSeen *time.Time `json:"last_seen"`
+}
+
+// StoreDirectory presents the store to the presence tracker.
+type StoreDirectory struct{ Store *store.Store }
+
+var _ stream.Directory = StoreDirectory{}
+
+// Peers implements stream.Directory.
+func (d StoreDirectory) Peers(ctx context.Context, user string) ([]string, error) {
+	return d.Store.Peers(ctx, user)
+}
+
+// SaveLastSeen implements stream.Directory.
+func (d StoreDirectory) SaveLastSeen(ctx context.Context, user string, at time.Time) error {
+	return d.Store.SaveLastSeen(ctx, user, store.Millis(at.UnixMilli()))
+}
+
+// LastSeen implements stream.Directory.
+func (d StoreDirectory) LastSeen(ctx context.Context, users []string) (map[string]time.Time, error) {
+	seen, err := d.Store.LastSeen(ctx, users)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(seen))
+	for u, m := range seen {
+		out[u] = m.Time()
+	}
+	return out, nil
+}

@@ -1,0 +1,274 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Event types of presence and typing. They are ephemeral: no id, never
+// replayed; a client that reconnects refetches presence over REST.
+const (
+	TypePresenceChanged = "presence:changed"
+	TypeTypingStarted   = "typing:started"
+	TypeTypingStopped   = "typing:stopped"
+)
+
+// Presence statuses.
+const (
+	StatusOnline  = "online"
+	StatusAway    = "away"
+	StatusDND     = "dnd"
+	StatusOffline = "offline"
+)
+
+// ErrOffline is returned when an offline user tries to set a status.
+var ErrOffline = errors.New("stream: user has no open stream")
+
+// Directory answers who should hear about a user's presence and remembers
+// when users were last seen. The store implements it.
+type Directory interface {
+	// Peers returns every user who shares a room with user.
+	Peers(ctx context.Context, user string) ([]string, error)
+	SaveLastSeen(ctx context.Context, user string, at time.Time) error
+	LastSeen(ctx context.Context, users []string) (map[string]time.Time, error)
+}
+
+// PresenceInfo is one user's presence.
+type PresenceInfo struct {
+	User     string     `json:"user"`
+	Status   string     `json:"status"`
+	LastSeen *time.Time `json:"last_seen"` // nil while online or when never seen
+}
+
+// PresenceOptions configure a Presence tracker.
+type PresenceOptions struct {
+	// Grace is how long a user stays online after their last stream closes,
+	// so that a reload or a quick reconnect does not flicker (default 5s).
+	Grace time.Duration
+	// OnLastClose, when set, is called when a user's last stream closes
+	// (before the grace period), from the tracker's goroutine: typing stops
+	// at once.
+	OnLastClose func(user string)
+	Logger      *slog.Logger
+}
+
+// Presence tracks which users have open streams on this instance and
+// announces each change once to every user who shares a room. It owns one
+// goroutine, which announces in order; Close stops it.
+type Presence struct {
+	hub  *Hub
+	dir  Directory
+	opts PresenceOptions
+
+	mu     sync.Mutex // guards users and queue
+	users  map[string]*presenceState
+	queue  []announcement
+	signal chan struct{} // capacity 1: wakes the announcer
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+}
+
+type presenceState struct {
+	conns    int
+	status   string // online, away or dnd while conns > 0 or in grace
+	gen      int    // bumps on every connect, invalidating pending grace timers
+	timer    *time.Timer
+	lastSeen time.Time
+}
+
+type announcement struct {
+	user      string
+	info      PresenceInfo
+	lastClose bool // the user's last stream closed: stop their typing
+}
+
+// NewPresence starts a tracker. Wire its Connected and Disconnected to the
+// hub's OnConnect and OnDisconnect.
+func NewPresence(hub *Hub, dir Directory, opts PresenceOptions) *Presence {
+	if opts.Grace <= 0 {
+		opts.Grace = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Presence{hub: hub, dir: dir, opts: opts, users: map[string]*presenceState{},
+		signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go p.run()
+	return p
+}
+
+// Close stops the announcer and pending grace timers. Idempotent.
+func (p *Presence) Close() {
+	p.once.Do(func() {
+		p.mu.Lock()
+		for _, st := range p.users {
+			if st.timer != nil {
+				st.timer.Stop()
+			}
+		}
+		p.mu.Unlock()
+		close(p.stop)
+	})
+	<-p.done
+}
+
+// Connected records a stream opening. It never blocks: the hub calls it
+// with its lock held.
+func (p *Presence) Connected(user string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.users[user]
+	if st == nil {
+		st = &presenceState{}
+		p.users[user] = st
+	}
+	st.conns++
+	st.gen++
+	if st.conns > 1 {
+		return
+	}
+	if st.timer != nil {
+		// Back within the grace period: still online, nothing to announce.
+		st.timer.Stop()
+		st.timer = nil
+		return
+	}
+	st.status = StatusOnline
+	p.enqueueLocked(announcement{user: user, info: PresenceInfo{User: user, Status: StatusOnline}})
+}
+
+// Disconnected records a stream closing; the last one starts the grace
+// period. It never blocks.
+func (p *Presence) Disconnected(user string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.users[user]
+	if st == nil || st.conns == 0 {
+		return
+	}
+	st.conns--
+	if st.conns > 0 {
+		return
+	}
+	st.lastSeen = time.Now()
+	gen := st.gen
+	st.timer = time.AfterFunc(p.opts.Grace, func() { p.expire(user, gen) })
+	p.enqueueLocked(announcement{user: user, lastClose: true})
+}
+
+// expire ends the grace period: if the user did not come back, they are
+// offline.
+func (p *Presence) expire(user string, gen int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.users[user]
+	if st == nil || st.gen != gen || st.conns > 0 {
+		return
+	}
+	delete(p.users, user)
+	seen := st.lastSeen
+	p.enqueueLocked(announcement{user: user, info: PresenceInfo{User: user, Status: StatusOffline, LastSeen: &seen}})
+}
+
+// SetStatus sets an online user's explicit status (online, away, dnd).
+func (p *Presence) SetStatus(user, status string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.users[user]
+	if st == nil || st.conns == 0 {
+		return ErrOffline
+	}
+	if st.status == status {
+		return nil
+	}
+	st.status = status
+	p.enqueueLocked(announcement{user: user, info: PresenceInfo{User: user, Status: status}})
+	return nil
+}
+
+// Lookup returns the presence of users.
+func (p *Presence) Lookup(ctx context.Context, users []string) ([]PresenceInfo, error) {
+	out := make([]PresenceInfo, len(users))
+	var offline []string
+	p.mu.Lock()
+	for i, u := range users {
+		out[i] = PresenceInfo{User: u, Status: StatusOffline}
+		if st := p.users[u]; st != nil {
+			out[i].Status = st.status
+		} else {
+			offline = append(offline, u)
+		}
+	}
+	p.mu.Unlock()
+	if len(offline) == 0 {
+		return out, nil
+	}
+	seen, err := p.dir.LastSeen(ctx, offline)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if t, ok := seen[out[i].User]; ok && out[i].Status == StatusOffline {
+			out[i].LastSeen = &t
+		}
+	}
+	return out, nil
+}
+
+func (p *Presence) enqueueLocked(a announcement) {
+	p.queue = append(p.queue, a)
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+// run announces changes in the order they happened.
+func (p *Presence) run() {
+	defer close(p.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.signal:
+		}
+		p.mu.Lock()
+		queue := p.queue
+		p.queue = nil
+		p.mu.Unlock()
+		for _, a := range queue {
+			p.announce(ctx, a)
+		}
+	}
+}
+
+func (p *Presence) announce(ctx context.Context, a announcement) {
+	if a.lastClose {
+		if p.opts.OnLastClose != nil {
+			p.opts.OnLastClose(a.user)
+		}
+		return
+	}
+	if a.info.Status == StatusOffline && a.info.LastSeen != nil {
+		if err := p.dir.SaveLastSeen(ctx, a.user, *a.info.LastSeen); err != nil {
+			p.opts.Logger.Error("save last seen", "err", err, "user", a.user)
+		}
+	}
+	peers, err := p.dir.Peers(ctx, a.user)
+	if err != nil {
+		p.opts.Logger.Error("presence peers", "err", err, "user", a.user)
+		return
+	}
+	if len(peers) == 0 {
+		return
+	}
+	data, _ := json.Marshal(a.info)
+	p.hub.SendUsers(peers, TypePresenceChanged, data)
+}
