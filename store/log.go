@@ -126,7 +126,7 @@ func (s *Store) pruner() {
 		<-s.stop
 		cancel()
 	}()
-	interval := min(time.Minute, s.opts.Retention/4)
+	interval := max(10*time.Millisecond, min(time.Minute, s.opts.Retention/4))
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {

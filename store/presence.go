@@ -121,4 +121,3 @@ func (s *Store) LastSeen(ctx context.Context, users []string) (map[string]Millis
 	}
 	return out, rows.Err()
 }
-

@@ -23,16 +23,25 @@ type Frame struct {
 // with ':'. Frames with neither data nor an event name are still returned,
 // so callers can see retry: and comments.
 type Decoder struct {
-	r *bufio.Reader
+	r       *bufio.Reader
+	long    []byte   // a line longer than the buffer, being assembled
+	pending [][]byte // further lines already split off a chunk (lone \r)
 }
 
-// NewDecoder reads frames from r.
-func NewDecoder(r io.Reader) *Decoder { return &Decoder{r: bufio.NewReaderSize(r, 16<<10)} }
+// NewDecoder reads frames from r with a 16 KiB buffer.
+func NewDecoder(r io.Reader) *Decoder { return NewDecoderSize(r, 16<<10) }
+
+// NewDecoderSize reads frames from r with a buffer of size bytes; lines
+// longer than the buffer are still read whole. Load generators holding many
+// streams use small buffers.
+func NewDecoderSize(r io.Reader, size int) *Decoder {
+	return &Decoder{r: bufio.NewReaderSize(r, size)}
+}
 
 // Next returns the next frame, or io.EOF at the end of the stream.
 func (d *Decoder) Next() (Frame, error) {
 	var f Frame
-	var data bytes.Buffer
+	var data []byte
 	seen := false
 	for {
 		line, err := d.readLine()
@@ -46,9 +55,8 @@ func (d *Decoder) Next() (Frame, error) {
 			if !seen {
 				continue
 			}
-			f.Data = data.String()
-			if len(f.Data) > 0 {
-				f.Data = f.Data[:len(f.Data)-1]
+			if len(data) > 0 {
+				f.Data = string(data[:len(data)-1])
 			}
 			if f.Event == "" {
 				f.Event = "message"
@@ -69,34 +77,45 @@ func (d *Decoder) Next() (Frame, error) {
 			f.Event = string(value)
 		case "data":
 			f.HasData = true
-			data.Write(value)
-			data.WriteByte('\n')
+			data = append(data, value...)
+			data = append(data, '\n')
 		case "retry":
 			f.Retry, _ = strconv.Atoi(string(value))
 		}
 	}
 }
 
-// readLine returns one line without its terminator (\n, \r\n or \r).
+// readLine returns one line without its terminator. The slice is valid
+// until the next call.
 func (d *Decoder) readLine() ([]byte, error) {
-	var line []byte
+	if len(d.pending) > 0 {
+		line := d.pending[0]
+		d.pending = d.pending[1:]
+		return line, nil
+	}
 	for {
-		b, err := d.r.ReadByte()
-		if err != nil {
-			if err == io.EOF && len(line) > 0 {
-				return line, nil
-			}
+		chunk, err := d.r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			d.long = append(d.long, chunk...)
+			continue
+		}
+		if d.long != nil {
+			chunk = append(d.long, chunk...)
+			d.long = nil
+		}
+		if err != nil && (err != io.EOF || len(chunk) == 0) {
 			return nil, err
 		}
-		switch b {
-		case '\n':
-			return line, nil
-		case '\r':
-			if next, err := d.r.Peek(1); err == nil && next[0] == '\n' {
-				d.r.ReadByte()
-			}
-			return line, nil
+		chunk = bytes.TrimSuffix(chunk, []byte("\n"))
+		chunk = bytes.TrimSuffix(chunk, []byte("\r"))
+		if bytes.IndexByte(chunk, '\r') < 0 {
+			return chunk, nil
 		}
-		line = append(line, b)
+		// Lone carriage returns end lines too.
+		parts := bytes.Split(chunk, []byte("\r"))
+		for _, p := range parts[1:] {
+			d.pending = append(d.pending, append([]byte(nil), p...))
+		}
+		return parts[0], nil
 	}
 }

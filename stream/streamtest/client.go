@@ -81,8 +81,10 @@ func (c *Client) read() {
 	for {
 		f, err := dec.Next()
 		if err != nil {
-			close(c.frames)
+			// errc is filled before frames closes: Ended reads it as soon
+			// as it sees the close.
 			c.errc <- err
+			close(c.frames)
 			return
 		}
 		c.frames <- f

@@ -1,0 +1,233 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldchat/herald/store"
+)
+
+func open(t *testing.T, onCommit func([]store.Event)) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{
+		Path: filepath.Join(t.TempDir(), "herald.db"), Synchronous: "NORMAL", OnCommit: onCommit,
+	})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+var (
+	alice = store.User{ID: "alice", Name: "Alice"}
+	bob   = store.User{ID: "bob", Name: "Bob"}
+)
+
+func TestRoomsAndMembership(t *testing.T) {
+	ctx := context.Background()
+	st := open(t, nil)
+	pub, err := st.CreateRoom(ctx, alice, "public", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := st.CreateRoom(ctx, alice, "private", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"join public", func() error { _, err := st.Join(ctx, bob, pub.ID); return err }, nil},
+		{"join private uninvited", func() error { _, err := st.Join(ctx, bob, priv.ID); return err }, store.ErrPrivateRoom},
+		{"join unknown", func() error { _, err := st.Join(ctx, bob, "r_nope"); return err }, store.ErrRoomNotFound},
+		{"add by non-owner", func() error { _, err := st.AddMember(ctx, "bob", priv.ID, bob); return err }, store.ErrNotOwner},
+		{"add by owner", func() error { _, err := st.AddMember(ctx, "alice", priv.ID, bob); return err }, nil},
+		{"post as member", func() error { _, _, err := st.PostMessage(ctx, bob, priv.ID, "hi", ""); return err }, nil},
+		{"remove owner", func() error { return st.RemoveMember(ctx, "alice", priv.ID, "alice") }, store.ErrOwnerRemoval},
+		{"remove member", func() error { return st.RemoveMember(ctx, "alice", priv.ID, "bob") }, nil},
+		{"post after removal", func() error { _, _, err := st.PostMessage(ctx, bob, priv.ID, "hi", ""); return err }, store.ErrNotMember},
+		{"remove again", func() error { return st.RemoveMember(ctx, "alice", priv.ID, "bob") }, store.ErrMemberNotFound},
+		{"leave", func() error { return st.Leave(ctx, "bob", pub.ID) }, nil},
+		{"leave again", func() error { return st.Leave(ctx, "bob", pub.ID) }, store.ErrNotMember},
+	}
+	for _, tt := range tests {
+		if err := tt.do(); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v; want %v", tt.name, err, tt.want)
+		}
+	}
+	if !errors.Is(store.ErrNotMember, store.ErrForbidden) || !errors.Is(store.ErrRoomNotFound, store.ErrNotFound) {
+		t.Errorf("client errors must unwrap to their kinds")
+	}
+}
+
+// TestLogMatchesChanges checks that every committed change is announced
+// once, in order, and that failed requests in a shared batch announce
+// nothing.
+func TestLogMatchesChanges(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var got []store.Event
+	st := open(t, func(evs []store.Event) {
+		mu.Lock()
+		got = append(got, evs...)
+		mu.Unlock()
+	})
+	room, _ := st.CreateRoom(ctx, alice, "r", false)
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			target := room.ID
+			if i%4 == 0 {
+				target = "r_missing" // fails inside the batch
+			}
+			st.PostMessage(ctx, alice, target, fmt.Sprint("m", i), "")
+		}()
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1+48 {
+		t.Fatalf("announced %d events; want 49 (one join, 48 messages)", len(got))
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Seq != got[i-1].Seq+1 {
+			t.Fatalf("positions not dense and increasing: %d after %d", got[i].Seq, got[i-1].Seq)
+		}
+	}
+	head, _ := st.Head(ctx)
+	if head != got[len(got)-1].Seq {
+		t.Errorf("Head = %d; want %d", head, got[len(got)-1].Seq)
+	}
+	evs, err := st.Events(ctx, store.LogQuery{After: 0, UpTo: head, Limit: 1000})
+	if err != nil || len(evs) != len(got) {
+		t.Fatalf("Events = %d, %v; want %d", len(evs), err, len(got))
+	}
+	writes, commits := st.Stats()
+	t.Logf("%d writes in %d commits", writes, commits)
+}
+
+func TestIdempotentPost(t *testing.T) {
+	ctx := context.Background()
+	st := open(t, nil)
+	room, _ := st.CreateRoom(ctx, alice, "r", false)
+	st.Join(ctx, bob, room.ID)
+	first, created, err := st.PostMessage(ctx, alice, room.ID, "hello", "c-1")
+	if err != nil || !created {
+		t.Fatalf("first post = %v, %v; want created", created, err)
+	}
+	again, created, err := st.PostMessage(ctx, alice, room.ID, "different text", "c-1")
+	if err != nil || created || again.ID != first.ID || again.Text != "hello" {
+		t.Fatalf("retry = %+v, created %v, %v; want the original, not created", again, created, err)
+	}
+	other, created, err := st.PostMessage(ctx, bob, room.ID, "hello", "c-1")
+	if err != nil || !created || other.ID == first.ID {
+		t.Fatalf("another author's c-1 = %+v, %v, %v; want a new message", other, created, err)
+	}
+}
+
+func TestSnapshotAndReplayQuery(t *testing.T) {
+	ctx := context.Background()
+	st := open(t, nil)
+	a, _ := st.CreateRoom(ctx, alice, "a", false)
+	b, _ := st.CreateRoom(ctx, alice, "b", false)
+	st.Join(ctx, bob, a.ID)
+	_, head0, _ := st.Snapshot(ctx, "bob")
+	st.PostMessage(ctx, alice, a.ID, "1", "")
+	st.PostMessage(ctx, alice, b.ID, "2", "")
+	st.Leave(ctx, "bob", a.ID)
+	rooms, head, err := st.Snapshot(ctx, "bob")
+	if err != nil || len(rooms) != 0 || head != head0+3 {
+		t.Fatalf("Snapshot(bob) = %v, %d, %v; want no rooms at %d", rooms, head, err, head0+3)
+	}
+	mine, err := st.Events(ctx, store.LogQuery{After: head0, UpTo: head, Subject: "bob", Limit: 10})
+	if err != nil || len(mine) != 1 || mine[0].Type != store.EventMemberLeft {
+		t.Fatalf("bob's member events = %+v, %v; want one member:left", mine, err)
+	}
+	inA, err := st.Events(ctx, store.LogQuery{After: head0, UpTo: head, Rooms: []string{a.ID}, Limit: 10})
+	if err != nil || len(inA) != 2 {
+		t.Fatalf("events of room a = %d, %v; want 2", len(inA), err)
+	}
+	none, err := st.Events(ctx, store.LogQuery{After: 0, UpTo: head, Rooms: []string{}, Limit: 10})
+	if err != nil || len(none) != 0 {
+		t.Fatalf("events of no rooms = %d, %v; want 0", len(none), err)
+	}
+}
+
+func TestReopenKeepsEpochAndLog(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "herald.db")
+	st, err := store.Open(ctx, store.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CreateRoom(ctx, alice, "r", false)
+	epoch := st.Epoch()
+	head, _ := st.Head(ctx)
+	st.Close()
+	st, err = store.Open(ctx, store.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	head2, _ := st.Head(ctx)
+	if st.Epoch() != epoch || head2 != head {
+		t.Errorf("after reopen epoch, head = %s, %d; want %s, %d", st.Epoch(), head2, epoch, head)
+	}
+	other, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "other.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if other.Epoch() == epoch {
+		t.Errorf("a new database reused epoch %s", epoch)
+	}
+	if err := st.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if _, err := st.CreateRoom(ctx, alice, "late", false); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("write after Close = %v; want ErrClosed", err)
+	}
+}
+
+// TestRetention checks that old events are pruned and that the pruned mark
+// tells replays where the log now starts.
+func TestRetention(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "h.db"), Retention: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	room, _ := st.CreateRoom(ctx, alice, "r", false)
+	st.PostMessage(ctx, alice, room.ID, "old", "")
+	head, _ := st.Head(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for st.PrunedThrough() < head {
+		if time.Now().After(deadline) {
+			t.Fatalf("PrunedThrough = %d; want %d within 10s", st.PrunedThrough(), head)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	evs, err := st.Events(ctx, store.LogQuery{After: 0, UpTo: head, Limit: 10})
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("events after pruning = %d, %v; want none", len(evs), err)
+	}
+	if h, _ := st.Head(ctx); h != head {
+		t.Errorf("Head after pruning = %d; want %d (positions are never reused)", h, head)
+	}
+	// Messages are history, not log: they stay.
+	msgs, _, err := st.Messages(ctx, "alice", room.ID, store.HistoryQuery{Limit: 10})
+	if err != nil || len(msgs) != 1 {
+		t.Errorf("history after pruning = %d, %v; want 1 message", len(msgs), err)
+	}
+}

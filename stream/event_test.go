@@ -1,0 +1,101 @@
+package stream
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestAppendFrame(t *testing.T) {
+	tests := []struct {
+		name    string
+		id, typ string
+		data    string
+		want    string
+	}{
+		{"full", "e-1", "message:created", `{"a":1}`, "id: e-1\nevent: message:created\ndata: {\"a\":1}\n\n"},
+		{"no id", "", "typing:started", `{}`, "event: typing:started\ndata: {}\n\n"},
+		{"no type", "e-2", "", `x`, "id: e-2\ndata: x\n\n"},
+		{"newline", "", "t", "a\nb", "event: t\ndata: a\ndata: b\n\n"},
+		{"carriage return", "", "t", "a\rb", "event: t\ndata: a\ndata: b\n\n"},
+		{"crlf", "", "t", "a\r\nb", "event: t\ndata: a\ndata: b\n\n"},
+		{"trailing newline", "", "t", "a\n", "event: t\ndata: a\ndata: \n\n"},
+		{"empty", "", "t", "", "event: t\ndata: \n\n"},
+		{"unicode", "", "t", "héllo 👋 \u2028", "event: t\ndata: héllo 👋 \u2028\n\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := string(AppendFrame(nil, tt.id, tt.typ, []byte(tt.data)))
+			if got != tt.want {
+				t.Errorf("AppendFrame(%q, %q, %q) = %q; want %q", tt.id, tt.typ, tt.data, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestFrameRoundTrip checks that what AppendFrame writes, the decoder (which
+// follows the EventSource parsing rules) reads back as the same data, with
+// line breaks normalised to \n as EventSource does.
+func TestFrameRoundTrip(t *testing.T) {
+	for _, data := range []string{"plain", "a\nb", "a\rb", "a\r\nb\r\n", "", "  leading spaces", "colon: inside", "👋"} {
+		frame := AppendFrame(nil, "ep-7", "x", []byte(data))
+		f, err := NewDecoder(strings.NewReader(string(frame))).Next()
+		if err != nil {
+			t.Fatalf("decode %q: %v", frame, err)
+		}
+		want := strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(data)
+		if f.Data != want || f.ID != "ep-7" || f.Event != "x" || !f.HasData {
+			t.Errorf("round trip of %q = %+v; want data %q id ep-7 event x", data, f, want)
+		}
+	}
+}
+
+func TestDecoder(t *testing.T) {
+	in := "retry: 2000\r\n\r\n: ping\n\nid: a-1\nevent: ready\ndata: {}\n\ndata: one\rdata: two\r\r"
+	dec := NewDecoder(strings.NewReader(in))
+	want := []Frame{
+		{Event: "message", Retry: 2000},
+		{Event: "message", Comment: "ping"},
+		{ID: "a-1", HasID: true, Event: "ready", Data: "{}", HasData: true},
+		{Event: "message", Data: "one\ntwo", HasData: true},
+	}
+	for i, w := range want {
+		got, err := dec.Next()
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if got != w {
+			t.Errorf("frame %d = %+v; want %+v", i, got, w)
+		}
+	}
+	if _, err := dec.Next(); err == nil {
+		t.Errorf("Next after the last frame = nil error; want EOF")
+	}
+}
+
+func TestParsePosition(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Position
+		wantErr bool
+	}{
+		{"abc-12", Position{"abc", 12}, false},
+		{"a-b-3", Position{"a-b", 3}, false},
+		{"abc-0", Position{"abc", 0}, false},
+		{"", Position{}, true},
+		{"abc", Position{}, true},
+		{"-5", Position{}, true},
+		{"abc-", Position{}, true},
+		{"abc--1", Position{"abc-", 1}, false},
+		{"abc-x", Position{}, true},
+		{"abc-99999999999999999999", Position{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParsePosition(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParsePosition(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+		if err == nil && got.String() != tt.in {
+			t.Errorf("ParsePosition(%q).String() = %q", tt.in, got.String())
+		}
+	}
+}

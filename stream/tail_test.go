@@ -1,0 +1,90 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+)
+
+func ev(seq int64, room, typ, subject string) *Event {
+	return &Event{Seq: seq, Room: room, Type: typ, Subject: subject}
+}
+
+func seqs(evs []*Event) []int64 {
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.Seq
+	}
+	return out
+}
+
+func TestTailIndexes(t *testing.T) {
+	tl := newTail(1000, 10)
+	tl.append([]*Event{
+		ev(11, "a", "message:created", ""),
+		ev(12, "b", TypeMemberJoined, "bob"),
+		ev(13, "a", "message:created", ""),
+		ev(14, "b", "message:created", ""),
+		ev(15, "a", TypeMemberLeft, "bob"),
+		ev(16, "c", "message:created", ""),
+	})
+	tests := []struct {
+		rooms       []string
+		after, upTo int64
+		want        string
+	}{
+		{[]string{"a"}, 10, 16, "[11 13 15]"},
+		{[]string{"a", "b"}, 10, 16, "[11 12 13 14 15]"},
+		{[]string{"a", "b"}, 12, 14, "[13 14]"},
+		{[]string{"c"}, 15, 16, "[16]"},
+		{[]string{"zzz"}, 10, 16, "[]"},
+		{[]string{"a"}, 16, 16, "[]"},
+	}
+	for _, tt := range tests {
+		got, err := tl.roomEvents(tt.rooms, tt.after, tt.upTo)
+		if err != nil || fmt.Sprint(seqs(got)) != tt.want {
+			t.Errorf("roomEvents(%v, %d, %d) = %v, %v; want %s", tt.rooms, tt.after, tt.upTo, seqs(got), err, tt.want)
+		}
+	}
+	got, err := tl.memberEvents("bob", 10, 16)
+	if err != nil || fmt.Sprint(seqs(got)) != "[12 15]" {
+		t.Errorf("memberEvents(bob) = %v, %v; want [12 15]", seqs(got), err)
+	}
+	if !tl.covers(10, 16) || tl.covers(9, 16) || tl.covers(10, 17) {
+		t.Errorf("covers: want exactly (10, 16]")
+	}
+}
+
+func TestTailEviction(t *testing.T) {
+	tl := newTail(16, 0)
+	for i := int64(1); i <= 100; i++ {
+		room := "r" + fmt.Sprint(i%3)
+		tl.append([]*Event{ev(i, room, "message:created", "")})
+	}
+	if len(tl.events) > 16 {
+		t.Fatalf("tail holds %d events; want at most 16", len(tl.events))
+	}
+	if tl.base != tl.events[0].Seq-1 || tl.last != 100 {
+		t.Fatalf("base, last = %d, %d; want %d, 100", tl.base, tl.last, tl.events[0].Seq-1)
+	}
+	if _, err := tl.roomEvents([]string{"r1"}, 0, 100); !errors.Is(err, ErrTrimmed) {
+		t.Errorf("roomEvents before base: err = %v; want ErrTrimmed", err)
+	}
+	got, err := tl.roomEvents([]string{"r0", "r1", "r2"}, tl.base, 100)
+	if err != nil || len(got) != len(tl.events) {
+		t.Fatalf("roomEvents over the whole tail = %d events, %v; want %d", len(got), err, len(tl.events))
+	}
+	for i, e := range got {
+		if e != tl.events[i] {
+			t.Fatalf("merged order differs at %d: %d vs %d", i, e.Seq, tl.events[i].Seq)
+		}
+	}
+	// The per-room indexes hold exactly what the tail holds.
+	n := 0
+	for _, s := range tl.byRoom {
+		n += len(s)
+	}
+	if n != len(tl.events) {
+		t.Errorf("room indexes hold %d events; tail holds %d", n, len(tl.events))
+	}
+}
