@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/labstack/echo/v4"
@@ -86,10 +88,29 @@ func (a *Auth) Verify(token string) (Identity, error) {
 	if err := checkID("sub", cl.Subject); err != nil {
 		return Identity{}, fmt.Errorf("bad subject: %w", err)
 	}
-	if len(cl.Name) > 128 {
-		cl.Name = cl.Name[:128]
+	return Identity{User: cl.Subject, Name: cleanName(cl.Name), Expires: cl.ExpiresAt.Time}, nil
+}
+
+// cleanName makes a token's display name safe to store and show: control
+// characters (NUL included, which PostgreSQL refuses) are dropped, as is
+// invalid UTF-8, and the name is cut to 128 characters.
+func cleanName(name string) string {
+	if name == "" {
+		return ""
 	}
-	return Identity{User: cl.Subject, Name: cl.Name, Expires: cl.ExpiresAt.Time}, nil
+	var b strings.Builder
+	n := 0
+	for _, r := range name {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			continue
+		}
+		if n == 128 {
+			break
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // Mint signs an HS256 token for user; it backs `herald token` and tests.

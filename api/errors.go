@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/heraldchat/herald/store"
 	"github.com/labstack/echo/v4"
@@ -29,7 +30,6 @@ func errorf(status int, code, format string, args ...any) *Error {
 // Errors used by several handlers.
 var (
 	errUnauthenticated = errorf(http.StatusUnauthorized, "unauthenticated", "a valid bearer token is required")
-	errNotFoundRoute   = errorf(http.StatusNotFound, "not_found", "no such route")
 )
 
 type errorBody struct {
@@ -76,11 +76,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	case errors.As(err, &storeErr) && statusOf(storeErr) != http.StatusInternalServerError:
 		status, body = statusOf(storeErr), errorDetail{storeErr.Code, storeErr.Message}
 	case errors.As(err, &httpErr) && httpErr.Code < 500:
+		// The router's own answers: unknown route, wrong method.
 		status = httpErr.Code
-		body = errorDetail{codeForStatus(status), http.StatusText(status)}
-		if m, ok := httpErr.Message.(string); ok && m != "" {
-			body.Message = m
-		}
+		body = errorDetail{codeForStatus(status), strings.ToLower(http.StatusText(status))}
 	default:
 		status = http.StatusInternalServerError
 		body = errorDetail{"internal", "internal server error"}

@@ -67,9 +67,11 @@ func (s *Server) leaveRoom(c echo.Context) error {
 	if err := s.limiter.allow(id.User, actionWrite); err != nil {
 		return err
 	}
-	if err := s.store.Leave(c.Request().Context(), id.User, c.Param("room")); err != nil {
+	room := c.Param("room")
+	if err := s.store.Leave(c.Request().Context(), id.User, room); err != nil {
 		return err
 	}
+	s.cfg.Typing.Stop(room, id.User)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -127,8 +129,10 @@ func (s *Server) removeMember(c echo.Context) error {
 	if err := s.limiter.allow(id.User, actionWrite); err != nil {
 		return err
 	}
-	if err := s.store.RemoveMember(c.Request().Context(), id.User, c.Param("room"), c.Param("user")); err != nil {
+	room, user := c.Param("room"), c.Param("user")
+	if err := s.store.RemoveMember(c.Request().Context(), id.User, room, user); err != nil {
 		return err
 	}
+	s.cfg.Typing.Stop(room, user)
 	return c.NoContent(http.StatusNoContent)
 }

@@ -110,8 +110,6 @@ func (s *Server) routes() *echo.Echo {
 			MaxAge:           600,
 		}))
 	}
-	e.RouteNotFound("/*", func(echo.Context) error { return errNotFoundRoute })
-
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.yaml", s.openapi)
@@ -122,22 +120,25 @@ func (s *Server) routes() *echo.Echo {
 	// The stream authenticates itself: by header, ticket or stream cookie.
 	e.GET("/v1/stream", s.streamHandler)
 
-	v1 := e.Group("/v1", s.authenticate)
-	v1.POST("/stream/tickets", s.createTicket)
-	v1.POST("/rooms", s.createRoom)
-	v1.GET("/rooms", s.listRooms)
-	v1.POST("/rooms/:room/join", s.joinRoom)
-	v1.POST("/rooms/:room/leave", s.leaveRoom)
-	v1.GET("/rooms/:room/members", s.listMembers)
-	v1.POST("/rooms/:room/members", s.addMember)
-	v1.DELETE("/rooms/:room/members/:user", s.removeMember)
-	v1.POST("/rooms/:room/messages", s.postMessage)
-	v1.GET("/rooms/:room/messages", s.listMessages)
-	v1.POST("/rooms/:room/typing", s.setTyping)
-	v1.POST("/rooms/:room/read", s.markRead)
-	v1.GET("/rooms/:room/receipts", s.listReceipts)
-	v1.GET("/presence", s.getPresence)
-	v1.POST("/presence", s.setStatus)
+	// Authentication is attached per route rather than to a group: a group
+	// with middleware catches every unknown path under it, which would turn
+	// 404 and 405 answers into 401.
+	v1 := func(method, path string, h echo.HandlerFunc) { e.Add(method, "/v1"+path, h, s.authenticate) }
+	v1(http.MethodPost, "/stream/tickets", s.createTicket)
+	v1(http.MethodPost, "/rooms", s.createRoom)
+	v1(http.MethodGet, "/rooms", s.listRooms)
+	v1(http.MethodPost, "/rooms/:room/join", s.joinRoom)
+	v1(http.MethodPost, "/rooms/:room/leave", s.leaveRoom)
+	v1(http.MethodGet, "/rooms/:room/members", s.listMembers)
+	v1(http.MethodPost, "/rooms/:room/members", s.addMember)
+	v1(http.MethodDelete, "/rooms/:room/members/:user", s.removeMember)
+	v1(http.MethodPost, "/rooms/:room/messages", s.postMessage)
+	v1(http.MethodGet, "/rooms/:room/messages", s.listMessages)
+	v1(http.MethodPost, "/rooms/:room/typing", s.setTyping)
+	v1(http.MethodPost, "/rooms/:room/read", s.markRead)
+	v1(http.MethodGet, "/rooms/:room/receipts", s.listReceipts)
+	v1(http.MethodGet, "/presence", s.getPresence)
+	v1(http.MethodPost, "/presence", s.setStatus)
 	return e
 }
 

@@ -43,7 +43,7 @@ func (s *Store) Snapshot(ctx context.Context, user string) (rooms []string, head
 // Head returns the newest log position (0 for an empty log).
 func (s *Store) Head(ctx context.Context) (int64, error) {
 	var head int64
-	if err := s.r.GetContext(ctx, &head, logHeadSQL); err != nil {
+	if err := s.get(ctx, &head, logHeadSQL); err != nil {
 		return 0, fmt.Errorf("store: log head: %w", err)
 	}
 	return head, nil
@@ -96,7 +96,7 @@ func (s *Store) prune(ctx context.Context) error {
 	cutoff := Millis(time.Now().Add(-s.opts.Retention).UnixMilli())
 	return s.write(ctx, func(t *Tx) error {
 		var through int64
-		if err := t.tx.Get(&through, t.tx.Rebind(`SELECT COALESCE(MAX(seq), 0) FROM events WHERE created_at < ?`), cutoff); err != nil {
+		if err := t.get(&through, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE created_at < ?`, cutoff); err != nil {
 			return fmt.Errorf("store: find prunable events: %w", err)
 		}
 		if through <= s.prunedThrough.Load() {
@@ -105,11 +105,11 @@ func (s *Store) prune(ctx context.Context) error {
 		// Raise the mark before the rows go, so a concurrent replay that
 		// misses them always sees the new mark afterwards.
 		s.prunedThrough.Store(through)
-		if _, err := t.tx.Exec(t.tx.Rebind(`DELETE FROM events WHERE seq <= ?`), through); err != nil {
+		if _, err := t.exec(`DELETE FROM events WHERE seq <= ?`, through); err != nil {
 			return fmt.Errorf("store: prune events: %w", err)
 		}
-		_, err := t.tx.Exec(t.tx.Rebind(`INSERT INTO meta (key, value) VALUES ('pruned_through', ?)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value`), strconv.FormatInt(through, 10))
+		_, err := t.exec(`INSERT INTO meta (key, value) VALUES ('pruned_through', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.FormatInt(through, 10))
 		if err != nil {
 			return fmt.Errorf("store: record pruning: %w", err)
 		}

@@ -31,10 +31,10 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 			return ErrNotMember
 		}
 		if clientID != "" {
-			err := t.tx.Get(&msg, t.tx.Rebind(`
+			err := t.get(&msg, `
 				SELECT m.id, m.room_id, m.author_id, COALESCE(u.name, '') AS name, m.text, m.client_id, m.created_at
 				  FROM messages m LEFT JOIN users u ON u.id = m.author_id
-				 WHERE m.room_id = ? AND m.author_id = ? AND m.client_id = ?`), roomID, author.ID, clientID)
+				 WHERE m.room_id = ? AND m.author_id = ? AND m.client_id = ?`, roomID, author.ID, clientID)
 			if err == nil {
 				return nil
 			}
@@ -46,11 +46,18 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 			return err
 		}
 		msg = Message{Room: roomID, Author: author.ID, Name: author.Name, Text: text, CreatedAt: t.now}
+		if msg.Name == "" {
+			// ensureUser kept the known name: answer and announce the message
+			// as history and retries will show it.
+			if err := t.get(&msg.Name, `SELECT name FROM users WHERE id = ?`, author.ID); err != nil {
+				return fmt.Errorf("store: get author name: %w", err)
+			}
+		}
 		if clientID != "" {
 			msg.ClientID = &clientID
 		}
-		err = t.tx.QueryRowx(t.tx.Rebind(`INSERT INTO messages (room_id, author_id, text, client_id, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id`),
-			msg.Room, msg.Author, msg.Text, msg.ClientID, msg.CreatedAt).Scan(&msg.ID)
+		err = t.get(&msg.ID, `INSERT INTO messages (room_id, author_id, text, client_id, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+			msg.Room, msg.Author, msg.Text, msg.ClientID, msg.CreatedAt)
 		if err != nil {
 			return fmt.Errorf("store: insert message: %w", err)
 		}

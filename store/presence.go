@@ -35,15 +35,15 @@ func (s *Store) MarkRead(ctx context.Context, user, roomID string, messageID int
 			return ErrNotMember
 		}
 		var exists bool
-		if err := t.tx.Get(&exists, t.tx.Rebind(`SELECT EXISTS (SELECT 1 FROM messages WHERE id = ? AND room_id = ?)`), messageID, roomID); err != nil {
+		if err := t.get(&exists, `SELECT EXISTS (SELECT 1 FROM messages WHERE id = ? AND room_id = ?)`, messageID, roomID); err != nil {
 			return fmt.Errorf("store: find message: %w", err)
 		}
 		if !exists {
 			return ErrMessageNotFound
 		}
-		res, err := t.tx.Exec(t.tx.Rebind(`INSERT INTO reads (room_id, user_id, message_id, updated_at) VALUES (?, ?, ?, ?)
+		res, err := t.exec(`INSERT INTO reads (room_id, user_id, message_id, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (room_id, user_id) DO UPDATE SET message_id = excluded.message_id, updated_at = excluded.updated_at
-			WHERE excluded.message_id > reads.message_id`), roomID, user, messageID, t.now)
+			WHERE excluded.message_id > reads.message_id`, roomID, user, messageID, t.now)
 		if err != nil {
 			return fmt.Errorf("store: update read position: %w", err)
 		}
@@ -62,11 +62,11 @@ func (s *Store) Receipts(ctx context.Context, user, roomID string) ([]Receipt, e
 		return nil, err
 	}
 	out := []Receipt{}
-	err := s.r.SelectContext(ctx, &out, s.r.Rebind(`
+	err := s.sel(ctx, &out, `
 		SELECT mb.user_id, COALESCE(rd.message_id, 0) AS message_id, COALESCE(rd.updated_at, 0) AS updated_at
 		  FROM members mb LEFT JOIN reads rd ON rd.room_id = mb.room_id AND rd.user_id = mb.user_id
 		 WHERE mb.room_id = ?
-		 ORDER BY mb.joined_at, mb.user_id`), roomID)
+		 ORDER BY mb.joined_at, mb.user_id`, roomID)
 	if err != nil {
 		return nil, fmt.Errorf("store: receipts: %w", err)
 	}
@@ -77,8 +77,8 @@ func (s *Store) Receipts(ctx context.Context, user, roomID string) ([]Receipt, e
 // user included when they belong to any room.
 func (s *Store) Peers(ctx context.Context, user string) ([]string, error) {
 	out := []string{}
-	err := s.r.SelectContext(ctx, &out, s.r.Rebind(`
-		SELECT DISTINCT y.user_id FROM members x JOIN members y ON y.room_id = x.room_id WHERE x.user_id = ?`), user)
+	err := s.sel(ctx, &out, `
+		SELECT DISTINCT y.user_id FROM members x JOIN members y ON y.room_id = x.room_id WHERE x.user_id = ?`, user)
 	if err != nil {
 		return nil, fmt.Errorf("store: peers: %w", err)
 	}
@@ -88,7 +88,7 @@ func (s *Store) Peers(ctx context.Context, user string) ([]string, error) {
 // SaveLastSeen records when user was last online.
 func (s *Store) SaveLastSeen(ctx context.Context, user string, at Millis) error {
 	return s.write(ctx, func(t *Tx) error {
-		_, err := t.tx.Exec(t.tx.Rebind(`UPDATE users SET last_seen = ? WHERE id = ?`), at, user)
+		_, err := t.exec(`UPDATE users SET last_seen = ? WHERE id = ?`, at, user)
 		if err != nil {
 			return fmt.Errorf("store: save last seen: %w", err)
 		}

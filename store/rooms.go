@@ -65,7 +65,7 @@ func (s *Store) CreateRoom(ctx context.Context, owner User, name string, private
 		if err := t.ensureUser(owner); err != nil {
 			return err
 		}
-		_, err := t.tx.Exec(t.tx.Rebind(`INSERT INTO rooms (id, name, private, owner_id, created_at) VALUES (?, ?, ?, ?, ?)`),
+		_, err := t.exec(`INSERT INTO rooms (id, name, private, owner_id, created_at) VALUES (?, ?, ?, ?, ?)`,
 			room.ID, room.Name, room.Private, room.Owner, room.CreatedAt)
 		if err != nil {
 			return fmt.Errorf("store: insert room: %w", err)
@@ -78,7 +78,7 @@ func (s *Store) CreateRoom(ctx context.Context, owner User, name string, private
 // Room returns one room.
 func (s *Store) Room(ctx context.Context, id string) (Room, error) {
 	var r Room
-	err := s.r.GetContext(ctx, &r, s.r.Rebind(`SELECT id, name, private, owner_id, created_at FROM rooms WHERE id = ?`), id)
+	err := s.get(ctx, &r, `SELECT id, name, private, owner_id, created_at FROM rooms WHERE id = ?`, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, ErrRoomNotFound
 	}
@@ -92,7 +92,7 @@ func (s *Store) Room(ctx context.Context, id string) (Room, error) {
 // unread counts.
 func (s *Store) Rooms(ctx context.Context, user string) ([]RoomSummary, error) {
 	rooms := []RoomSummary{}
-	err := s.r.SelectContext(ctx, &rooms, s.r.Rebind(`
+	err := s.sel(ctx, &rooms, `
 		SELECT r.id, r.name, r.private, r.owner_id, r.created_at,
 		       COALESCE(rd.message_id, 0) AS last_read,
 		       (SELECT COUNT(*) FROM messages m
@@ -101,7 +101,7 @@ func (s *Store) Rooms(ctx context.Context, user string) ([]RoomSummary, error) {
 		  JOIN rooms r ON r.id = mb.room_id
 		  LEFT JOIN reads rd ON rd.room_id = mb.room_id AND rd.user_id = mb.user_id
 		 WHERE mb.user_id = ?
-		 ORDER BY mb.joined_at, r.id`), user)
+		 ORDER BY mb.joined_at, r.id`, user)
 	if err != nil {
 		return nil, fmt.Errorf("store: list rooms: %w", err)
 	}
@@ -196,13 +196,13 @@ func (s *Store) Members(ctx context.Context, user, roomID string) ([]Member, err
 		return nil, err
 	}
 	members := []Member{}
-	err := s.r.SelectContext(ctx, &members, s.r.Rebind(`
+	err := s.sel(ctx, &members, `
 		SELECT mb.user_id, COALESCE(u.name, '') AS name, mb.joined_at, (r.owner_id = mb.user_id) AS owner
 		  FROM members mb
 		  JOIN rooms r ON r.id = mb.room_id
 		  LEFT JOIN users u ON u.id = mb.user_id
 		 WHERE mb.room_id = ?
-		 ORDER BY mb.joined_at, mb.user_id`), roomID)
+		 ORDER BY mb.joined_at, mb.user_id`, roomID)
 	if err != nil {
 		return nil, fmt.Errorf("store: list members: %w", err)
 	}
@@ -212,8 +212,8 @@ func (s *Store) Members(ctx context.Context, user, roomID string) ([]Member, err
 // SharesRoom reports whether a and b are both members of at least one room.
 func (s *Store) SharesRoom(ctx context.Context, a, b string) (bool, error) {
 	var ok bool
-	err := s.r.GetContext(ctx, &ok, s.r.Rebind(`SELECT EXISTS (
-		SELECT 1 FROM members x JOIN members y ON x.room_id = y.room_id WHERE x.user_id = ? AND y.user_id = ?)`), a, b)
+	err := s.get(ctx, &ok, `SELECT EXISTS (
+		SELECT 1 FROM members x JOIN members y ON x.room_id = y.room_id WHERE x.user_id = ? AND y.user_id = ?)`, a, b)
 	if err != nil {
 		return false, fmt.Errorf("store: shared rooms: %w", err)
 	}
@@ -223,7 +223,7 @@ func (s *Store) SharesRoom(ctx context.Context, a, b string) (bool, error) {
 // RoomMembers returns the ids of a room's members.
 func (s *Store) RoomMembers(ctx context.Context, roomID string) ([]string, error) {
 	ids := []string{}
-	err := s.r.SelectContext(ctx, &ids, s.r.Rebind(`SELECT user_id FROM members WHERE room_id = ?`), roomID)
+	err := s.sel(ctx, &ids, `SELECT user_id FROM members WHERE room_id = ?`, roomID)
 	if err != nil {
 		return nil, fmt.Errorf("store: room members: %w", err)
 	}
@@ -233,8 +233,8 @@ func (s *Store) RoomMembers(ctx context.Context, roomID string) ([]string, error
 // CheckMember returns ErrRoomNotFound or ErrNotMember unless user is a member.
 func (s *Store) CheckMember(ctx context.Context, user, roomID string) error {
 	var member []bool
-	err := s.r.SelectContext(ctx, &member, s.r.Rebind(`
-		SELECT EXISTS (SELECT 1 FROM members WHERE room_id = r.id AND user_id = ?) FROM rooms r WHERE r.id = ?`), user, roomID)
+	err := s.sel(ctx, &member, `
+		SELECT EXISTS (SELECT 1 FROM members WHERE room_id = r.id AND user_id = ?) FROM rooms r WHERE r.id = ?`, user, roomID)
 	if err != nil {
 		return fmt.Errorf("store: check membership: %w", err)
 	}
@@ -253,10 +253,10 @@ func (t *Tx) roomFor(roomID, user string) (Room, bool, error) {
 		Room
 		Member bool `db:"member"`
 	}
-	err := t.tx.Get(&row, t.tx.Rebind(`
+	err := t.get(&row, `
 		SELECT id, name, private, owner_id, created_at,
 		       EXISTS (SELECT 1 FROM members WHERE room_id = rooms.id AND user_id = ?) AS member
-		  FROM rooms WHERE id = ?`), user, roomID)
+		  FROM rooms WHERE id = ?`, user, roomID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Room{}, false, ErrRoomNotFound
 	}
@@ -267,7 +267,7 @@ func (t *Tx) roomFor(roomID, user string) (Room, bool, error) {
 }
 
 func (t *Tx) addMember(roomID string, u User, by string) error {
-	_, err := t.tx.Exec(t.tx.Rebind(`INSERT INTO members (room_id, user_id, joined_at) VALUES (?, ?, ?)`), roomID, u.ID, t.now)
+	_, err := t.exec(`INSERT INTO members (room_id, user_id, joined_at) VALUES (?, ?, ?)`, roomID, u.ID, t.now)
 	if err != nil {
 		return fmt.Errorf("store: insert member: %w", err)
 	}
@@ -275,7 +275,7 @@ func (t *Tx) addMember(roomID string, u User, by string) error {
 }
 
 func (t *Tx) removeMember(roomID, user, reason, by string) error {
-	_, err := t.tx.Exec(t.tx.Rebind(`DELETE FROM members WHERE room_id = ? AND user_id = ?`), roomID, user)
+	_, err := t.exec(`DELETE FROM members WHERE room_id = ? AND user_id = ?`, roomID, user)
 	if err != nil {
 		return fmt.Errorf("store: delete member: %w", err)
 	}

@@ -76,10 +76,13 @@ type Options struct {
 
 // Store is the repository over SQLite. Its methods are safe for concurrent use.
 type Store struct {
-	opts  Options
-	w     *sqlx.DB // exactly one connection: the writer
-	r     *sqlx.DB // the reader pool
-	epoch string
+	opts Options
+	w    *sqlx.DB // exactly one connection: the writer
+	r    *sqlx.DB // the reader pool
+
+	wstmts *stmtCache // prepared on the writer; used only by the writer goroutine
+	rstmts *stmtCache // prepared on the reader pool
+	epoch  string
 
 	// prunedThrough is the highest log position deleted by retention: a
 	// replay must start at or after it.
@@ -124,7 +127,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, w: w, r: r, reqs: make(chan *writeReq, 1024), stop: make(chan struct{})}
+	s := &Store{opts: opts, w: w, r: r, wstmts: newStmtCache(w), rstmts: newStmtCache(r),
+		reqs: make(chan *writeReq, 1024), stop: make(chan struct{})}
 	if err := s.loadMeta(ctx); err != nil {
 		w.Close()
 		r.Close()
@@ -142,6 +146,8 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
+		s.wstmts.close()
+		s.rstmts.close()
 		s.closeErr = errors.Join(s.w.Close(), s.r.Close())
 	})
 	return s.closeErr

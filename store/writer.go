@@ -17,6 +17,8 @@ var ErrClosed = errors.New("store: closed")
 // changes while the rest of the group commits.
 type Tx struct {
 	tx     *sqlx.Tx
+	stmts  *stmtCache
+	missed []string // queries prepared for this transaction only
 	now    Millis
 	events []Event
 }
@@ -82,33 +84,35 @@ func (s *Store) writer() {
 func (s *Store) commitBatch(batch []*writeReq) {
 	results := make([]error, len(batch))
 	var events []Event
+	var missed []string
 	err := func() error {
 		tx, err := s.w.Beginx()
 		if err != nil {
 			return fmt.Errorf("store: begin: %w", err)
 		}
 		defer tx.Rollback()
-		t := &Tx{tx: tx, now: now()}
+		t := &Tx{tx: tx, stmts: s.wstmts, now: now()}
+		defer func() { missed = t.missed }()
 		ran := 0
 		for i, req := range batch {
 			if err := req.ctx.Err(); err != nil {
 				results[i] = err
 				continue
 			}
-			if _, err := tx.Exec(`SAVEPOINT req`); err != nil {
+			if _, err := t.exec(`SAVEPOINT req`); err != nil {
 				return fmt.Errorf("store: savepoint: %w", err)
 			}
 			mark := len(t.events)
 			if err := req.fn(t); err != nil {
 				results[i] = err
 				t.events = t.events[:mark]
-				if _, err := tx.Exec(`ROLLBACK TO req`); err != nil {
+				if _, err := t.exec(`ROLLBACK TO req`); err != nil {
 					return fmt.Errorf("store: rollback to savepoint: %w", err)
 				}
 			} else {
 				ran++
 			}
-			if _, err := tx.Exec(`RELEASE req`); err != nil {
+			if _, err := t.exec(`RELEASE req`); err != nil {
 				return fmt.Errorf("store: release savepoint: %w", err)
 			}
 		}
@@ -121,6 +125,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		events = t.events
 		return nil
 	}()
+	s.wstmts.prepareMissed(missed)
 	if err != nil {
 		for i := range results {
 			if results[i] == nil {
@@ -147,8 +152,8 @@ func (t *Tx) emit(room, typ, subject string, payload any) error {
 		return fmt.Errorf("store: encode %s event: %w", typ, err)
 	}
 	var seq int64
-	err = t.tx.QueryRowx(t.tx.Rebind(`INSERT INTO events (room_id, type, subject, data, created_at) VALUES (?, ?, ?, ?, ?) RETURNING seq`),
-		room, typ, subject, data, t.now).Scan(&seq)
+	err = t.get(&seq, `INSERT INTO events (room_id, type, subject, data, created_at) VALUES (?, ?, ?, ?, ?) RETURNING seq`,
+		room, typ, subject, data, t.now)
 	if err != nil {
 		return fmt.Errorf("store: append %s event: %w", typ, err)
 	}
@@ -159,8 +164,8 @@ func (t *Tx) emit(room, typ, subject string, payload any) error {
 // ensureUser records a user the first time it is seen and keeps its display
 // name current (an empty name never erases a known one).
 func (t *Tx) ensureUser(u User) error {
-	_, err := t.tx.Exec(t.tx.Rebind(`INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET name = excluded.name WHERE excluded.name <> '' AND users.name <> excluded.name`),
+	_, err := t.exec(`INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name WHERE excluded.name <> '' AND users.name <> excluded.name`,
 		u.ID, u.Name, t.now)
 	if err != nil {
 		return fmt.Errorf("store: ensure user: %w", err)

@@ -155,7 +155,8 @@ func (p *Presence) Disconnected(user string) {
 	if st.conns > 0 {
 		return
 	}
-	st.lastSeen = time.Now()
+	// Milliseconds in UTC, as the store keeps it: the event and REST agree.
+	st.lastSeen = time.Now().UTC().Truncate(time.Millisecond)
 	gen := st.gen
 	st.timer = time.AfterFunc(p.opts.Grace, func() { p.expire(user, gen) })
 	p.enqueueLocked(announcement{user: user, lastClose: true})
