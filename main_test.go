@@ -76,6 +76,10 @@ func (s *testServer) stop() {
 	if s.cancel == nil {
 		return
 	}
+	// A client's spare connection that never carried a request holds up
+	// Shutdown for seconds; close those first.
+	http.DefaultClient.CloseIdleConnections()
+	restClient.CloseIdleConnections()
 	s.cancel()
 	s.cancel = nil
 	select {
@@ -109,6 +113,10 @@ func envOf(c Config) map[string]string {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// restClient bounds every REST call of the tests, so that a server that
+// stops answering fails a test instead of hanging it.
+var restClient = &http.Client{Timeout: 30 * time.Second}
 
 // token mints a valid token for user.
 func (s *testServer) token(user string) string {
@@ -157,7 +165,7 @@ func (s *testServer) doResp(method, path, token string, body any, header http.He
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := restClient.Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -47,7 +47,16 @@ type Auth struct {
 	mu    sync.Mutex
 	spent map[string]time.Time
 	sweep time.Time
+
+	// verified caches tokens that passed verification, until they expire:
+	// clients send the same token on every request, and checking it again
+	// costs a signature and a JSON parse each time. Guarded by cacheMu.
+	cacheMu  sync.RWMutex
+	verified map[string]Identity
 }
+
+// maxVerified bounds the verified-token cache.
+const maxVerified = 16384
 
 // NewAuth accepts HS256 tokens signed with secret and, when publicKey is not
 // nil, tokens signed with its algorithm family. The accepted algorithms are
@@ -67,11 +76,39 @@ func NewAuth(secret []byte, publicKey crypto.PublicKey) *Auth {
 		publicKey: publicKey,
 		parser:    jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
 		spent:     map[string]time.Time{},
+		verified:  map[string]Identity{},
 	}
 }
 
 // Verify checks a token and returns who it speaks for.
 func (a *Auth) Verify(token string) (Identity, error) {
+	a.cacheMu.RLock()
+	id, ok := a.verified[token]
+	a.cacheMu.RUnlock()
+	if ok && time.Now().Before(id.Expires) {
+		return id, nil
+	}
+	id, err := a.verify(token)
+	if err != nil {
+		return id, err
+	}
+	a.cacheMu.Lock()
+	if len(a.verified) >= maxVerified {
+		// Forget an arbitrary half; the cache refills with tokens in use.
+		n := 0
+		for k := range a.verified {
+			delete(a.verified, k)
+			if n++; n >= maxVerified/2 {
+				break
+			}
+		}
+	}
+	a.verified[token] = id
+	a.cacheMu.Unlock()
+	return id, nil
+}
+
+func (a *Auth) verify(token string) (Identity, error) {
 	var cl claims
 	_, err := a.parser.ParseWithClaims(token, &cl, func(t *jwt.Token) (any, error) {
 		if t.Method.Alg() == "HS256" {

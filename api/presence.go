@@ -156,9 +156,9 @@ type StoreDirectory struct{ Store *store.Store }
 
 var _ stream.Directory = StoreDirectory{}
 
-// Peers implements stream.Directory.
-func (d StoreDirectory) Peers(ctx context.Context, user string) ([]string, error) {
-	return d.Store.Peers(ctx, user)
+// Rooms implements stream.Directory.
+func (d StoreDirectory) Rooms(ctx context.Context, user string) ([]string, error) {
+	return d.Store.UserRooms(ctx, user)
 }
 
 // SaveLastSeen implements stream.Directory.

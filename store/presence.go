@@ -73,14 +73,11 @@ func (s *Store) Receipts(ctx context.Context, user, roomID string) ([]Receipt, e
 	return out, nil
 }
 
-// Peers returns every user who shares at least one room with user,
-// user included when they belong to any room.
-func (s *Store) Peers(ctx context.Context, user string) ([]string, error) {
+// UserRooms returns the ids of the rooms user belongs to.
+func (s *Store) UserRooms(ctx context.Context, user string) ([]string, error) {
 	out := []string{}
-	err := s.sel(ctx, &out, `
-		SELECT DISTINCT y.user_id FROM members x JOIN members y ON y.room_id = x.room_id WHERE x.user_id = ?`, user)
-	if err != nil {
-		return nil, fmt.Errorf("store: peers: %w", err)
+	if err := s.sel(ctx, &out, `SELECT room_id FROM members WHERE user_id = ?`, user); err != nil {
+		return nil, fmt.Errorf("store: rooms of user: %w", err)
 	}
 	return out, nil
 }

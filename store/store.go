@@ -89,6 +89,8 @@ type Store struct {
 	prunedThrough atomic.Int64
 
 	reqs      chan *writeReq
+	closeMu   sync.RWMutex // held for reading while a request is queued
+	closed    bool         // guarded by closeMu
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -144,6 +146,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // pruner and closes the database. It is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.closeMu.Lock()
+		s.closed = true
+		s.closeMu.Unlock()
 		close(s.stop)
 		s.wg.Wait()
 		s.wstmts.close()

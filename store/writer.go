@@ -33,11 +33,18 @@ type writeReq struct {
 // transaction committed (nil) or fn's changes were rolled back (its error).
 func (s *Store) write(ctx context.Context, fn func(*Tx) error) error {
 	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	// closeMu keeps Close from stopping the writer between the closed check
+	// and the send: a request that was queued is always answered.
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
 	select {
 	case s.reqs <- req:
-	case <-s.stop:
-		return ErrClosed
+		s.closeMu.RUnlock()
 	case <-ctx.Done():
+		s.closeMu.RUnlock()
 		return ctx.Err()
 	}
 	// Once queued, the request is always answered: the writer drains the queue

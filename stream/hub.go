@@ -74,6 +74,7 @@ type Hub struct {
 	users    map[string]map[*conn]int // user → their local connections
 	streams  int
 	closed   bool
+	stamp    uint64 // counts SendRooms calls, to reach each connection once
 
 	closing chan struct{} // closed by Close: streams end with a retry hint
 	cancel  context.CancelFunc
@@ -247,13 +248,12 @@ func (h *Hub) routeLocked(e *Event) {
 // sendLocked queues a frame without blocking; a full queue drops the
 // connection, which then resumes by replay.
 func (h *Hub) sendLocked(c *conn, frame []byte) {
-	select {
-	case c.q <- frame:
+	if c.push(frame) {
 		h.delivered.Add(1)
-	default:
-		h.dropLocked(c)
-		h.dropped.Add(1)
+		return
 	}
+	h.dropLocked(c)
+	h.dropped.Add(1)
 }
 
 // SendRoomExcept delivers an ephemeral event (no id, never replayed) to the
@@ -271,14 +271,23 @@ func (h *Hub) SendRoomExcept(room, except, typ string, data []byte) {
 	}
 }
 
-// SendUsers delivers an ephemeral event to every local connection of users.
-func (h *Hub) SendUsers(users []string, typ string, data []byte) {
+// SendRooms delivers an ephemeral event once to every local connection
+// that belongs to at least one of rooms, however many of them it is in.
+func (h *Hub) SendRooms(rooms []string, typ string, data []byte) {
 	frame := AppendFrame(nil, "", typ, data)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, u := range users {
-		for c := range h.users[u] {
-			h.sendLocked(c, frame)
+	h.stamp++
+	for _, r := range rooms {
+		rc := h.rooms[r]
+		if rc == nil {
+			continue
+		}
+		for _, c := range rc.conns {
+			if c.stamp != h.stamp {
+				c.stamp = h.stamp
+				h.sendLocked(c, frame)
+			}
 		}
 	}
 }

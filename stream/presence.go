@@ -28,11 +28,12 @@ const (
 // ErrOffline is returned when an offline user tries to set a status.
 var ErrOffline = errors.New("stream: user has no open stream")
 
-// Directory answers who should hear about a user's presence and remembers
+// Directory answers which rooms a user's presence concerns and remembers
 // when users were last seen. The store implements it.
 type Directory interface {
-	// Peers returns every user who shares a room with user.
-	Peers(ctx context.Context, user string) ([]string, error)
+	// Rooms returns the rooms user belongs to: everyone in them shares a
+	// room with user.
+	Rooms(ctx context.Context, user string) ([]string, error)
 	SaveLastSeen(ctx context.Context, user string, at time.Time) error
 	LastSeen(ctx context.Context, users []string) (map[string]time.Time, error)
 }
@@ -262,14 +263,16 @@ func (p *Presence) announce(ctx context.Context, a announcement) {
 			p.opts.Logger.Error("save last seen", "err", err, "user", a.user)
 		}
 	}
-	peers, err := p.dir.Peers(ctx, a.user)
+	// The members of the user's rooms are the users who share one with
+	// them; the hub's room index finds their local streams, each once.
+	rooms, err := p.dir.Rooms(ctx, a.user)
 	if err != nil {
-		p.opts.Logger.Error("presence peers", "err", err, "user", a.user)
+		p.opts.Logger.Error("presence rooms", "err", err, "user", a.user)
 		return
 	}
-	if len(peers) == 0 {
+	if len(rooms) == 0 {
 		return
 	}
 	data, _ := json.Marshal(a.info)
-	p.hub.SendUsers(peers, TypePresenceChanged, data)
+	p.hub.SendRooms(rooms, TypePresenceChanged, data)
 }

@@ -3,7 +3,6 @@ package stream
 import (
 	"context"
 	"errors"
-	"net/http"
 )
 
 // replayPage is how many events one read of the durable log returns.
@@ -13,7 +12,7 @@ const replayPage = 2048
 // of the rooms they belonged to at the time of each event. roomsAtTo is the
 // membership at to; membership at from is found by walking the user's member
 // events back from it.
-func (h *Hub) replay(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, user string, roomsAtTo map[string]bool, from, to int64) error {
+func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[string]bool, from, to int64) error {
 	at := make(map[string]bool, len(roomsAtTo))
 	for r := range roomsAtTo {
 		at[r] = true
@@ -54,7 +53,7 @@ func (h *Hub) replay(ctx context.Context, w http.ResponseWriter, rc *http.Respon
 			buf = append(buf, e.frame...)
 		}
 		if len(buf) >= 32<<10 {
-			if err := h.write(w, rc, buf); err != nil {
+			if err := w.write(buf); err != nil {
 				return err
 			}
 			buf = buf[:0]
@@ -65,7 +64,7 @@ func (h *Hub) replay(ctx context.Context, w http.ResponseWriter, rc *http.Respon
 		return err
 	}
 	if len(buf) > 0 {
-		return h.write(w, rc, buf)
+		return w.write(buf)
 	}
 	return nil
 }

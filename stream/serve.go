@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -18,18 +19,6 @@ var (
 	errBehind         = errors.New("behind")
 	errUnavailable    = errors.New("unavailable")
 )
-
-// conn is one open stream. The hub's dispatcher fills q; the handler's
-// goroutine is the only one that writes to the client.
-type conn struct {
-	user string
-	q    chan []byte   // bounded; the hub never blocks on it
-	gone chan struct{} // closed by the hub when it drops the conn
-
-	// Guarded by Hub.mu.
-	rooms   map[string]int // room → index in the room's connection list
-	removed bool
-}
 
 // Subscriber is who opens a stream and where they resume.
 type Subscriber struct {
@@ -55,21 +44,21 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
-	rc := http.NewResponseController(w)
+	wr := h.newWriter(w)
 
-	c := &conn{user: sub.User, q: make(chan []byte, h.opts.QueueSize), gone: make(chan struct{}), rooms: map[string]int{}}
+	c := newConn(sub.User, h.opts.QueueSize)
 	pos, rooms, err := h.place(ctx, c)
 	if err != nil {
 		if ctx.Err() == nil {
 			h.rejected.Add(1)
-			h.refuse(w, rc, err)
+			h.refuse(wr, err)
 		}
 		return
 	}
 	defer h.unregister(c)
 
 	from, resync := h.resumePoint(sub.LastEventID, pos)
-	buf := make([]byte, 0, 4096)
+	buf := make([]byte, 0, 256)
 	buf = append(buf, "retry: "...)
 	buf = strconv.AppendInt(buf, h.opts.Retry.Milliseconds(), 10)
 	buf = append(buf, "\n\n"...)
@@ -85,19 +74,19 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 		buf = AppendFrame(buf, "", TypeResync, data)
 	}
 	w.WriteHeader(http.StatusOK)
-	if err := h.write(w, rc, buf); err != nil {
+	if err := wr.write(buf); err != nil {
 		return
 	}
 	if from < pos {
-		if err := h.replay(ctx, w, rc, c.user, rooms, from, pos); err != nil {
+		if err := h.replay(ctx, wr, c.user, rooms, from, pos); err != nil {
 			if !errors.Is(err, errWrite) && ctx.Err() == nil {
 				h.opts.Logger.Error("replay", "err", err, "user", sub.User)
-				h.write(w, rc, closingFrame(nil, h.opts.Retry, errUnavailable))
+				wr.write(closingFrame(nil, h.opts.Retry, errUnavailable))
 			}
 			return
 		}
 	}
-	h.pump(ctx, w, rc, c, buf[:0])
+	h.pump(ctx, wr, c)
 }
 
 // place registers c at the hub's current position and returns it with the
@@ -150,13 +139,13 @@ func (h *Hub) resumePoint(lastEventID string, pos int64) (from int64, resync str
 
 // refuse answers a stream that cannot be served now with 200, a retry hint
 // and a closing comment, so that EventSource tries again.
-func (h *Hub) refuse(w http.ResponseWriter, rc *http.ResponseController, reason error) {
+func (h *Hub) refuse(w *writer, reason error) {
 	retry := h.opts.Retry
 	if errors.Is(reason, errOverloaded) || errors.Is(reason, errTooManyStreams) {
 		retry = 5 * h.opts.Retry
 	}
-	w.WriteHeader(http.StatusOK)
-	h.write(w, rc, closingFrame(nil, retry, reason))
+	w.w.WriteHeader(http.StatusOK)
+	w.write(closingFrame(nil, retry, reason))
 }
 
 func closingFrame(b []byte, retry time.Duration, reason error) []byte {
@@ -169,49 +158,74 @@ func closingFrame(b []byte, retry time.Duration, reason error) []byte {
 
 var errWrite = errors.New("stream: write to client")
 
-// write sends b and flushes it, within the write timeout.
-func (h *Hub) write(w http.ResponseWriter, rc *http.ResponseController, b []byte) error {
-	rc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
-	if _, err := w.Write(b); err != nil {
+// writer sends bytes to one client with a bounded wait. It renews the
+// connection's write deadline only when half of it has been used, rather
+// than on every write: a stuck client still fails within WriteTimeout, and
+// the hot path saves a timer update per write.
+type writer struct {
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	timeout  time.Duration
+	deadline time.Time
+}
+
+func (h *Hub) newWriter(w http.ResponseWriter) *writer {
+	return &writer{w: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
+}
+
+// write sends b and flushes it.
+func (w *writer) write(b []byte) error {
+	now := time.Now()
+	if w.deadline.Sub(now) < w.timeout/2 {
+		w.deadline = now.Add(w.timeout)
+		w.rc.SetWriteDeadline(w.deadline)
+	}
+	if _, err := w.w.Write(b); err != nil {
 		return errWrite
 	}
-	if err := rc.Flush(); err != nil {
+	if err := w.rc.Flush(); err != nil {
 		return errWrite
 	}
 	return nil
 }
 
-// pump is the stream's writer: it drains the queue in batches, one write and
-// one flush per batch, with heartbeats when idle.
-func (h *Hub) pump(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, c *conn, buf []byte) {
-	const maxBatch = 64 << 10
+// bufPool holds write buffers, so that idle streams keep none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// pump is the stream's writer: each time frames are queued it takes them
+// all and sends them in one write and one flush; heartbeats when idle.
+func (h *Hub) pump(ctx context.Context, w *writer, c *conn) {
 	heartbeat := time.NewTicker(h.opts.Heartbeat)
 	defer heartbeat.Stop()
+	var spare [][]byte
 	for {
 		select {
-		case f := <-c.q:
-			buf = append(buf[:0], f...)
-		drain:
-			for len(buf) < maxBatch {
-				select {
-				case f := <-c.q:
-					buf = append(buf, f...)
-				default:
-					break drain
-				}
+		case <-c.wake:
+			frames := c.take(spare)
+			bp := bufPool.Get().(*[]byte)
+			buf := (*bp)[:0]
+			for _, f := range frames {
+				buf = append(buf, f...)
 			}
-			if h.write(w, rc, buf) != nil {
+			clear(frames)
+			spare = frames[:0]
+			err := w.write(buf)
+			if cap(buf) <= 256<<10 {
+				*bp = buf
+				bufPool.Put(bp)
+			}
+			if err != nil {
 				return
 			}
 		case <-heartbeat.C:
-			if h.write(w, rc, []byte(": ping\n\n")) != nil {
+			if w.write([]byte(": ping\n\n")) != nil {
 				return
 			}
 		case <-c.gone:
 			// Dropped for falling behind; the client resumes by replay.
 			return
 		case <-h.closing:
-			h.write(w, rc, closingFrame(buf[:0], h.opts.Retry, errShutdown))
+			w.write(closingFrame(nil, h.opts.Retry, errShutdown))
 			return
 		case <-ctx.Done():
 			return
