@@ -43,6 +43,7 @@ type Config struct {
 	MaxStreams        int
 	MaxStreamsPerUser int
 	PresenceGrace     time.Duration
+	PresenceBatch     time.Duration
 	TypingTimeout     time.Duration
 	MaxBody           int64
 	MaxText           int
@@ -84,6 +85,7 @@ func configFlags(name string, getenv func(string) string, output io.Writer) (*fl
 	fs.IntVar(&c.MaxStreams, "max-streams", 0, "open streams per instance (0: no cap)")
 	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", 32, "open streams per user (0: no cap)")
 	fs.DurationVar(&c.PresenceGrace, "presence-grace", 5*time.Second, "how long a user stays online after their last stream closes")
+	fs.DurationVar(&c.PresenceBatch, "presence-batch", 200*time.Millisecond, "how long presence changes are gathered to be sent together")
 	fs.DurationVar(&c.TypingTimeout, "typing-timeout", 5*time.Second, "how long a typing indicator lasts without a new ping")
 	fs.Int64Var(&c.MaxBody, "max-body", 64<<10, "largest request body in bytes")
 	fs.IntVar(&c.MaxText, "max-text", 4000, "longest message in characters")
@@ -186,6 +188,7 @@ func (c *Config) validate() error {
 	check(c.WriteTimeout >= 100*time.Millisecond, "--write-timeout must be at least 100ms")
 	check(c.MaxStreams >= 0 && c.MaxStreamsPerUser >= 0, "stream caps must not be negative")
 	check(c.PresenceGrace >= 0 && c.TypingTimeout >= 10*time.Millisecond, "--presence-grace must not be negative and --typing-timeout at least 10ms")
+	check(c.PresenceBatch >= time.Millisecond && c.PresenceBatch <= 10*time.Second, "--presence-batch must be between 1ms and 10s")
 	check(c.MaxBody >= 1024, "--max-body must be at least 1024")
 	check(c.MaxText >= 1, "--max-text must be at least 1")
 	check(c.TicketTTL >= time.Second, "--ticket-ttl must be at least 1s")

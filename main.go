@@ -123,6 +123,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	defer typing.Close()
 	presence = stream.NewPresence(hub, api.StoreDirectory{Store: st}, stream.PresenceOptions{
 		Grace:       cfg.PresenceGrace,
+		Batch:       cfg.PresenceBatch,
 		OnLastClose: typing.StopUser,
 		Logger:      logger,
 	})

@@ -39,6 +39,8 @@ func startServer(t testing.TB, env map[string]string) *testServer {
 		"HERALD_LOG_LEVEL":   "warn",
 		"HERALD_SQLITE_SYNC": "NORMAL",
 		"HERALD_RETRY":       "50ms",
+		// Presence changes are batched for throughput; tests wait on them.
+		"HERALD_PRESENCE_BATCH": "5ms",
 	}
 	for k, v := range env {
 		base[k] = v
@@ -109,6 +111,8 @@ func envOf(c Config) map[string]string {
 		"HERALD_RATE_LIMITS": "off", "HERALD_LOG_LEVEL": "warn", "HERALD_SQLITE_SYNC": c.SQLiteSync,
 		"HERALD_RETRY": c.Retry.String(), "HERALD_HEARTBEAT": c.Heartbeat.String(),
 		"HERALD_QUEUE_SIZE": itoa(c.QueueSize), "HERALD_REPLAY_BUFFER": itoa(c.ReplayBuffer),
+		"HERALD_PRESENCE_BATCH": c.PresenceBatch.String(), "HERALD_PRESENCE_GRACE": c.PresenceGrace.String(),
+		"HERALD_TYPING_TIMEOUT": c.TypingTimeout.String(), "HERALD_MAX_STREAMS_PER_USER": itoa(c.MaxStreamsPerUser),
 	}
 }
 

@@ -30,11 +30,19 @@ func (s *Store) Snapshot(ctx context.Context, user string) (rooms []string, head
 		return nil, 0, fmt.Errorf("store: begin snapshot: %w", err)
 	}
 	defer tx.Rollback()
+	roomsStmt, err := s.rstmts.get(`SELECT room_id FROM members WHERE user_id = ?`)
+	if err != nil {
+		return nil, 0, err
+	}
+	headStmt, err := s.rstmts.get(logHeadSQL)
+	if err != nil {
+		return nil, 0, err
+	}
 	rooms = []string{}
-	if err := tx.SelectContext(ctx, &rooms, tx.Rebind(`SELECT room_id FROM members WHERE user_id = ?`), user); err != nil {
+	if err := tx.StmtxContext(ctx, roomsStmt).SelectContext(ctx, &rooms, user); err != nil {
 		return nil, 0, fmt.Errorf("store: snapshot rooms: %w", err)
 	}
-	if err := tx.GetContext(ctx, &head, logHeadSQL); err != nil {
+	if err := tx.StmtxContext(ctx, headStmt).GetContext(ctx, &head); err != nil {
 		return nil, 0, fmt.Errorf("store: snapshot head: %w", err)
 	}
 	return rooms, head, nil

@@ -25,24 +25,34 @@ func newConn(user string, max int) *conn {
 	return &conn{user: user, max: max, wake: make(chan struct{}, 1), gone: make(chan struct{}), rooms: map[string]int{}}
 }
 
-// push queues a frame and reports false, queuing nothing, when the queue is
-// full.
+// push queues a frame and wakes the writer. It reports false, queuing
+// nothing, when the queue is full.
 func (c *conn) push(frame []byte) bool {
+	ok, first := c.enqueue(frame)
+	if first {
+		c.signal()
+	}
+	return ok
+}
+
+// enqueue queues a frame without waking the writer; first reports that the
+// queue was empty, so the caller must signal once it has queued the rest.
+func (c *conn) enqueue(frame []byte) (ok, first bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.pending) >= c.max {
-		c.mu.Unlock()
-		return false
+		return false, false
 	}
 	c.pending = append(c.pending, frame)
-	first := len(c.pending) == 1
-	c.mu.Unlock()
-	if first {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+	return true, len(c.pending) == 1
+}
+
+// signal wakes the writer.
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
-	return true
 }
 
 // take returns the queued frames and starts a new queue in spare's storage.

@@ -78,7 +78,8 @@ type Hub struct {
 
 	closing chan struct{} // closed by Close: streams end with a retry hint
 	cancel  context.CancelFunc
-	done    chan struct{} // closed when the dispatcher exits
+	done    chan struct{}  // closed when the dispatcher exits
+	conns   sync.WaitGroup // the goroutines of hijacked streams
 	once    sync.Once
 
 	delivered atomic.Int64
@@ -130,9 +131,10 @@ func NewHub(ctx context.Context, log Log, broker Broker, opts Options) (*Hub, er
 }
 
 // Close tells every stream to end (clients reconnect, elsewhere or later)
-// and stops the dispatcher. It returns when the dispatcher has exited or ctx
-// ends. Streams end by themselves once told; http.Server.Shutdown waits for
-// their handlers. Close is idempotent.
+// and stops the dispatcher. It returns when the dispatcher and the streams
+// the hub owns have exited, or ctx ends. Streams still inside an HTTP
+// handler (HTTP/2) end by themselves once told; http.Server.Shutdown waits
+// for those. Close is idempotent.
 func (h *Hub) Close(ctx context.Context) error {
 	h.once.Do(func() {
 		h.mu.Lock()
@@ -141,12 +143,19 @@ func (h *Hub) Close(ctx context.Context) error {
 		close(h.closing)
 		h.cancel()
 	})
-	select {
-	case <-h.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	streams := make(chan struct{})
+	go func() {
+		h.conns.Wait()
+		close(streams)
+	}()
+	for _, ch := range []chan struct{}{h.done, streams} {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // Stats are the hub's counters.
@@ -271,24 +280,53 @@ func (h *Hub) SendRoomExcept(room, except, typ string, data []byte) {
 	}
 }
 
-// SendRooms delivers an ephemeral event once to every local connection
-// that belongs to at least one of rooms, however many of them it is in.
-func (h *Hub) SendRooms(rooms []string, typ string, data []byte) {
-	frame := AppendFrame(nil, "", typ, data)
+// Notice is an ephemeral event for the members of some rooms.
+type Notice struct {
+	Rooms []string
+	Type  string
+	Data  []byte
+}
+
+// SendRooms delivers ephemeral events, in order, each once to every local
+// connection that belongs to at least one of its rooms. Writers are woken
+// only after all are queued, so a connection that gets several of them
+// sends them in one write: a burst of presence changes costs each stream
+// one write, not one per change.
+func (h *Hub) SendRooms(notices []Notice) {
+	frames := make([][]byte, len(notices))
+	for i, n := range notices {
+		frames[i] = AppendFrame(nil, "", n.Type, n.Data)
+	}
+	var wake []*conn
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.stamp++
-	for _, r := range rooms {
-		rc := h.rooms[r]
-		if rc == nil {
-			continue
-		}
-		for _, c := range rc.conns {
-			if c.stamp != h.stamp {
+	for i, n := range notices {
+		h.stamp++
+		for _, r := range n.Rooms {
+			rc := h.rooms[r]
+			if rc == nil {
+				continue
+			}
+			for _, c := range rc.conns {
+				if c.stamp == h.stamp {
+					continue
+				}
 				c.stamp = h.stamp
-				h.sendLocked(c, frame)
+				ok, first := c.enqueue(frames[i])
+				if !ok {
+					h.dropLocked(c)
+					h.dropped.Add(1)
+					continue
+				}
+				h.delivered.Add(1)
+				if first {
+					wake = append(wake, c)
+				}
 			}
 		}
+	}
+	h.mu.Unlock()
+	for _, c := range wake {
+		c.signal()
 	}
 }
 

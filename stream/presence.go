@@ -54,7 +54,11 @@ type PresenceOptions struct {
 	// (before the grace period), from the tracker's goroutine: typing stops
 	// at once.
 	OnLastClose func(user string)
-	Logger      *slog.Logger
+	// Batch is how long the announcer gathers changes before sending them
+	// together (default 200ms): when many users connect at once, each stream
+	// then receives a burst of changes in one write rather than one each.
+	Batch  time.Duration
+	Logger *slog.Logger
 }
 
 // Presence tracks which users have open streams on this instance and
@@ -93,6 +97,9 @@ type announcement struct {
 func NewPresence(hub *Hub, dir Directory, opts PresenceOptions) *Presence {
 	if opts.Grace <= 0 {
 		opts.Grace = 5 * time.Second
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 200 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -230,33 +237,50 @@ func (p *Presence) enqueueLocked(a announcement) {
 	}
 }
 
-// run announces changes in the order they happened.
+// run announces changes in the order they happened, gathering those of
+// each Batch window into one delivery.
 func (p *Presence) run() {
 	defer close(p.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	window := time.NewTimer(0)
+	<-window.C
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-p.signal:
 		}
+		window.Reset(p.opts.Batch)
+		select {
+		case <-p.stop:
+			return
+		case <-window.C:
+		}
 		p.mu.Lock()
 		queue := p.queue
 		p.queue = nil
 		p.mu.Unlock()
+		var notices []Notice
 		for _, a := range queue {
-			p.announce(ctx, a)
+			if n, ok := p.notice(ctx, a); ok {
+				notices = append(notices, n)
+			}
+		}
+		if len(notices) > 0 {
+			p.hub.SendRooms(notices)
 		}
 	}
 }
 
-func (p *Presence) announce(ctx context.Context, a announcement) {
+// notice performs an announcement's side effects and returns the event to
+// send, if any.
+func (p *Presence) notice(ctx context.Context, a announcement) (Notice, bool) {
 	if a.lastClose {
 		if p.opts.OnLastClose != nil {
 			p.opts.OnLastClose(a.user)
 		}
-		return
+		return Notice{}, false
 	}
 	if a.info.Status == StatusOffline && a.info.LastSeen != nil {
 		if err := p.dir.SaveLastSeen(ctx, a.user, *a.info.LastSeen); err != nil {
@@ -268,11 +292,11 @@ func (p *Presence) announce(ctx context.Context, a announcement) {
 	rooms, err := p.dir.Rooms(ctx, a.user)
 	if err != nil {
 		p.opts.Logger.Error("presence rooms", "err", err, "user", a.user)
-		return
+		return Notice{}, false
 	}
 	if len(rooms) == 0 {
-		return
+		return Notice{}, false
 	}
 	data, _ := json.Marshal(a.info)
-	p.hub.SendRooms(rooms, TypePresenceChanged, data)
+	return Notice{Rooms: rooms, Type: TypePresenceChanged, Data: data}, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -44,49 +45,129 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
-	wr := h.newWriter(w)
 
 	c := newConn(sub.User, h.opts.QueueSize)
 	pos, rooms, err := h.place(ctx, c)
 	if err != nil {
 		if ctx.Err() == nil {
 			h.rejected.Add(1)
-			h.refuse(wr, err)
+			h.refuse(w, err)
 		}
 		return
 	}
-	defer h.unregister(c)
 
 	from, resync := h.resumePoint(sub.LastEventID, pos)
-	buf := make([]byte, 0, 256)
-	buf = append(buf, "retry: "...)
-	buf = strconv.AppendInt(buf, h.opts.Retry.Milliseconds(), 10)
-	buf = append(buf, "\n\n"...)
+	head := make([]byte, 0, 256)
+	head = append(head, "retry: "...)
+	head = strconv.AppendInt(head, h.opts.Retry.Milliseconds(), 10)
+	head = append(head, "\n\n"...)
 	ready, _ := json.Marshal(struct {
 		User      string `json:"user"`
 		Heartbeat int64  `json:"heartbeat_ms"`
 	}{sub.User, h.opts.Heartbeat.Milliseconds()})
-	buf = AppendFrame(buf, Position{h.epoch, from}.String(), TypeReady, ready)
+	head = AppendFrame(head, Position{h.epoch, from}.String(), TypeReady, ready)
 	if resync != "" {
 		data, _ := json.Marshal(struct {
 			Reason string `json:"reason"`
 		}{resync})
-		buf = AppendFrame(buf, "", TypeResync, data)
+		head = AppendFrame(head, "", TypeResync, data)
 	}
+	s := stream{c: c, rooms: rooms, from: from, to: pos}
+
+	// An HTTP/1 stream leaves net/http: the hub takes the connection, so a
+	// stream costs two small goroutines and no HTTP buffers, and each batch
+	// is one write(2) with no chunk framing. The body ends when the
+	// connection closes, which is how an SSE stream ends anyway.
+	if r.ProtoMajor == 1 {
+		if nc, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			h.serveConn(nc, hdr, head, s)
+			return
+		}
+	}
+	defer h.unregister(c)
+	wr := &flushWriter{w: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
 	w.WriteHeader(http.StatusOK)
-	if err := wr.write(buf); err != nil {
+	if err := wr.write(head); err != nil {
 		return
 	}
-	if from < pos {
-		if err := h.replay(ctx, wr, c.user, rooms, from, pos); err != nil {
+	h.deliver(ctx, wr, s)
+}
+
+// stream is what a registered connection still has to send: the replay of
+// (from, to] for a user whose rooms at to are rooms, then live events.
+type stream struct {
+	c        *conn
+	rooms    map[string]bool
+	from, to int64
+}
+
+// deliver replays what the stream missed, then pumps live events until the
+// client leaves, falls behind, or the hub closes.
+func (h *Hub) deliver(ctx context.Context, w writer, s stream) {
+	if s.from < s.to {
+		if err := h.replay(ctx, w, s.c.user, s.rooms, s.from, s.to); err != nil {
 			if !errors.Is(err, errWrite) && ctx.Err() == nil {
-				h.opts.Logger.Error("replay", "err", err, "user", sub.User)
-				wr.write(closingFrame(nil, h.opts.Retry, errUnavailable))
+				h.opts.Logger.Error("replay", "err", err, "user", s.c.user)
+				w.write(closingFrame(nil, h.opts.Retry, errUnavailable))
 			}
 			return
 		}
 	}
-	h.pump(ctx, wr, c)
+	h.pump(ctx, w, s.c)
+}
+
+// serveConn runs a hijacked stream on goroutines the hub owns: one writes,
+// one waits for the client to hang up. Close waits for both.
+func (h *Hub) serveConn(nc net.Conn, hdr http.Header, head []byte, s stream) {
+	resp := make([]byte, 0, 512+len(head))
+	resp = append(resp, "HTTP/1.1 200 OK\r\n"...)
+	for k, vs := range hdr {
+		for _, v := range vs {
+			resp = append(resp, k...)
+			resp = append(resp, ": "...)
+			resp = append(resp, v...)
+			resp = append(resp, "\r\n"...)
+		}
+	}
+	resp = append(resp, "Connection: close\r\n\r\n"...)
+	resp = append(resp, head...)
+
+	// Goroutines join h.conns only while the hub is open, so that Close
+	// never waits on a group that is still growing.
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		h.unregister(s.c)
+		nc.Write(closingFrame(append(resp[:0], "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"...), h.opts.Retry, errShutdown))
+		nc.Close()
+		return
+	}
+	h.conns.Add(2)
+	h.mu.Unlock()
+	ctx, hangup := context.WithCancel(context.Background())
+	go func() {
+		// The client sends nothing after its request: a read returns only
+		// when it hangs up (or the writer closes the connection).
+		defer h.conns.Done()
+		defer hangup()
+		var b [1]byte
+		for {
+			if _, err := nc.Read(b[:]); err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer h.conns.Done()
+		defer nc.Close()
+		defer hangup()
+		defer h.unregister(s.c)
+		w := &connWriter{c: nc, timeout: h.opts.WriteTimeout}
+		if w.write(resp) != nil {
+			return
+		}
+		h.deliver(ctx, w, s)
+	}()
 }
 
 // place registers c at the hub's current position and returns it with the
@@ -139,13 +220,13 @@ func (h *Hub) resumePoint(lastEventID string, pos int64) (from int64, resync str
 
 // refuse answers a stream that cannot be served now with 200, a retry hint
 // and a closing comment, so that EventSource tries again.
-func (h *Hub) refuse(w *writer, reason error) {
+func (h *Hub) refuse(w http.ResponseWriter, reason error) {
 	retry := h.opts.Retry
 	if errors.Is(reason, errOverloaded) || errors.Is(reason, errTooManyStreams) {
 		retry = 5 * h.opts.Retry
 	}
-	w.w.WriteHeader(http.StatusOK)
-	w.write(closingFrame(nil, retry, reason))
+	w.WriteHeader(http.StatusOK)
+	w.Write(closingFrame(nil, retry, reason))
 }
 
 func closingFrame(b []byte, retry time.Duration, reason error) []byte {
@@ -158,27 +239,41 @@ func closingFrame(b []byte, retry time.Duration, reason error) []byte {
 
 var errWrite = errors.New("stream: write to client")
 
-// writer sends bytes to one client with a bounded wait. It renews the
-// connection's write deadline only when half of it has been used, rather
-// than on every write: a stuck client still fails within WriteTimeout, and
-// the hot path saves a timer update per write.
-type writer struct {
-	w        http.ResponseWriter
-	rc       *http.ResponseController
-	timeout  time.Duration
-	deadline time.Time
+// writer sends bytes to one client with a bounded wait. Both kinds renew
+// the connection's write deadline only when half of it has been used,
+// rather than on every write: a stuck client still fails within the
+// timeout, and the hot path saves a timer update per write.
+type writer interface {
+	write(b []byte) error
 }
 
-func (h *Hub) newWriter(w http.ResponseWriter) *writer {
-	return &writer{w: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
+type deadline struct {
+	timeout time.Duration
+	at      time.Time
 }
 
-// write sends b and flushes it.
-func (w *writer) write(b []byte) error {
+// renew reports whether the deadline should be pushed out, and does so.
+func (d *deadline) renew() (time.Time, bool) {
 	now := time.Now()
-	if w.deadline.Sub(now) < w.timeout/2 {
-		w.deadline = now.Add(w.timeout)
-		w.rc.SetWriteDeadline(w.deadline)
+	if d.at.Sub(now) >= d.timeout/2 {
+		return d.at, false
+	}
+	d.at = now.Add(d.timeout)
+	return d.at, true
+}
+
+// flushWriter writes through net/http (HTTP/2, or when hijacking fails).
+type flushWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	deadline
+	timeout time.Duration
+}
+
+func (w *flushWriter) write(b []byte) error {
+	w.deadline.timeout = w.timeout
+	if at, ok := w.renew(); ok {
+		w.rc.SetWriteDeadline(at)
 	}
 	if _, err := w.w.Write(b); err != nil {
 		return errWrite
@@ -189,12 +284,30 @@ func (w *writer) write(b []byte) error {
 	return nil
 }
 
+// connWriter writes to a hijacked connection.
+type connWriter struct {
+	c net.Conn
+	deadline
+	timeout time.Duration
+}
+
+func (w *connWriter) write(b []byte) error {
+	w.deadline.timeout = w.timeout
+	if at, ok := w.renew(); ok {
+		w.c.SetWriteDeadline(at)
+	}
+	if _, err := w.c.Write(b); err != nil {
+		return errWrite
+	}
+	return nil
+}
+
 // bufPool holds write buffers, so that idle streams keep none.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // pump is the stream's writer: each time frames are queued it takes them
 // all and sends them in one write and one flush; heartbeats when idle.
-func (h *Hub) pump(ctx context.Context, w *writer, c *conn) {
+func (h *Hub) pump(ctx context.Context, w writer, c *conn) {
 	heartbeat := time.NewTicker(h.opts.Heartbeat)
 	defer heartbeat.Stop()
 	var spare [][]byte
