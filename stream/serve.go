@@ -321,7 +321,12 @@ func (h *Hub) pump(ctx context.Context, w writer, c *conn) {
 				buf = append(buf, f...)
 			}
 			clear(frames)
-			spare = frames[:0]
+			// Keep a small queue's storage for the next batch; let a burst's
+			// go, so that idle streams stay small.
+			spare = nil
+			if cap(frames) <= 16 {
+				spare = frames[:0]
+			}
 			err := w.write(buf)
 			if cap(buf) <= 256<<10 {
 				*bp = buf
