@@ -238,14 +238,19 @@ func TestServeSmoke(t *testing.T) {
 	room := s.createRoom(alice, "general", false)
 	sb := s.stream(bob, "")
 	s.must(http.StatusOK, "POST", "/v1/rooms/"+room+"/join", bob, nil, nil)
-	sb.Expect("member:joined")
+	// Presence events (bob coming online) may come in between: they are
+	// ephemeral and not ordered with the room's log.
+	sb.WaitFor("member:joined")
 	id := s.post(alice, room, "hello")
 	var msg struct {
 		ID   int64
 		Text string
 		Room string
 	}
-	sb.ExpectData("message:created", &msg)
+	f := sb.WaitFor("message:created")
+	if err := json.Unmarshal([]byte(f.Data), &msg); err != nil {
+		t.Fatal(err)
+	}
 	if msg.ID != id || msg.Text != "hello" || msg.Room != room {
 		t.Fatalf("message:created = %+v; want id %d text hello room %s", msg, id, room)
 	}
