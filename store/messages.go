@@ -56,7 +56,7 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 		if clientID != "" {
 			msg.ClientID = &clientID
 		}
-		err = t.get(&msg.ID, `INSERT INTO messages (room_id, author_id, text, client_id, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+		msg.ID, err = t.insert(`INSERT INTO messages (room_id, author_id, text, client_id, created_at) VALUES (?, ?, ?, ?, ?)`,
 			msg.Room, msg.Author, msg.Text, msg.ClientID, msg.CreatedAt)
 		if err != nil {
 			return fmt.Errorf("store: insert message: %w", err)

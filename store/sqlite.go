@@ -115,6 +115,17 @@ func migrate(ctx context.Context, db *sqlx.DB, files fs.FS, dir string) error {
 	return nil
 }
 
+// insert runs an INSERT and returns the new row's id. SQLite reports it
+// with the statement's result, which is cheaper than reading a RETURNING
+// row back through database/sql.
+func (t *Tx) insert(query string, args ...any) (int64, error) {
+	res, err := t.exec(query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
 // logHead is the newest position ever assigned in the log (0 for none),
 // including positions whose rows retention has since deleted.
 const logHeadSQL = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)`

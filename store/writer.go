@@ -158,8 +158,7 @@ func (t *Tx) emit(room, typ, subject string, payload any) error {
 	if err != nil {
 		return fmt.Errorf("store: encode %s event: %w", typ, err)
 	}
-	var seq int64
-	err = t.get(&seq, `INSERT INTO events (room_id, type, subject, data, created_at) VALUES (?, ?, ?, ?, ?) RETURNING seq`,
+	seq, err := t.insert(`INSERT INTO events (room_id, type, subject, data, created_at) VALUES (?, ?, ?, ?, ?)`,
 		room, typ, subject, data, t.now)
 	if err != nil {
 		return fmt.Errorf("store: append %s event: %w", typ, err)
