@@ -25,9 +25,6 @@ func (l StoreLog) PrunedThrough() int64 { return l.Store.PrunedThrough() }
 
 // Events implements stream.Log.
 func (l StoreLog) Events(ctx context.Context, q stream.Query) ([]stream.Event, error) {
-	if q.Rooms != nil && len(q.Rooms) == 0 {
-		return nil, nil
-	}
 	evs, err := l.Store.Events(ctx, store.LogQuery{After: q.After, UpTo: q.UpTo, Rooms: q.Rooms, Subject: q.Subject, Limit: q.Limit})
 	if err != nil {
 		return nil, err

@@ -75,19 +75,6 @@ func (s *Store) CreateRoom(ctx context.Context, owner User, name string, private
 	return room, err
 }
 
-// Room returns one room.
-func (s *Store) Room(ctx context.Context, id string) (Room, error) {
-	var r Room
-	err := s.get(ctx, &r, `SELECT id, name, private, owner_id, created_at FROM rooms WHERE id = ?`, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return r, ErrRoomNotFound
-	}
-	if err != nil {
-		return r, fmt.Errorf("store: get room: %w", err)
-	}
-	return r, nil
-}
-
 // Rooms lists the rooms user belongs to, oldest membership first, with
 // unread counts.
 func (s *Store) Rooms(ctx context.Context, user string) ([]RoomSummary, error) {
@@ -218,16 +205,6 @@ func (s *Store) SharesRoom(ctx context.Context, a, b string) (bool, error) {
 		return false, fmt.Errorf("store: shared rooms: %w", err)
 	}
 	return ok, nil
-}
-
-// RoomMembers returns the ids of a room's members.
-func (s *Store) RoomMembers(ctx context.Context, roomID string) ([]string, error) {
-	ids := []string{}
-	err := s.sel(ctx, &ids, `SELECT user_id FROM members WHERE room_id = ?`, roomID)
-	if err != nil {
-		return nil, fmt.Errorf("store: room members: %w", err)
-	}
-	return ids, nil
 }
 
 // CheckMember returns ErrRoomNotFound or ErrNotMember unless user is a member.

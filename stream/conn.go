@@ -2,9 +2,8 @@ package stream
 
 import "sync"
 
-// conn is one open stream. The hub pushes frames into its queue without
-// blocking; the stream's handler goroutine is the only one that writes to
-// the client. The queue is a slice that the writer swaps out whole, so a
+// conn is one open stream. The hub queues frames without blocking; the
+// stream's writer goroutine is the only one that writes to the client. The queue is a slice that the writer swaps out whole, so a
 // burst of events leaves in one write, and an idle stream holds no buffer.
 type conn struct {
 	user string
@@ -23,16 +22,6 @@ type conn struct {
 
 func newConn(user string, max int) *conn {
 	return &conn{user: user, max: max, wake: make(chan struct{}, 1), gone: make(chan struct{}), rooms: map[string]int{}}
-}
-
-// push queues a frame and wakes the writer. It reports false, queuing
-// nothing, when the queue is full.
-func (c *conn) push(frame []byte) bool {
-	ok, first := c.enqueue(frame)
-	if first {
-		c.signal()
-	}
-	return ok
 }
 
 // enqueue queues a frame without waking the writer; first reports that the

@@ -82,6 +82,8 @@ type Hub struct {
 	conns   sync.WaitGroup // the goroutines of hijacked streams
 	once    sync.Once
 
+	wake []*conn // the dispatcher's list of writers to wake; only it uses it
+
 	delivered atomic.Int64
 	dropped   atomic.Int64
 	rejected  atomic.Int64
@@ -225,18 +227,19 @@ func (h *Hub) dispatch(evs []Event) {
 		if e.Seq <= h.pos {
 			continue // already dispatched (a catch-up overlapped)
 		}
-		h.routeLocked(e)
+		h.routeLocked(e, &h.wake)
 		h.pos = e.Seq
 	}
 	close(h.advanced)
 	h.advanced = make(chan struct{})
 	h.mu.Unlock()
+	h.wake = signal(h.wake)
 }
 
 // routeLocked applies a membership change to the index and queues the frame
 // to the room's local connections. A joining user sees their own join; a
 // leaving user sees their own leave and nothing of the room after it.
-func (h *Hub) routeLocked(e *Event) {
+func (h *Hub) routeLocked(e *Event, wake *[]*conn) {
 	if e.Type == TypeMemberJoined {
 		for c := range h.users[e.Subject] {
 			h.addRoomLocked(c, e.Room)
@@ -244,7 +247,7 @@ func (h *Hub) routeLocked(e *Event) {
 	}
 	if rc := h.rooms[e.Room]; rc != nil {
 		for _, c := range rc.conns {
-			h.sendLocked(c, e.frame)
+			h.sendLocked(c, e.frame, wake)
 		}
 	}
 	if e.Type == TypeMemberLeft {
@@ -255,29 +258,47 @@ func (h *Hub) routeLocked(e *Event) {
 }
 
 // sendLocked queues a frame without blocking; a full queue drops the
-// connection, which then resumes by replay.
-func (h *Hub) sendLocked(c *conn, frame []byte) {
-	if c.push(frame) {
-		h.delivered.Add(1)
+// connection, which then resumes by replay. A writer whose queue was empty
+// is added to wake: callers wake writers only once everything is queued
+// and the lock is released, so that a writer finding its queue takes the
+// whole batch in one write.
+func (h *Hub) sendLocked(c *conn, frame []byte, wake *[]*conn) {
+	ok, first := c.enqueue(frame)
+	if !ok {
+		h.dropLocked(c)
+		h.dropped.Add(1)
 		return
 	}
-	h.dropLocked(c)
-	h.dropped.Add(1)
+	h.delivered.Add(1)
+	if first {
+		*wake = append(*wake, c)
+	}
+}
+
+// signal wakes the writers of wake and returns the list emptied, for reuse.
+func signal(wake []*conn) []*conn {
+	for i, c := range wake {
+		c.signal()
+		wake[i] = nil
+	}
+	return wake[:0]
 }
 
 // SendRoomExcept delivers an ephemeral event (no id, never replayed) to the
 // local connections of a room's members other than except.
 func (h *Hub) SendRoomExcept(room, except, typ string, data []byte) {
 	frame := AppendFrame(nil, "", typ, data)
+	var wake []*conn
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if rc := h.rooms[room]; rc != nil {
 		for _, c := range rc.conns {
 			if c.user != except {
-				h.sendLocked(c, frame)
+				h.sendLocked(c, frame, &wake)
 			}
 		}
 	}
+	h.mu.Unlock()
+	signal(wake)
 }
 
 // Notice is an ephemeral event for the members of some rooms.
@@ -288,10 +309,9 @@ type Notice struct {
 }
 
 // SendRooms delivers ephemeral events, in order, each once to every local
-// connection that belongs to at least one of its rooms. Writers are woken
-// only after all are queued, so a connection that gets several of them
-// sends them in one write: a burst of presence changes costs each stream
-// one write, not one per change.
+// connection that belongs to at least one of its rooms. As everywhere,
+// writers wake once all are queued, so a burst of presence changes costs
+// each stream one write, not one per change.
 func (h *Hub) SendRooms(notices []Notice) {
 	frames := make([][]byte, len(notices))
 	for i, n := range notices {
@@ -307,34 +327,15 @@ func (h *Hub) SendRooms(notices []Notice) {
 				continue
 			}
 			for _, c := range rc.conns {
-				if c.stamp == h.stamp {
-					continue
-				}
-				c.stamp = h.stamp
-				ok, first := c.enqueue(frames[i])
-				if !ok {
-					h.dropLocked(c)
-					h.dropped.Add(1)
-					continue
-				}
-				h.delivered.Add(1)
-				if first {
-					wake = append(wake, c)
+				if c.stamp != h.stamp {
+					c.stamp = h.stamp
+					h.sendLocked(c, frames[i], &wake)
 				}
 			}
 		}
 	}
 	h.mu.Unlock()
-	for _, c := range wake {
-		c.signal()
-	}
-}
-
-// Online reports whether user has a local connection open.
-func (h *Hub) Online(user string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.users[user]) > 0
+	signal(wake)
 }
 
 func (h *Hub) addRoomLocked(c *conn, room string) {

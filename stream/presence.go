@@ -243,19 +243,16 @@ func (p *Presence) run() {
 	defer close(p.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	window := time.NewTimer(0)
-	<-window.C
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-p.signal:
 		}
-		window.Reset(p.opts.Batch)
 		select {
 		case <-p.stop:
 			return
-		case <-window.C:
+		case <-time.After(p.opts.Batch):
 		}
 		p.mu.Lock()
 		queue := p.queue

@@ -12,7 +12,7 @@ const replayPage = 2048
 // of the rooms they belonged to at the time of each event. roomsAtTo is the
 // membership at to; membership at from is found by walking the user's member
 // events back from it.
-func (h *Hub) replay(ctx context.Context, w writer, user string, roomsAtTo map[string]bool, from, to int64) error {
+func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[string]bool, from, to int64) error {
 	at := make(map[string]bool, len(roomsAtTo))
 	for r := range roomsAtTo {
 		at[r] = true

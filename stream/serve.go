@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -85,7 +86,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 		}
 	}
 	defer h.unregister(c)
-	wr := &flushWriter{w: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
+	wr := h.httpWriter(w)
 	w.WriteHeader(http.StatusOK)
 	if err := wr.write(head); err != nil {
 		return
@@ -103,7 +104,7 @@ type stream struct {
 
 // deliver replays what the stream missed, then pumps live events until the
 // client leaves, falls behind, or the hub closes.
-func (h *Hub) deliver(ctx context.Context, w writer, s stream) {
+func (h *Hub) deliver(ctx context.Context, w *writer, s stream) {
 	if s.from < s.to {
 		if err := h.replay(ctx, w, s.c.user, s.rooms, s.from, s.to); err != nil {
 			if !errors.Is(err, errWrite) && ctx.Err() == nil {
@@ -130,7 +131,6 @@ func (h *Hub) serveConn(nc net.Conn, hdr http.Header, head []byte, s stream) {
 		}
 	}
 	resp = append(resp, "Connection: close\r\n\r\n"...)
-	resp = append(resp, head...)
 
 	// Goroutines join h.conns only while the hub is open, so that Close
 	// never waits on a group that is still growing.
@@ -138,12 +138,13 @@ func (h *Hub) serveConn(nc net.Conn, hdr http.Header, head []byte, s stream) {
 	if h.closed {
 		h.mu.Unlock()
 		h.unregister(s.c)
-		nc.Write(closingFrame(append(resp[:0], "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"...), h.opts.Retry, errShutdown))
+		h.connWriter(nc).write(closingFrame(resp, h.opts.Retry, errShutdown))
 		nc.Close()
 		return
 	}
 	h.conns.Add(2)
 	h.mu.Unlock()
+	resp = append(resp, head...)
 	ctx, hangup := context.WithCancel(context.Background())
 	go func() {
 		// The client sends nothing after its request: a read returns only
@@ -162,7 +163,7 @@ func (h *Hub) serveConn(nc net.Conn, hdr http.Header, head []byte, s stream) {
 		defer nc.Close()
 		defer hangup()
 		defer h.unregister(s.c)
-		w := &connWriter{c: nc, timeout: h.opts.WriteTimeout}
+		w := h.connWriter(nc)
 		if w.write(resp) != nil {
 			return
 		}
@@ -239,64 +240,38 @@ func closingFrame(b []byte, retry time.Duration, reason error) []byte {
 
 var errWrite = errors.New("stream: write to client")
 
-// writer sends bytes to one client with a bounded wait. Both kinds renew
-// the connection's write deadline only when half of it has been used,
-// rather than on every write: a stuck client still fails within the
-// timeout, and the hot path saves a timer update per write.
-type writer interface {
-	write(b []byte) error
+// writer sends bytes to one client with a bounded wait. It renews the
+// connection's write deadline only when half of it has been used, rather
+// than on every write: a stuck client still fails within the timeout, and
+// the hot path saves a timer update per write.
+type writer struct {
+	w           io.Writer
+	flush       func() error // nil for a hijacked connection
+	setDeadline func(time.Time) error
+	timeout     time.Duration
+	deadline    time.Time
 }
 
-type deadline struct {
-	timeout time.Duration
-	at      time.Time
+// httpWriter writes through net/http (HTTP/2, or when hijacking fails).
+func (h *Hub) httpWriter(w http.ResponseWriter) *writer {
+	rc := http.NewResponseController(w)
+	return &writer{w: w, flush: rc.Flush, setDeadline: rc.SetWriteDeadline, timeout: h.opts.WriteTimeout}
 }
 
-// renew reports whether the deadline should be pushed out, and does so.
-func (d *deadline) renew() (time.Time, bool) {
-	now := time.Now()
-	if d.at.Sub(now) >= d.timeout/2 {
-		return d.at, false
-	}
-	d.at = now.Add(d.timeout)
-	return d.at, true
+// connWriter writes to a hijacked connection.
+func (h *Hub) connWriter(nc net.Conn) *writer {
+	return &writer{w: nc, setDeadline: nc.SetWriteDeadline, timeout: h.opts.WriteTimeout}
 }
 
-// flushWriter writes through net/http (HTTP/2, or when hijacking fails).
-type flushWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-	deadline
-	timeout time.Duration
-}
-
-func (w *flushWriter) write(b []byte) error {
-	w.deadline.timeout = w.timeout
-	if at, ok := w.renew(); ok {
-		w.rc.SetWriteDeadline(at)
+func (w *writer) write(b []byte) error {
+	if now := time.Now(); w.deadline.Sub(now) < w.timeout/2 {
+		w.deadline = now.Add(w.timeout)
+		w.setDeadline(w.deadline)
 	}
 	if _, err := w.w.Write(b); err != nil {
 		return errWrite
 	}
-	if err := w.rc.Flush(); err != nil {
-		return errWrite
-	}
-	return nil
-}
-
-// connWriter writes to a hijacked connection.
-type connWriter struct {
-	c net.Conn
-	deadline
-	timeout time.Duration
-}
-
-func (w *connWriter) write(b []byte) error {
-	w.deadline.timeout = w.timeout
-	if at, ok := w.renew(); ok {
-		w.c.SetWriteDeadline(at)
-	}
-	if _, err := w.c.Write(b); err != nil {
+	if w.flush != nil && w.flush() != nil {
 		return errWrite
 	}
 	return nil
@@ -307,7 +282,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &
 
 // pump is the stream's writer: each time frames are queued it takes them
 // all and sends them in one write and one flush; heartbeats when idle.
-func (h *Hub) pump(ctx context.Context, w writer, c *conn) {
+func (h *Hub) pump(ctx context.Context, w *writer, c *conn) {
 	heartbeat := time.NewTicker(h.opts.Heartbeat)
 	defer heartbeat.Stop()
 	var spare [][]byte

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 )
@@ -68,8 +69,8 @@ func (t *tail) covers(after, upTo int64) bool {
 
 // between returns the events of s in (after, upTo]; s is in log order.
 func between(s []*Event, after, upTo int64) []*Event {
-	i, _ := slices.BinarySearchFunc(s, after+1, func(e *Event, seq int64) int { return int(e.Seq - seq) })
-	j, _ := slices.BinarySearchFunc(s, upTo+1, func(e *Event, seq int64) int { return int(e.Seq - seq) })
+	i, _ := slices.BinarySearchFunc(s, after+1, func(e *Event, seq int64) int { return cmp.Compare(e.Seq, seq) })
+	j, _ := slices.BinarySearchFunc(s, upTo+1, func(e *Event, seq int64) int { return cmp.Compare(e.Seq, seq) })
 	return s[i:j]
 }
 
@@ -96,7 +97,7 @@ func (t *tail) roomEvents(rooms []string, after, upTo int64) ([]*Event, error) {
 		return nil, ErrTrimmed
 	}
 	if len(rooms) > 1 {
-		slices.SortFunc(out, func(a, b *Event) int { return int(a.Seq - b.Seq) })
+		slices.SortFunc(out, func(a, b *Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	}
 	return out, nil
 }
