@@ -22,25 +22,7 @@ import (
 // and checks its JSON report: messages flowed, none lost or duplicated.
 func TestBenchCommand(t *testing.T) {
 	s := startServer(t, nil)
-	file := filepath.Join(t.TempDir(), "report.json")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var stdout bytes.Buffer
-	err := run(ctx, []string{"bench", "--url", s.URL, "--jwt-secret", string(s.secret),
-		"--streams", "50", "--rooms", "2", "--publishers", "2", "--duration", "1s", "--json", file},
-		func(string) string { return "" }, &stdout, t.Output())
-	t.Logf("report:\n%s", stdout.String())
-	if err != nil {
-		t.Fatalf("run(bench) = %v; want nil", err)
-	}
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r benchReport
-	if err := json.Unmarshal(raw, &r); err != nil {
-		t.Fatalf("decode %s: %v", raw, err)
-	}
+	r := runBenchJSON(t, s.URL, s.secret, "--streams", "50", "--rooms", "2", "--publishers", "2", "--duration", "1s")
 	if r.Posts <= 0 {
 		t.Errorf("posts = %d; want > 0", r.Posts)
 	}
@@ -62,20 +44,16 @@ func TestBenchCommand(t *testing.T) {
 	}
 }
 
-// TestBenchCommandDroppedStreams cuts every stream's connection in the
-// middle of the run, as a network failure would: bench must count the drops
-// and resume each stream with Last-Event-ID, with nothing lost and nothing
-// received twice.
-func TestBenchCommandDroppedStreams(t *testing.T) {
-	s := startServer(t, nil)
-	proxyURL, cuts := startCutProxy(t, strings.TrimPrefix(s.URL, "http://"), 5)
+// runBenchJSON runs `herald bench` against url with args and returns its
+// --json report; the run must succeed.
+func runBenchJSON(t *testing.T, url string, secret []byte, args ...string) benchReport {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "report.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout bytes.Buffer
-	err := run(ctx, []string{"bench", "--url", proxyURL, "--jwt-secret", string(s.secret),
-		"--streams", "20", "--rooms", "2", "--publishers", "2", "--duration", "1s", "--json", file},
-		func(string) string { return "" }, &stdout, t.Output())
+	args = append([]string{"bench", "--url", url, "--jwt-secret", string(secret), "--json", file}, args...)
+	err := run(ctx, args, func(string) string { return "" }, &stdout, t.Output())
 	t.Logf("report:\n%s", stdout.String())
 	if err != nil {
 		t.Fatalf("run(bench) = %v; want nil", err)
@@ -88,6 +66,17 @@ func TestBenchCommandDroppedStreams(t *testing.T) {
 	if err := json.Unmarshal(raw, &r); err != nil {
 		t.Fatalf("decode %s: %v", raw, err)
 	}
+	return r
+}
+
+// TestBenchCommandDroppedStreams cuts every stream's connection in the
+// middle of the run, as a network failure would: bench must count the drops
+// and resume each stream with Last-Event-ID, with nothing lost and nothing
+// received twice.
+func TestBenchCommandDroppedStreams(t *testing.T) {
+	s := startServer(t, nil)
+	proxyURL, cuts := startCutProxy(t, strings.TrimPrefix(s.URL, "http://"), 5)
+	r := runBenchJSON(t, proxyURL, s.secret, "--streams", "20", "--rooms", "2", "--publishers", "2", "--duration", "1s")
 	if r.Deliveries <= 0 || r.Lost != 0 || r.Duplicated != 0 {
 		t.Errorf("deliveries, lost, duplicated = %d, %d, %d; want > 0, 0, 0 (errors %v)", r.Deliveries, r.Lost, r.Duplicated, r.Errors)
 	}
