@@ -14,12 +14,19 @@ import (
 // go through it; queries built with a variable number of placeholders do
 // not, or the cache would grow without bound.
 type stmtCache struct {
-	db *sqlx.DB
+	db preparer
 	mu sync.Mutex // guards m
 	m  map[string]*sqlx.Stmt
 }
 
-func newStmtCache(db *sqlx.DB) *stmtCache { return &stmtCache{db: db, m: map[string]*sqlx.Stmt{}} }
+// preparer is the reader pool (*sqlx.DB) or the writer's connection
+// (*sqlx.Conn).
+type preparer interface {
+	PreparexContext(ctx context.Context, query string) (*sqlx.Stmt, error)
+	Rebind(query string) string
+}
+
+func newStmtCache(db preparer) *stmtCache { return &stmtCache{db: db, m: map[string]*sqlx.Stmt{}} }
 
 func (c *stmtCache) get(query string) (*sqlx.Stmt, error) {
 	c.mu.Lock()
@@ -27,7 +34,7 @@ func (c *stmtCache) get(query string) (*sqlx.Stmt, error) {
 	if st, ok := c.m[query]; ok {
 		return st, nil
 	}
-	st, err := c.db.Preparex(c.db.Rebind(query))
+	st, err := c.db.PreparexContext(context.Background(), c.db.Rebind(query))
 	if err != nil {
 		return nil, fmt.Errorf("store: prepare: %w", err)
 	}
@@ -44,40 +51,12 @@ func (c *stmtCache) close() {
 	c.m = nil
 }
 
-// lookup returns the cached statement of query, if any.
-func (c *stmtCache) lookup(query string) (*sqlx.Stmt, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st, ok := c.m[query]
-	return st, ok
-}
-
-// Statement helpers for write transactions. The writer has one connection,
-// held by the open transaction, so a statement cannot be prepared on the
-// database mid-transaction: a new query is prepared on the transaction for
-// this use, and on the database once the transaction ends (prepareMissed).
-
-func (t *Tx) stmt(query string) (*sqlx.Stmt, error) {
-	if st, ok := t.stmts.lookup(query); ok {
-		return t.tx.Stmtx(st), nil
-	}
-	st, err := t.tx.Preparex(t.tx.Rebind(query))
-	if err != nil {
-		return nil, fmt.Errorf("store: prepare: %w", err)
-	}
-	t.missed = append(t.missed, query)
-	return st, nil
-}
-
-// prepareMissed caches the statements a finished transaction lacked.
-func (c *stmtCache) prepareMissed(queries []string) {
-	for _, q := range queries {
-		c.get(q) // on failure the query is simply prepared per use again
-	}
-}
+// Statement helpers for write transactions. The writer's statements are
+// prepared on its own connection, which also runs the transaction, so a
+// cached statement needs no rebinding to it.
 
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
-	st, err := t.stmt(query)
+	st, err := t.stmts.get(query)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +64,7 @@ func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
 }
 
 func (t *Tx) get(dest any, query string, args ...any) error {
-	st, err := t.stmt(query)
+	st, err := t.stmts.get(query)
 	if err != nil {
 		return err
 	}

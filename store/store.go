@@ -77,10 +77,11 @@ type Options struct {
 // Store is the repository over SQLite. Its methods are safe for concurrent use.
 type Store struct {
 	opts Options
-	w    *sqlx.DB // exactly one connection: the writer
-	r    *sqlx.DB // the reader pool
+	w    *sqlx.DB   // exactly one connection: the writer
+	wc   *sqlx.Conn // that connection, held by the writer goroutine
+	r    *sqlx.DB   // the reader pool
 
-	wstmts *stmtCache // prepared on the writer; used only by the writer goroutine
+	wstmts *stmtCache // prepared on wc; used only by the writer goroutine
 	rstmts *stmtCache // prepared on the reader pool
 	epoch  string
 
@@ -129,13 +130,22 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, w: w, r: r, wstmts: newStmtCache(w), rstmts: newStmtCache(r),
+	s := &Store{opts: opts, w: w, r: r, rstmts: newStmtCache(r),
 		reqs: make(chan *writeReq, 1024), stop: make(chan struct{})}
 	if err := s.loadMeta(ctx); err != nil {
 		w.Close()
 		r.Close()
 		return nil, err
 	}
+	// The writer holds its connection for good and runs its transactions
+	// with plain BEGIN/COMMIT on it, so its prepared statements serve every
+	// transaction as they are.
+	if s.wc, err = w.Connx(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("store: writer connection: %w", err)
+	}
+	s.wstmts = newStmtCache(s.wc)
 	s.wg.Add(2)
 	go s.writer()
 	go s.pruner()
@@ -153,7 +163,7 @@ func (s *Store) Close() error {
 		s.wg.Wait()
 		s.wstmts.close()
 		s.rstmts.close()
-		s.closeErr = errors.Join(s.w.Close(), s.r.Close())
+		s.closeErr = errors.Join(s.wc.Close(), s.w.Close(), s.r.Close())
 	})
 	return s.closeErr
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // ErrClosed is returned for writes submitted after Close.
@@ -16,9 +14,7 @@ var ErrClosed = errors.New("store: closed")
 // inside its own savepoint, so one request's failure rolls back only its own
 // changes while the rest of the group commits.
 type Tx struct {
-	tx     *sqlx.Tx
 	stmts  *stmtCache
-	missed []string // queries prepared for this transaction only
 	now    Millis
 	events []Event
 }
@@ -91,15 +87,19 @@ func (s *Store) writer() {
 func (s *Store) commitBatch(batch []*writeReq) {
 	results := make([]error, len(batch))
 	var events []Event
-	var missed []string
 	err := func() error {
-		tx, err := s.w.Beginx()
-		if err != nil {
+		if _, err := s.wc.ExecContext(context.Background(), `BEGIN IMMEDIATE`); err != nil {
 			return fmt.Errorf("store: begin: %w", err)
 		}
-		defer tx.Rollback()
-		t := &Tx{tx: tx, stmts: s.wstmts, now: now()}
-		defer func() { missed = t.missed }()
+		committed := false
+		defer func() {
+			if !committed {
+				// After a failed COMMIT SQLite may have rolled back already;
+				// the error of this ROLLBACK then says only that.
+				s.wc.ExecContext(context.Background(), `ROLLBACK`)
+			}
+		}()
+		t := &Tx{stmts: s.wstmts, now: now()}
 		ran := 0
 		for i, req := range batch {
 			if err := req.ctx.Err(); err != nil {
@@ -126,13 +126,13 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		if ran == 0 {
 			return nil
 		}
-		if err := tx.Commit(); err != nil {
+		if _, err := t.exec(`COMMIT`); err != nil {
 			return fmt.Errorf("store: commit: %w", err)
 		}
+		committed = true
 		events = t.events
 		return nil
 	}()
-	s.wstmts.prepareMissed(missed)
 	if err != nil {
 		for i := range results {
 			if results[i] == nil {
