@@ -226,6 +226,9 @@ func (s *Store) CheckMember(ctx context.Context, user, roomID string) error {
 
 // roomFor loads a room and whether user is a member of it.
 func (t *Tx) roomFor(roomID, user string) (Room, bool, error) {
+	if room, member, ok := t.cache.lookup(roomID, user); ok {
+		return room, member, nil
+	}
 	var row struct {
 		Room
 		Member bool `db:"member"`
@@ -240,6 +243,7 @@ func (t *Tx) roomFor(roomID, user string) (Room, bool, error) {
 	if err != nil {
 		return Room{}, false, fmt.Errorf("store: get room: %w", err)
 	}
+	t.cache.read(row.Room, user, row.Member)
 	return row.Room, row.Member, nil
 }
 
@@ -248,6 +252,7 @@ func (t *Tx) addMember(roomID string, u User, by string) error {
 	if err != nil {
 		return fmt.Errorf("store: insert member: %w", err)
 	}
+	t.cache.write(roomID, u.ID, true)
 	return t.emit(roomID, EventMemberJoined, u.ID, MemberEvent{Room: roomID, User: u.ID, Name: u.Name, By: by})
 }
 
@@ -256,5 +261,6 @@ func (t *Tx) removeMember(roomID, user, reason, by string) error {
 	if err != nil {
 		return fmt.Errorf("store: delete member: %w", err)
 	}
+	t.cache.write(roomID, user, false)
 	return t.emit(roomID, EventMemberLeft, user, MemberEvent{Room: roomID, User: user, Reason: reason, By: by})
 }

@@ -81,8 +81,9 @@ type Store struct {
 	wc   *sqlx.Conn // that connection, held by the writer goroutine
 	r    *sqlx.DB   // the reader pool
 
-	wstmts *stmtCache // prepared on wc; used only by the writer goroutine
-	rstmts *stmtCache // prepared on the reader pool
+	wstmts *stmtCache   // prepared on wc; used only by the writer goroutine
+	cache  *memberCache // used only by the writer goroutine
+	rstmts *stmtCache   // prepared on the reader pool
 	epoch  string
 
 	// prunedThrough is the highest log position deleted by retention: a
@@ -130,7 +131,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, w: w, r: r, rstmts: newStmtCache(r),
+	s := &Store{opts: opts, w: w, r: r, rstmts: newStmtCache(r), cache: newMemberCache(),
 		reqs: make(chan *writeReq, 1024), stop: make(chan struct{})}
 	if err := s.loadMeta(ctx); err != nil {
 		w.Close()

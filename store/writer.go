@@ -15,6 +15,7 @@ var ErrClosed = errors.New("store: closed")
 // changes while the rest of the group commits.
 type Tx struct {
 	stmts  *stmtCache
+	cache  *memberCache
 	now    Millis
 	events []Event
 }
@@ -97,9 +98,10 @@ func (s *Store) commitBatch(batch []*writeReq) {
 				// After a failed COMMIT SQLite may have rolled back already;
 				// the error of this ROLLBACK then says only that.
 				s.wc.ExecContext(context.Background(), `ROLLBACK`)
+				s.cache.rollback(0)
 			}
 		}()
-		t := &Tx{stmts: s.wstmts, now: now()}
+		t := &Tx{stmts: s.wstmts, cache: s.cache, now: now()}
 		ran := 0
 		for i, req := range batch {
 			if err := req.ctx.Err(); err != nil {
@@ -109,10 +111,11 @@ func (s *Store) commitBatch(batch []*writeReq) {
 			if _, err := t.exec(`SAVEPOINT req`); err != nil {
 				return fmt.Errorf("store: savepoint: %w", err)
 			}
-			mark := len(t.events)
+			mark, cacheMark := len(t.events), t.cache.mark()
 			if err := req.fn(t); err != nil {
 				results[i] = err
 				t.events = t.events[:mark]
+				t.cache.rollback(cacheMark)
 				if _, err := t.exec(`ROLLBACK TO req`); err != nil {
 					return fmt.Errorf("store: rollback to savepoint: %w", err)
 				}
@@ -130,6 +133,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 			return fmt.Errorf("store: commit: %w", err)
 		}
 		committed = true
+		t.cache.commit()
 		events = t.events
 		return nil
 	}()

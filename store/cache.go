@@ -1,0 +1,71 @@
+package store
+
+// maxCachedMembers bounds the writer's membership cache. Past it the cache
+// starts over, which costs one query per key to refill.
+const maxCachedMembers = 1 << 17
+
+type memberKey struct{ room, user string }
+
+// memberCache remembers the rooms and memberships the writer has read, so
+// that the membership check most writes begin with does not ask SQLite each
+// time. Only the writer goroutine uses it.
+//
+// Its entries always hold committed state, or this transaction's own
+// writes. Rooms never change once created. Memberships change only through
+// the writer (Tx.addMember, Tx.removeMember), which records each change here
+// as it writes it and notes the key. When a request rolls back to its
+// savepoint, or a whole transaction fails, the keys it wrote are forgotten;
+// every other entry was read while only committed state could differ from
+// it, so it stays true.
+type memberCache struct {
+	rooms   map[string]Room
+	members map[memberKey]bool
+	written []memberKey // keys written by the open transaction
+}
+
+func newMemberCache() *memberCache {
+	return &memberCache{rooms: map[string]Room{}, members: map[memberKey]bool{}}
+}
+
+// lookup returns a cached room and whether user is a member of it.
+func (c *memberCache) lookup(roomID, user string) (room Room, member, ok bool) {
+	room, ok = c.rooms[roomID]
+	if !ok {
+		return Room{}, false, false
+	}
+	member, ok = c.members[memberKey{roomID, user}]
+	return room, member, ok
+}
+
+// read caches what the database holds.
+func (c *memberCache) read(room Room, user string, member bool) {
+	if len(c.members) >= maxCachedMembers {
+		clear(c.members)
+		clear(c.rooms)
+	}
+	c.rooms[room.ID] = room
+	c.members[memberKey{room.ID, user}] = member
+}
+
+// write records a membership change made in the open transaction.
+func (c *memberCache) write(roomID, user string, member bool) {
+	k := memberKey{roomID, user}
+	c.members[k] = member
+	c.written = append(c.written, k)
+}
+
+// mark is where the current request's writes begin, for rollback.
+func (c *memberCache) mark() int { return len(c.written) }
+
+// rollback forgets the keys written since mark, and their rooms: a room
+// created by a rolled-back request must not be cached either.
+func (c *memberCache) rollback(mark int) {
+	for _, k := range c.written[mark:] {
+		delete(c.members, k)
+		delete(c.rooms, k.room)
+	}
+	c.written = c.written[:mark]
+}
+
+// commit keeps the open transaction's writes.
+func (c *memberCache) commit() { c.written = c.written[:0] }

@@ -1,0 +1,133 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+// The writer's membership cache must never outlive a change that was rolled
+// back: each test makes the writer cache a membership inside a write that
+// then fails, and checks that the next write sees the database's answer.
+
+func openCacheTest(t *testing.T) (*Store, Room) {
+	t.Helper()
+	st, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "herald.db"), Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	room, err := st.CreateRoom(context.Background(), User{ID: "alice"}, "r", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, room
+}
+
+var errAbort = errors.New("abort")
+
+// mustNotPost checks that bob is not a member, both for the writer (which
+// consults the cache) and for the reader pool (which reads the file).
+func mustNotPost(t *testing.T, st *Store, room Room) {
+	t.Helper()
+	ctx := context.Background()
+	if _, _, err := st.PostMessage(ctx, User{ID: "bob"}, room.ID, "hi", ""); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("post by bob: got %v, want ErrNotMember", err)
+	}
+	if err := st.CheckMember(ctx, "bob", room.ID); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("CheckMember(bob): got %v, want ErrNotMember", err)
+	}
+}
+
+func TestCacheForgetsRolledBackJoin(t *testing.T) {
+	st, room := openCacheTest(t)
+	ctx := context.Background()
+	// bob's non-membership is cached first, then a failed request joins him
+	// and checks the membership it wrote.
+	mustNotPost(t, st, room)
+	err := st.write(ctx, func(tx *Tx) error {
+		if err := tx.ensureUser(User{ID: "bob"}); err != nil {
+			return err
+		}
+		if err := tx.addMember(room.ID, User{ID: "bob"}, ""); err != nil {
+			return err
+		}
+		if _, member, err := tx.roomFor(room.ID, "bob"); err != nil || !member {
+			t.Errorf("inside the request: member %v, err %v; want true, nil", member, err)
+		}
+		return errAbort
+	})
+	if !errors.Is(err, errAbort) {
+		t.Fatalf("write: %v", err)
+	}
+	mustNotPost(t, st, room)
+}
+
+func TestCacheForgetsRolledBackLeave(t *testing.T) {
+	st, room := openCacheTest(t)
+	ctx := context.Background()
+	// The post caches alice's membership; the failed request then ends it.
+	if _, _, err := st.PostMessage(ctx, User{ID: "alice"}, room.ID, "hello", ""); err != nil {
+		t.Fatal(err)
+	}
+	err := st.write(ctx, func(tx *Tx) error {
+		if err := tx.removeMember(room.ID, "alice", "left", ""); err != nil {
+			return err
+		}
+		return errAbort
+	})
+	if !errors.Is(err, errAbort) {
+		t.Fatalf("write: %v", err)
+	}
+	if _, _, err := st.PostMessage(ctx, User{ID: "alice"}, room.ID, "still here", ""); err != nil {
+		t.Fatalf("post by alice after a rolled-back leave: %v", err)
+	}
+}
+
+// A transaction whose COMMIT fails rolls back every request in it, even
+// those that succeeded; the cache must forget their writes too. A deferred
+// foreign key that is still broken at COMMIT makes SQLite refuse it.
+func TestCacheForgetsFailedCommit(t *testing.T) {
+	st, room := openCacheTest(t)
+	ctx := context.Background()
+	mustNotPost(t, st, room)
+	err := st.write(ctx, func(tx *Tx) error {
+		if err := tx.ensureUser(User{ID: "bob"}); err != nil {
+			return err
+		}
+		if err := tx.addMember(room.ID, User{ID: "bob"}, ""); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`PRAGMA defer_foreign_keys = ON`); err != nil {
+			return err
+		}
+		_, err := tx.exec(`INSERT INTO members (room_id, user_id, joined_at) VALUES (?, 'nobody', 0)`, room.ID)
+		return err
+	})
+	if err == nil {
+		t.Fatal("write with a broken foreign key committed")
+	}
+	mustNotPost(t, st, room)
+	// The writer is usable afterwards.
+	if _, err := st.Join(ctx, User{ID: "bob"}, room.ID); err != nil {
+		t.Fatalf("join after a failed commit: %v", err)
+	}
+	if _, _, err := st.PostMessage(ctx, User{ID: "bob"}, room.ID, "hi", ""); err != nil {
+		t.Fatalf("post after joining: %v", err)
+	}
+}
+
+func TestCacheStartsOverWhenFull(t *testing.T) {
+	c := newMemberCache()
+	room := Room{ID: "r"}
+	for i := range maxCachedMembers + 10 {
+		c.read(room, string(rune('a'+i%26))+string(rune(i)), false)
+	}
+	if n := len(c.members); n > maxCachedMembers {
+		t.Fatalf("cache holds %d entries, more than %d", n, maxCachedMembers)
+	}
+	if _, _, ok := c.lookup("r", string(rune('a'+(maxCachedMembers+9)%26))+string(rune(maxCachedMembers+9))); !ok {
+		t.Fatal("the entry read last is not cached")
+	}
+}
