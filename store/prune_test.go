@@ -1,0 +1,53 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Pruning keeps the events inside the window and deletes the ones before:
+// the oldest events are aged by hand, so the test does not wait on a clock.
+func TestPruneKeepsTheWindow(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "herald.db"), Synchronous: "NORMAL", Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	room, err := st.CreateRoom(ctx, User{ID: "alice"}, "r", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, _, err := st.PostMessage(ctx, User{ID: "alice"}, room.ID, "m", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head, _ := st.Head(ctx)
+	const aged = 3 // the room's member:joined and two messages
+	old := Millis(time.Now().Add(-2 * time.Hour).UnixMilli())
+	err = st.write(ctx, func(tx *Tx) error {
+		_, err := tx.exec(`UPDATE events SET created_at = ? WHERE seq <= ?`, old, aged)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 { // the second round has nothing more to delete
+		if err := st.prune(ctx); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := st.Events(ctx, LogQuery{UpTo: head, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != int(head)-aged || evs[0].Seq != aged+1 {
+			t.Fatalf("round %d: %d events left starting at %d; want %d starting at %d", round, len(evs), evs[0].Seq, int(head)-aged, aged+1)
+		}
+		if got := st.PrunedThrough(); got != aged {
+			t.Fatalf("round %d: PrunedThrough = %d; want %d", round, got, aged)
+		}
+	}
+}
