@@ -3,16 +3,21 @@ package stream
 import "sync"
 
 // conn is one open stream. The hub queues frames without blocking; the
-// stream's writer goroutine is the only one that writes to the client. The queue is a slice that the writer swaps out whole, so a
-// burst of events leaves in one write, and an idle stream holds no buffer.
+// stream's writer goroutine is the only one that writes to the client. The
+// queue is a slice that the writer swaps out whole, so a burst of events
+// leaves in one write, and an idle stream holds no buffer.
+//
+// Everything the writer waits for arrives on one channel, wake, with the
+// reason in notes: a receive on one channel costs much less than a select
+// over several, and the writer wakes once per batch.
 type conn struct {
 	user string
 	max  int // queue bound: a fuller queue drops the stream
 
-	mu      sync.Mutex // guards pending
+	mu      sync.Mutex // guards pending and notes
 	pending [][]byte
-	wake    chan struct{} // capacity 1: frames are waiting
-	gone    chan struct{} // closed by the hub when it drops the stream
+	notes   note
+	wake    chan struct{} // capacity 1: frames or notes are waiting
 
 	// Guarded by Hub.mu.
 	rooms   map[string]int // room → index in the room's connection list
@@ -20,8 +25,26 @@ type conn struct {
 	stamp   uint64 // last SendRooms call that reached this stream
 }
 
+// A note tells the writer something other than "frames are queued".
+type note uint8
+
+const (
+	noteDropped note = 1 << iota // the hub dropped the stream: it fell behind
+	noteClosing                  // the hub is closing
+	noteHungUp                   // the client went away
+	notePing                     // a heartbeat is due
+)
+
 func newConn(user string, max int) *conn {
-	return &conn{user: user, max: max, wake: make(chan struct{}, 1), gone: make(chan struct{}), rooms: map[string]int{}}
+	return &conn{user: user, max: max, wake: make(chan struct{}, 1), rooms: map[string]int{}}
+}
+
+// notify gives the writer a note and wakes it.
+func (c *conn) notify(n note) {
+	c.mu.Lock()
+	c.notes |= n
+	c.mu.Unlock()
+	c.signal()
 }
 
 // enqueue queues a frame without waking the writer; first reports that the
@@ -44,11 +67,13 @@ func (c *conn) signal() {
 	}
 }
 
-// take returns the queued frames and starts a new queue in spare's storage.
-func (c *conn) take(spare [][]byte) [][]byte {
+// take returns the queued frames and notes, and starts a new queue in
+// spare's storage.
+func (c *conn) take(spare [][]byte) ([][]byte, note) {
 	c.mu.Lock()
-	frames := c.pending
+	frames, notes := c.pending, c.notes
 	c.pending = spare[:0]
+	c.notes = 0
 	c.mu.Unlock()
-	return frames
+	return frames, notes
 }

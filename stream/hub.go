@@ -76,7 +76,7 @@ type Hub struct {
 	closed   bool
 	stamp    uint64 // counts SendRooms calls, to reach each connection once
 
-	closing chan struct{} // closed by Close: streams end with a retry hint
+	closing chan struct{} // closed by Close, for streams not yet registered
 	cancel  context.CancelFunc
 	done    chan struct{}  // closed when the dispatcher exits
 	conns   sync.WaitGroup // the goroutines of hijacked streams
@@ -141,6 +141,13 @@ func (h *Hub) Close(ctx context.Context) error {
 	h.once.Do(func() {
 		h.mu.Lock()
 		h.closed = true
+		// Registered streams end with a retry hint; admitLocked refuses
+		// new ones from now on.
+		for _, cs := range h.users {
+			for c := range cs {
+				c.notify(noteClosing)
+			}
+		}
 		h.mu.Unlock()
 		close(h.closing)
 		h.cancel()
@@ -387,7 +394,7 @@ func (h *Hub) dropLocked(c *conn) {
 		}
 	}
 	h.streams--
-	close(c.gone)
+	c.notify(noteDropped)
 	if h.opts.OnDisconnect != nil {
 		h.opts.OnDisconnect(c.user)
 	}

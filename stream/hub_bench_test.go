@@ -45,7 +45,7 @@ func BenchmarkDispatch_1000Conns(b *testing.B) {
 			// Drain, as the writers would, without timing their writes.
 			b.StopTimer()
 			for i, c := range conns {
-				frames := c.take(spares[i])
+				frames, _ := c.take(spares[i])
 				clear(frames)
 				spares[i] = frames[:0]
 			}

@@ -86,6 +86,8 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 		}
 	}
 	defer h.unregister(c)
+	stop := context.AfterFunc(ctx, func() { c.notify(noteHungUp) })
+	defer stop()
 	wr := h.httpWriter(w)
 	w.WriteHeader(http.StatusOK)
 	if err := wr.write(head); err != nil {
@@ -114,7 +116,7 @@ func (h *Hub) deliver(ctx context.Context, w *writer, s stream) {
 			return
 		}
 	}
-	h.pump(ctx, w, s.c)
+	h.pump(w, s.c)
 }
 
 // serveConn runs a hijacked stream on goroutines the hub owns: one writes,
@@ -150,7 +152,8 @@ func (h *Hub) serveConn(nc net.Conn, hdr http.Header, head []byte, s stream) {
 		// The client sends nothing after its request: a read returns only
 		// when it hangs up (or the writer closes the connection).
 		defer h.conns.Done()
-		defer hangup()
+		defer s.c.notify(noteHungUp)
+		defer hangup() // ends a replay in progress
 		var b [1]byte
 		for {
 			if _, err := nc.Read(b[:]); err != nil {
@@ -280,47 +283,45 @@ func (w *writer) write(b []byte) error {
 // bufPool holds write buffers, so that idle streams keep none.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// pump is the stream's writer: each time frames are queued it takes them
-// all and sends them in one write and one flush; heartbeats when idle.
-func (h *Hub) pump(ctx context.Context, w *writer, c *conn) {
-	heartbeat := time.NewTicker(h.opts.Heartbeat)
+// pump is the stream's writer: each time it wakes it takes everything
+// queued and sends it in one write and one flush, with a heartbeat when one
+// is due. It returns when the stream ends.
+func (h *Hub) pump(w *writer, c *conn) {
+	heartbeat := time.AfterFunc(h.opts.Heartbeat, func() { c.notify(notePing) })
 	defer heartbeat.Stop()
 	var spare [][]byte
 	for {
-		select {
-		case <-c.wake:
-			frames := c.take(spare)
-			bp := bufPool.Get().(*[]byte)
-			buf := (*bp)[:0]
-			for _, f := range frames {
-				buf = append(buf, f...)
-			}
-			clear(frames)
-			// Keep a small queue's storage for the next batch; let a burst's
-			// go, so that idle streams stay small.
-			spare = nil
-			if cap(frames) <= 16 {
-				spare = frames[:0]
-			}
-			err := w.write(buf)
-			if cap(buf) <= 256<<10 {
-				*bp = buf
-				bufPool.Put(bp)
-			}
-			if err != nil {
-				return
-			}
-		case <-heartbeat.C:
-			if w.write([]byte(": ping\n\n")) != nil {
-				return
-			}
-		case <-c.gone:
-			// Dropped for falling behind; the client resumes by replay.
+		<-c.wake
+		frames, notes := c.take(spare)
+		if notes&(noteDropped|noteHungUp) != 0 {
+			// A dropped stream resumes by replay; a gone client reads nothing.
 			return
-		case <-h.closing:
-			w.write(closingFrame(nil, h.opts.Retry, errShutdown))
-			return
-		case <-ctx.Done():
+		}
+		bp := bufPool.Get().(*[]byte)
+		buf := (*bp)[:0]
+		for _, f := range frames {
+			buf = append(buf, f...)
+		}
+		clear(frames)
+		// Keep a small queue's storage for the next batch; let a burst's
+		// go, so that idle streams stay small.
+		spare = nil
+		if cap(frames) <= 16 {
+			spare = frames[:0]
+		}
+		if notes&notePing != 0 {
+			buf = append(buf, ": ping\n\n"...)
+			heartbeat.Reset(h.opts.Heartbeat)
+		}
+		if notes&noteClosing != 0 {
+			buf = closingFrame(buf, h.opts.Retry, errShutdown)
+		}
+		err := w.write(buf)
+		if cap(buf) <= 256<<10 {
+			*bp = buf
+			bufPool.Put(bp)
+		}
+		if err != nil || notes&noteClosing != 0 {
 			return
 		}
 	}
