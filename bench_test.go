@@ -322,3 +322,34 @@ func TestBenchSeqSet(t *testing.T) {
 		t.Errorf("after 1,2,5,3,4,200: gaps %d, count %d; want 194, 6", gaps, s.count)
 	}
 }
+
+// Streams spread over one loopback source address per 5,000 by default;
+// a server elsewhere is reached from one address only.
+func TestBenchSourcesDefault(t *testing.T) {
+	tests := []struct {
+		url     string
+		streams int
+		sources int // as given; 0 is the default
+		want    int // -1: refused
+	}{
+		{"http://127.0.0.1:8080", 1000, 0, 1},
+		{"http://127.0.0.1:8080", 5000, 0, 1},
+		{"http://127.0.0.1:8080", 19800, 0, 4},
+		{"http://localhost:8080", 19800, 0, 4},
+		{"http://127.0.0.1:8080", 19800, 2, 2},
+		{"http://chat.example:8080", 19800, 0, 1},
+		{"http://chat.example:8080", 19800, 2, -1},
+	}
+	for _, tt := range tests {
+		o := benchOptions{URL: tt.url, Streams: tt.streams, Rooms: 1, Publishers: 1, Size: 100, Duration: time.Second, Sources: tt.sources}
+		err := o.check()
+		switch {
+		case tt.want < 0 && err == nil:
+			t.Errorf("%s, %d streams, --sources %d: accepted; want refused", tt.url, tt.streams, tt.sources)
+		case tt.want >= 0 && err != nil:
+			t.Errorf("%s, %d streams, --sources %d: %v", tt.url, tt.streams, tt.sources, err)
+		case tt.want >= 0 && o.Sources != tt.want:
+			t.Errorf("%s, %d streams, --sources %d: %d sources; want %d", tt.url, tt.streams, tt.sources, o.Sources, tt.want)
+		}
+	}
+}
