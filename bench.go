@@ -294,13 +294,28 @@ func (e *errorCounts) snapshot() map[string]int64 {
 // binds to a source address when one is given, so that each address brings
 // its own ephemeral ports. It ignores proxy settings: only the given URL is
 // contacted.
-func newTransport(local net.IP, idle int) *http.Transport {
+//
+// With reset (streams), connections end with a reset instead of a FIN: the
+// side that closes first holds each closed connection's address pair in
+// TIME_WAIT for a minute, and tens of thousands of those slow down the
+// next run's connects from the same addresses.
+func newTransport(local net.IP, idle int, reset bool) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	if local != nil {
 		d.LocalAddr = &net.TCPAddr{IP: local}
 	}
+	dial := d.DialContext
+	if reset {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+			return c, err
+		}
+	}
 	return &http.Transport{
-		DialContext:         d.DialContext,
+		DialContext:         dial,
 		MaxConnsPerHost:     0,
 		MaxIdleConnsPerHost: idle,
 		IdleConnTimeout:     time.Minute,
@@ -316,8 +331,8 @@ func newBench(o benchOptions, fail context.CancelCauseFunc) *bench {
 		connSem:  make(chan struct{}, connectWorkers),
 		allReady: make(chan struct{}),
 	}
-	setup := newTransport(nil, setupWorkers)
-	post := newTransport(nil, max(o.Publishers, 1))
+	setup := newTransport(nil, setupWorkers, false)
+	post := newTransport(nil, max(o.Publishers, 1), false)
 	b.transports = append(b.transports, setup, post)
 	b.setupClient = &http.Client{Transport: setup, Timeout: postTimeout}
 	b.postClient = &http.Client{Transport: post, Timeout: postTimeout}
@@ -326,7 +341,7 @@ func newBench(o benchOptions, fail context.CancelCauseFunc) *bench {
 		if o.Sources > 1 {
 			local = net.IPv4(127, 0, 0, byte(i+1))
 		}
-		t := newTransport(local, 0)
+		t := newTransport(local, 0, true)
 		b.transports = append(b.transports, t)
 		b.streamClients = append(b.streamClients, &http.Client{Transport: t})
 	}
