@@ -47,6 +47,9 @@ func (c *conn) notify(n note) {
 	c.signal()
 }
 
+// hangUp tells the writer that the client went away.
+func (c *conn) hangUp() { c.notify(noteHungUp) }
+
 // enqueue queues a frame without waking the writer; first reports that the
 // queue was empty, so the caller must signal once it has queued the rest.
 func (c *conn) enqueue(frame []byte) (ok, first bool) {

@@ -80,6 +80,7 @@ type Hub struct {
 	cancel  context.CancelFunc
 	done    chan struct{}  // closed when the dispatcher exits
 	conns   sync.WaitGroup // the goroutines of hijacked streams
+	hangups *hangups       // notices their clients leave
 	once    sync.Once
 
 	wake []*conn // the dispatcher's list of writers to wake; only it uses it
@@ -116,9 +117,14 @@ func NewHub(ctx context.Context, log Log, broker Broker, opts Options) (*Hub, er
 	if err != nil {
 		return nil, fmt.Errorf("stream: read log head: %w", err)
 	}
+	hangups, err := newHangups()
+	if err != nil {
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
-		log: log, broker: broker, opts: opts, epoch: log.Epoch(),
+		hangups: hangups,
+		log:     log, broker: broker, opts: opts, epoch: log.Epoch(),
 		tail:     newTail(opts.TailSize, head),
 		pos:      head,
 		advanced: make(chan struct{}),
@@ -155,6 +161,7 @@ func (h *Hub) Close(ctx context.Context) error {
 	streams := make(chan struct{})
 	go func() {
 		h.conns.Wait()
+		h.hangups.close()
 		close(streams)
 	}()
 	for _, ch := range []chan struct{}{h.done, streams} {

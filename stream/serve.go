@@ -86,14 +86,14 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 		}
 	}
 	defer h.unregister(c)
-	stop := context.AfterFunc(ctx, func() { c.notify(noteHungUp) })
+	stop := context.AfterFunc(ctx, c.hangUp)
 	defer stop()
 	wr := h.httpWriter(w)
 	w.WriteHeader(http.StatusOK)
 	if err := wr.write(head); err != nil {
 		return
 	}
-	h.deliver(ctx, wr, s)
+	h.deliver(ctx, wr, &s)
 }
 
 // stream is what a registered connection still has to send: the replay of
@@ -106,7 +106,7 @@ type stream struct {
 
 // deliver replays what the stream missed, then pumps live events until the
 // client leaves, falls behind, or the hub closes.
-func (h *Hub) deliver(ctx context.Context, w *writer, s stream) {
+func (h *Hub) deliver(ctx context.Context, w *writer, s *stream) {
 	if s.from < s.to {
 		if err := h.replay(ctx, w, s.c.user, s.rooms, s.from, s.to); err != nil {
 			if !errors.Is(err, errWrite) && ctx.Err() == nil {
@@ -116,11 +116,12 @@ func (h *Hub) deliver(ctx context.Context, w *writer, s stream) {
 			return
 		}
 	}
+	s.rooms = nil // only the replay needed them; the stream may live for days
 	h.pump(w, s.c)
 }
 
-// serveConn runs a hijacked stream on goroutines the hub owns: one writes,
-// one waits for the client to hang up. Close waits for both.
+// serveConn runs a hijacked stream on a goroutine the hub owns, which Close
+// waits for; the hub's hang-up watcher tells it when the client leaves.
 func (h *Hub) serveConn(nc net.Conn, hdr http.Header, head []byte, s stream) {
 	resp := make([]byte, 0, 512+len(head))
 	resp = append(resp, "HTTP/1.1 200 OK\r\n"...)
@@ -134,7 +135,7 @@ func (h *Hub) serveConn(nc net.Conn, hdr http.Header, head []byte, s stream) {
 	}
 	resp = append(resp, "Connection: close\r\n\r\n"...)
 
-	// Goroutines join h.conns only while the hub is open, so that Close
+	// The goroutine joins h.conns only while the hub is open, so that Close
 	// never waits on a group that is still growing.
 	h.mu.Lock()
 	if h.closed {
@@ -144,33 +145,22 @@ func (h *Hub) serveConn(nc net.Conn, hdr http.Header, head []byte, s stream) {
 		nc.Close()
 		return
 	}
-	h.conns.Add(2)
+	h.conns.Add(1)
 	h.mu.Unlock()
 	resp = append(resp, head...)
-	ctx, hangup := context.WithCancel(context.Background())
-	go func() {
-		// The client sends nothing after its request: a read returns only
-		// when it hangs up (or the writer closes the connection).
-		defer h.conns.Done()
-		defer s.c.notify(noteHungUp)
-		defer hangup() // ends a replay in progress
-		var b [1]byte
-		for {
-			if _, err := nc.Read(b[:]); err != nil {
-				return
-			}
-		}
-	}()
+	// A hang-up ends the pump at once; a replay then in progress ends at
+	// its next write.
+	unwatch := h.hangups.watch(nc, s.c)
 	go func() {
 		defer h.conns.Done()
 		defer nc.Close()
-		defer hangup()
+		defer unwatch()
 		defer h.unregister(s.c)
 		w := h.connWriter(nc)
 		if w.write(resp) != nil {
 			return
 		}
-		h.deliver(ctx, w, s)
+		h.deliver(context.Background(), w, &s)
 	}()
 }
 
@@ -306,7 +296,7 @@ func (h *Hub) pump(w *writer, c *conn) {
 		// Keep a small queue's storage for the next batch; let a burst's
 		// go, so that idle streams stay small.
 		spare = nil
-		if cap(frames) <= 16 {
+		if cap(frames) <= 4 {
 			spare = frames[:0]
 		}
 		if notes&notePing != 0 {

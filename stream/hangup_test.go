@@ -1,0 +1,140 @@
+package stream
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a real loopback TCP connection.
+func tcpPair(t *testing.T) (server *net.TCPConn, client *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); c.Close() })
+	return s.(*net.TCPConn), c.(*net.TCPConn)
+}
+
+// hungUp reports whether c was told its client hung up within d.
+func hungUp(c *conn, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		c.mu.Lock()
+		n := c.notes
+		c.mu.Unlock()
+		if n&noteHungUp != 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func newTestHangups(t *testing.T) *hangups {
+	t.Helper()
+	w, err := newHangups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.close)
+	return w
+}
+
+// A client that closes, or resets, is reported; bytes it sends are not a
+// hang-up. Each case uses real TCP connections on loopback.
+func TestHangupsReportLeavingClients(t *testing.T) {
+	w := newTestHangups(t)
+
+	server, client := tcpPair(t)
+	c := newConn("closes", 8)
+	defer w.watch(server, c)()
+	if _, err := client.Write([]byte("stray bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if hungUp(c, 50*time.Millisecond) {
+		t.Fatal("bytes from the client were taken for a hang-up")
+	}
+	client.Close()
+	if !hungUp(c, 10*time.Second) {
+		t.Fatal("a client that closed was not reported")
+	}
+
+	server2, client2 := tcpPair(t)
+	c2 := newConn("resets", 8)
+	defer w.watch(server2, c2)()
+	client2.SetLinger(0)
+	client2.Close()
+	if !hungUp(c2, 10*time.Second) {
+		t.Fatal("a client that reset was not reported")
+	}
+
+	// Gone before the watch began: reported all the same.
+	server3, client3 := tcpPair(t)
+	client3.Close()
+	time.Sleep(10 * time.Millisecond)
+	c3 := newConn("gone", 8)
+	defer w.watch(server3, c3)()
+	if !hungUp(c3, 10*time.Second) {
+		t.Fatal("a client gone before the watch was not reported")
+	}
+}
+
+// After its watch ends a connection is not reported, even when its
+// descriptor number goes to a new connection that is.
+func TestHangupsStopAndReuse(t *testing.T) {
+	w := newTestHangups(t)
+	server, client := tcpPair(t)
+	old := newConn("old", 8)
+	w.watch(server, old)()
+	server.Close()
+	client.Close()
+
+	server2, client2 := tcpPair(t) // likely reuses server's descriptor number
+	c := newConn("new", 8)
+	defer w.watch(server2, c)()
+	client2.Close()
+	if !hungUp(c, 10*time.Second) {
+		t.Fatal("the new connection's hang-up was not reported")
+	}
+	if hungUp(old, 50*time.Millisecond) {
+		t.Fatal("a connection whose watch ended was reported")
+	}
+}
+
+// Connections without a descriptor are watched by a reading goroutine,
+// which close waits for.
+func TestHangupsFallbackReader(t *testing.T) {
+	w := newTestHangups(t)
+	server, client := net.Pipe()
+	c := newConn("pipe", 8)
+	stop := w.watch(server, c)
+	if hungUp(c, 50*time.Millisecond) {
+		t.Fatal("reported before the client left")
+	}
+	client.Close()
+	if !hungUp(c, 10*time.Second) {
+		t.Fatal("a pipe's hang-up was not reported")
+	}
+	stop()
+	server.Close()
+	done := make(chan struct{})
+	go func() { w.close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close did not return")
+	}
+}
