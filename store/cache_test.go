@@ -40,6 +40,14 @@ func mustNotPost(t *testing.T, st *Store, room Room) {
 	}
 }
 
+// joinBob adds bob to room inside a write.
+func joinBob(tx *Tx, room Room) error {
+	if err := tx.ensureUser(User{ID: "bob"}); err != nil {
+		return err
+	}
+	return tx.addMember(room.ID, User{ID: "bob"}, "")
+}
+
 func TestCacheForgetsRolledBackJoin(t *testing.T) {
 	st, room := openCacheTest(t)
 	ctx := context.Background()
@@ -47,10 +55,7 @@ func TestCacheForgetsRolledBackJoin(t *testing.T) {
 	// and checks the membership it wrote.
 	mustNotPost(t, st, room)
 	err := st.write(ctx, func(tx *Tx) error {
-		if err := tx.ensureUser(User{ID: "bob"}); err != nil {
-			return err
-		}
-		if err := tx.addMember(room.ID, User{ID: "bob"}, ""); err != nil {
+		if err := joinBob(tx, room); err != nil {
 			return err
 		}
 		if _, member, err := tx.roomFor(room.ID, "bob"); err != nil || !member {
@@ -93,10 +98,7 @@ func TestCacheForgetsFailedCommit(t *testing.T) {
 	ctx := context.Background()
 	mustNotPost(t, st, room)
 	err := st.write(ctx, func(tx *Tx) error {
-		if err := tx.ensureUser(User{ID: "bob"}); err != nil {
-			return err
-		}
-		if err := tx.addMember(room.ID, User{ID: "bob"}, ""); err != nil {
+		if err := joinBob(tx, room); err != nil {
 			return err
 		}
 		if _, err := tx.exec(`PRAGMA defer_foreign_keys = ON`); err != nil {
