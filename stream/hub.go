@@ -123,8 +123,7 @@ func NewHub(ctx context.Context, log Log, broker Broker, opts Options) (*Hub, er
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
-		hangups: hangups,
-		log:     log, broker: broker, opts: opts, epoch: log.Epoch(),
+		log: log, broker: broker, opts: opts, epoch: log.Epoch(),
 		tail:     newTail(opts.TailSize, head),
 		pos:      head,
 		advanced: make(chan struct{}),
@@ -133,6 +132,7 @@ func NewHub(ctx context.Context, log Log, broker Broker, opts Options) (*Hub, er
 		closing:  make(chan struct{}),
 		cancel:   cancel,
 		done:     make(chan struct{}),
+		hangups:  hangups,
 	}
 	go h.run(runCtx)
 	return h, nil
