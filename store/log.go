@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 	"time"
@@ -22,28 +23,37 @@ type Event struct {
 
 const eventColumns = `seq, room_id, type, subject, data, created_at`
 
+// snapshotSQL reads the head and the user's rooms in one statement, so in
+// one read transaction: a row per room, or one row with a NULL room when
+// the user has none. One statement costs a connection's round trip less
+// than BEGIN, two queries and ROLLBACK, and a snapshot opens every stream.
+const snapshotSQL = `SELECT (` + logHeadSQL + `) AS head, m.room_id
+	FROM (SELECT 1) LEFT JOIN members m ON m.user_id = ?`
+
 // Snapshot returns the rooms user belongs to and the log position they
-// belong to, read in one transaction: membership is exactly as of head.
+// belong to: membership is exactly as of head.
 func (s *Store) Snapshot(ctx context.Context, user string) (rooms []string, head int64, err error) {
-	tx, err := s.r.BeginTxx(ctx, &sqlTxReadOnly)
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: begin snapshot: %w", err)
-	}
-	defer tx.Rollback()
-	roomsStmt, err := s.rstmts.get(`SELECT room_id FROM members WHERE user_id = ?`)
+	st, err := s.rstmts.get(snapshotSQL)
 	if err != nil {
 		return nil, 0, err
 	}
-	headStmt, err := s.rstmts.get(logHeadSQL)
+	rows, err := st.QueryContext(ctx, user)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("store: snapshot: %w", err)
 	}
+	defer rows.Close()
 	rooms = []string{}
-	if err := tx.StmtxContext(ctx, roomsStmt).SelectContext(ctx, &rooms, user); err != nil {
-		return nil, 0, fmt.Errorf("store: snapshot rooms: %w", err)
+	for rows.Next() {
+		var room sql.NullString
+		if err := rows.Scan(&head, &room); err != nil {
+			return nil, 0, fmt.Errorf("store: snapshot: %w", err)
+		}
+		if room.Valid {
+			rooms = append(rooms, room.String)
+		}
 	}
-	if err := tx.StmtxContext(ctx, headStmt).GetContext(ctx, &head); err != nil {
-		return nil, 0, fmt.Errorf("store: snapshot head: %w", err)
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("store: snapshot: %w", err)
 	}
 	return rooms, head, nil
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -129,5 +128,3 @@ func (t *Tx) insert(query string, args ...any) (int64, error) {
 // logHead is the newest position ever assigned in the log (0 for none),
 // including positions whose rows retention has since deleted.
 const logHeadSQL = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)`
-
-var sqlTxReadOnly = sql.TxOptions{ReadOnly: true}

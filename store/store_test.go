@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -141,7 +142,17 @@ func TestSnapshotAndReplayQuery(t *testing.T) {
 	a, _ := st.CreateRoom(ctx, alice, "a", false)
 	b, _ := st.CreateRoom(ctx, alice, "b", false)
 	st.Join(ctx, bob, a.ID)
-	_, head0, _ := st.Snapshot(ctx, "bob")
+	rooms0, head0, err := st.Snapshot(ctx, "bob")
+	if err != nil || len(rooms0) != 1 || rooms0[0] != a.ID || head0 == 0 {
+		t.Fatalf("Snapshot(bob) = %v, %d, %v; want room a at a position", rooms0, head0, err)
+	}
+	both, headA, err := st.Snapshot(ctx, alice.ID)
+	want := []string{a.ID, b.ID}
+	slices.Sort(both)
+	slices.Sort(want)
+	if err != nil || !slices.Equal(both, want) || headA != head0 {
+		t.Fatalf("Snapshot(alice) = %v, %d, %v; want %v at %d", both, headA, err, want, head0)
+	}
 	st.PostMessage(ctx, alice, a.ID, "1", "")
 	st.PostMessage(ctx, alice, b.ID, "2", "")
 	st.Leave(ctx, "bob", a.ID)
