@@ -1012,6 +1012,7 @@ func TestRESTTokens(t *testing.T) {
 		// Controls: a good token of another user gets in.
 		{"valid token", "Bearer " + trent, 200, ""},
 		{"scheme is case-insensitive", "bearer " + trent, 200, ""},
+		{"fractional exp, past nbf", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "trent", "exp": float64(now.Add(time.Hour).Unix()) + 0.5, "nbf": now.Add(-time.Minute).Unix()}), 200, ""},
 
 		{"no header", "", 401, "unauthenticated"},
 		{"Bearer without token", "Bearer", 401, "unauthenticated"},
@@ -1024,6 +1025,8 @@ func TestRESTTokens(t *testing.T) {
 		{"expired", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() })), 401, "invalid_token"},
 		{"not yet valid", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() })), 401, "invalid_token"},
 		{"exp is a string", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = "tomorrow" })), 401, "invalid_token"},
+		{"exp is a numeric string", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = strconv.FormatInt(now.Add(time.Hour).Unix(), 10) })), 401, "invalid_token"},
+		{"expired by a fraction", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = float64(now.Add(-time.Minute).Unix()) + 0.5 })), 401, "invalid_token"},
 		{"without exp", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { delete(c, "exp") })), 401, "invalid_token"},
 		{"signed with another secret", "Bearer " + restSign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-012345"), claims(nil)), 401, "invalid_token"},
 		{"HS512 with the right secret", "Bearer " + restSign(t, jwt.SigningMethodHS512, secret, claims(nil)), 401, "invalid_token"},
