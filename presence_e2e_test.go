@@ -450,6 +450,53 @@ func TestPresenceStatus(t *testing.T) {
 	}
 }
 
+// TestPresenceFollowsMembership changes a connected user's rooms and checks
+// that their presence reaches exactly the members of their rooms of the
+// moment: the audience of a connected user comes from the stream index,
+// which membership events keep up to date.
+func TestPresenceFollowsMembership(t *testing.T) {
+	s := startServer(t, nil)
+	alice, bob, carol := s.token("alice"), s.token("bob"), s.token("carol")
+	lobby := s.createRoom(alice, "lobby", false)
+	joinRoom(t, s, bob, lobby)
+	side := s.createRoom(carol, "side", false)
+
+	c := s.stream(carol, "")
+	expectPresence(t, c, "carol", "carol", "online")
+	b := s.stream(bob, "")
+	presenceUntil(t, b, "bob", "bob", "online")
+	a := s.stream(alice, "")
+	presenceUntil(t, b, "bob", "alice", "online")
+	marker := &statusMarker{s: s, token: carol, user: "carol"}
+
+	// memberEvent skips presence and waits for alice's own member event:
+	// once her stream has it, the index has it.
+	memberEvent := func(typ string) {
+		t.Helper()
+		if f := nextEvent(t, a); f.Event != typ {
+			t.Fatalf("alice: next event = %s %s; want %s", f.Event, f.Data, typ)
+		}
+	}
+	joinRoom(t, s, alice, side)
+	memberEvent("member:joined")
+	s.must(http.StatusNoContent, "POST", "/v1/presence", alice, map[string]string{"status": "away"}, nil)
+	expectPresence(t, b, "bob (shares lobby)", "alice", "away")
+	if f := nextEvent(t, c); f.Event != "member:joined" {
+		t.Fatalf("carol: next event = %s %s; want alice's member:joined", f.Event, f.Data)
+	}
+	presenceUntil(t, c, "carol (shares side since the join)", "alice", "away")
+
+	s.must(http.StatusNoContent, "POST", "/v1/rooms/"+side+"/leave", alice, nil, nil)
+	memberEvent("member:left")
+	s.must(http.StatusNoContent, "POST", "/v1/presence", alice, map[string]string{"status": "dnd"}, nil)
+	expectPresence(t, b, "bob (still shares lobby)", "alice", "dnd")
+	if f := nextEvent(t, c); f.Event != "member:left" {
+		t.Fatalf("carol: next event = %s %s; want alice's member:left", f.Event, f.Data)
+	}
+	user, status := marker.fire()
+	expectPresence(t, c, "carol (no longer shares a room with alice)", user, status)
+}
+
 // errorCode returns the code of an error answer.
 func errorCode(body []byte) string {
 	var e struct {

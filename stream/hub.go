@@ -352,6 +352,22 @@ func (h *Hub) SendRooms(notices []Notice) {
 	signal(wake)
 }
 
+// RoomsOf returns the rooms of a user who has a stream here, as the index
+// has them at the hub's position; ok is false when the user has none. All
+// of a user's streams share one membership, so any of them answers.
+func (h *Hub) RoomsOf(user string) (rooms []string, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.users[user] {
+		rooms = make([]string, 0, len(c.rooms))
+		for r := range c.rooms {
+			rooms = append(rooms, r)
+		}
+		return rooms, true
+	}
+	return nil, false
+}
+
 func (h *Hub) addRoomLocked(c *conn, room string) {
 	if _, ok := c.rooms[room]; ok {
 		return

@@ -285,11 +285,16 @@ func (p *Presence) notice(ctx context.Context, a announcement) (Notice, bool) {
 		}
 	}
 	// The members of the user's rooms are the users who share one with
-	// them; the hub's room index finds their local streams, each once.
-	rooms, err := p.dir.Rooms(ctx, a.user)
-	if err != nil {
-		p.opts.Logger.Error("presence rooms", "err", err, "user", a.user)
-		return Notice{}, false
+	// them; the hub's room index finds their local streams, each once. A
+	// user with a stream here has their rooms in that index too, at the
+	// same position as the audience; only others need the store.
+	rooms, ok := p.hub.RoomsOf(a.user)
+	if !ok {
+		var err error
+		if rooms, err = p.dir.Rooms(ctx, a.user); err != nil {
+			p.opts.Logger.Error("presence rooms", "err", err, "user", a.user)
+			return Notice{}, false
+		}
 	}
 	if len(rooms) == 0 {
 		return Notice{}, false
