@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -39,6 +42,7 @@ type benchOptions struct {
 	Idle       bool
 	Prefix     string
 	secret     []byte
+	roots      *x509.CertPool // trusted by https URLs; nil: the system's
 }
 
 // Time bounds of the phases around the measured one, so a run always ends.
@@ -182,10 +186,10 @@ type bench struct {
 	run  string // random id in every payload: messages of other runs are ignored
 	fail context.CancelCauseFunc
 
-	setupClient   *http.Client   // room creation and joins
-	postClient    *http.Client   // publishers
-	streamClients []*http.Client // one per source address
-	transports    []*http.Transport
+	setupClient *http.Client // room creation and joins
+	postClient  *http.Client // publishers
+	transports  []*http.Transport
+	dialers     []*streamDialer // streams: one per source address
 
 	roomIDs     []string
 	roomStreams []int // streams in each room
@@ -229,7 +233,7 @@ func (b *bench) setPhase(p int32) {
 type benchStream struct {
 	user, token string
 	room        int
-	client      *http.Client
+	dialer      *streamDialer
 	lastID      string        // id of the last event received: Last-Event-ID on reconnect
 	retry       time.Duration // the server's retry: hint
 	wasReady    bool
@@ -289,33 +293,14 @@ func (e *errorCounts) snapshot() map[string]int64 {
 	return m
 }
 
-// newTransport keeps per-connection memory small (tens of thousands of
-// streams come from this process), never limits connections per host, and
-// binds to a source address when one is given, so that each address brings
-// its own ephemeral ports. It ignores proxy settings: only the given URL is
-// contacted.
-//
-// With reset (streams), connections end with a reset instead of a FIN: the
-// side that closes first holds each closed connection's address pair in
-// TIME_WAIT for a minute, and tens of thousands of those slow down the
-// next run's connects from the same addresses.
-func newTransport(local net.IP, idle int, reset bool) *http.Transport {
+// newTransport, for setup calls and posts, keeps idle connections for
+// reuse and per-connection memory small, and never limits connections per
+// host. It ignores proxy settings: only the given URL is contacted.
+func newTransport(idle int, roots *x509.CertPool) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	if local != nil {
-		d.LocalAddr = &net.TCPAddr{IP: local}
-	}
-	dial := d.DialContext
-	if reset {
-		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetLinger(0)
-			}
-			return c, err
-		}
-	}
 	return &http.Transport{
-		DialContext:         dial,
+		DialContext:         d.DialContext,
+		TLSClientConfig:     &tls.Config{RootCAs: roots},
 		MaxConnsPerHost:     0,
 		MaxIdleConnsPerHost: idle,
 		IdleConnTimeout:     time.Minute,
@@ -325,25 +310,74 @@ func newTransport(local net.IP, idle int, reset bool) *http.Transport {
 	}
 }
 
+// streamDialer opens stream connections from one source address, each
+// address bringing its own ephemeral ports. A stream
+// is one HTTP/1.1 request on a connection of its own that never ends, so
+// net/http's Transport buys nothing for it, and it would add a reader and a
+// writer goroutine to each of tens of thousands of connections.
+type streamDialer struct {
+	d    net.Dialer
+	addr string      // host:port of the server
+	tls  *tls.Config // set for https URLs
+}
+
+func newStreamDialer(u *url.URL, local net.IP, roots *x509.CertPool) *streamDialer {
+	sd := &streamDialer{d: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}}
+	if local != nil {
+		sd.d.LocalAddr = &net.TCPAddr{IP: local}
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	sd.addr = net.JoinHostPort(u.Hostname(), port)
+	if u.Scheme == "https" {
+		sd.tls = &tls.Config{ServerName: u.Hostname(), RootCAs: roots}
+	}
+	return sd
+}
+
+// dial connects to the server. The connection ends with a reset instead
+// of a FIN: the side that closes first holds each closed connection's
+// address pair in TIME_WAIT for a minute, and tens of thousands of those
+// slow down the next run's connects from the same addresses.
+func (sd *streamDialer) dial(ctx context.Context) (net.Conn, error) {
+	c, err := sd.d.DialContext(ctx, "tcp", sd.addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	if sd.tls == nil {
+		return c, nil
+	}
+	tc := tls.Client(c, sd.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
 func newBench(o benchOptions, fail context.CancelCauseFunc) *bench {
 	b := &bench{
 		o: o, run: randomHex(4), fail: fail,
 		connSem:  make(chan struct{}, connectWorkers),
 		allReady: make(chan struct{}),
 	}
-	setup := newTransport(nil, setupWorkers, false)
-	post := newTransport(nil, max(o.Publishers, 1), false)
+	setup := newTransport(setupWorkers, o.roots)
+	post := newTransport(max(o.Publishers, 1), o.roots)
 	b.transports = append(b.transports, setup, post)
 	b.setupClient = &http.Client{Transport: setup, Timeout: postTimeout}
 	b.postClient = &http.Client{Transport: post, Timeout: postTimeout}
+	u, _ := url.Parse(o.URL) // checked
 	for i := range o.Sources {
 		var local net.IP
 		if o.Sources > 1 {
 			local = net.IPv4(127, 0, 0, byte(i+1))
 		}
-		t := newTransport(local, 0, true)
-		b.transports = append(b.transports, t)
-		b.streamClients = append(b.streamClients, &http.Client{Transport: t})
+		b.dialers = append(b.dialers, newStreamDialer(u, local, o.roots))
 	}
 
 	b.roomStreams = make([]int, o.Rooms)
@@ -353,7 +387,7 @@ func newBench(o benchOptions, fail context.CancelCauseFunc) *bench {
 		b.roomStreams[room]++
 		b.streams[i] = &benchStream{
 			user: fmt.Sprintf("%s-s%d", o.Prefix, i), room: room,
-			client: b.streamClients[i%len(b.streamClients)],
+			dialer: b.dialers[i%len(b.dialers)],
 			retry:  time.Second, seqs: map[int]*seqSet{},
 		}
 	}
@@ -816,11 +850,19 @@ func (b *bench) streamOnce(ctx context.Context, s *benchStream, release func()) 
 	if s.lastID != "" {
 		req.Header.Set("Last-Event-ID", s.lastID)
 	}
-	resp, err := s.client.Do(req)
+	conn, err := s.dialer.dial(ctx)
 	if err != nil {
 		return "connect_" + netErrorKind(err)
 	}
-	defer resp.Body.Close()
+	defer conn.Close()
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
+	if err := req.Write(conn); err != nil {
+		return "connect_" + netErrorKind(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 2048), req)
+	if err != nil {
+		return "connect_" + netErrorKind(err)
+	}
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized {

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,6 +86,36 @@ func TestBenchCommandDroppedStreams(t *testing.T) {
 	}
 	if n := cuts.Load(); n == 0 || r.Errors["stream_dropped"] != n {
 		t.Errorf("errors[stream_dropped] = %d after %d cut connections; want as many, and more than 0", r.Errors["stream_dropped"], n)
+	}
+}
+
+// TestBenchHTTPS runs bench through a TLS-terminating reverse proxy, as a
+// deployment behind one would be measured: streams then arrive chunked.
+func TestBenchHTTPS(t *testing.T) {
+	s := startServer(t, nil)
+	target, _ := url.Parse(s.URL)
+	proxy := httptest.NewUnstartedServer(&httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		FlushInterval: -1,
+	})
+	proxy.StartTLS()
+	t.Cleanup(proxy.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(proxy.Certificate())
+
+	o := benchOptions{URL: proxy.URL, Streams: 10, Rooms: 2, Publishers: 2, Size: 100, Duration: 500 * time.Millisecond, secret: s.secret, roots: roots}
+	if err := o.check(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := runBench(ctx, o, t.Output())
+	if err != nil {
+		t.Fatalf("runBench over https = %v; want nil", err)
+	}
+	if r.Deliveries <= 0 || r.Deliveries != r.Expected || r.Lost != 0 || r.Duplicated != 0 {
+		t.Errorf("deliveries, expected, lost, duplicated = %d, %d, %d, %d; want all expected, > 0, none lost or twice (errors %v)",
+			r.Deliveries, r.Expected, r.Lost, r.Duplicated, r.Errors)
 	}
 }
 
