@@ -273,3 +273,24 @@ func BenchmarkPostMessage_64Writers(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "posts/s")
 	b.ReportMetric(float64(writes)/float64(max(commits, 1)), "writes/commit")
 }
+
+// BenchmarkSnapshot measures what every stream reads as it opens: a user's
+// rooms and the log head, in one statement.
+func BenchmarkSnapshot(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Path: filepath.Join(b.TempDir(), "h.db"), Synchronous: "NORMAL"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	for i := range 3 {
+		room, _ := st.CreateRoom(ctx, alice, fmt.Sprint("r", i), false)
+		st.Join(ctx, bob, room.ID)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if rooms, _, err := st.Snapshot(ctx, bob.ID); err != nil || len(rooms) != 3 {
+			b.Fatalf("Snapshot = %v, %v; want 3 rooms", rooms, err)
+		}
+	}
+}
