@@ -237,8 +237,8 @@ type benchStream struct {
 	lastID      string        // id of the last event received: Last-Event-ID on reconnect
 	retry       time.Duration // the server's retry: hint
 	wasReady    bool
-	seqs        map[int]*seqSet // by publisher
-	last        time.Time       // when the last message arrived
+	seqs        []*seqSet // by publisher; nil until one arrives
+	last        time.Time // when the last message arrived
 
 	// Latency samples, merged into bench.lat in batches so that streams
 	// share one histogram without contending on every event (a histogram
@@ -388,7 +388,7 @@ func newBench(o benchOptions, fail context.CancelCauseFunc) *bench {
 		b.streams[i] = &benchStream{
 			user: fmt.Sprintf("%s-s%d", o.Prefix, i), room: room,
 			dialer: b.dialers[i%len(b.dialers)],
-			retry:  time.Second, seqs: map[int]*seqSet{},
+			retry:  time.Second,
 		}
 	}
 	// Publisher 0 creates the rooms, so it exists even with --idle.
@@ -938,6 +938,9 @@ func (b *bench) onMessage(s *benchStream, data string) {
 	if !ok || run != b.run || pub < 0 || pub >= len(b.pubs) || seq > maxSeq {
 		return // not ours: another client posting in the room
 	}
+	if s.seqs == nil {
+		s.seqs = make([]*seqSet, len(b.pubs))
+	}
 	set := s.seqs[pub]
 	if set == nil {
 		set = &seqSet{}
@@ -1076,7 +1079,10 @@ func (b *bench) lost() int64 {
 	for _, s := range b.streams {
 		for _, src := range byRoom[s.room] {
 			acked := src.pr.seq - int64(len(src.pr.failed))
-			set := s.seqs[src.pub]
+			var set *seqSet
+			if s.seqs != nil {
+				set = s.seqs[src.pub]
+			}
 			if set == nil {
 				lost += acked
 				continue

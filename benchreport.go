@@ -367,9 +367,10 @@ func parsePayload(text string) (run string, pub int, seq, sent int64, ok bool) {
 	run, rest, _ = strings.Cut(rest, " ")
 	p, rest, _ = strings.Cut(rest, " ")
 	sq, rest, _ = strings.Cut(rest, " ")
+	st, _, _ := strings.Cut(rest, " ") // the padding follows a space
 	pub64, err1 := strconv.ParseInt(p, 10, 32)
 	seq, err2 := strconv.ParseInt(sq, 10, 64)
-	sent, err3 := strconv.ParseInt(strings.TrimRight(rest, "x "), 10, 64)
+	sent, err3 := strconv.ParseInt(st, 10, 64)
 	if run == "" || err1 != nil || err2 != nil || err3 != nil || seq < 1 {
 		return "", 0, 0, 0, false
 	}

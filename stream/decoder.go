@@ -26,6 +26,7 @@ type Decoder struct {
 	r       *bufio.Reader
 	long    []byte   // a line longer than the buffer, being assembled
 	pending [][]byte // further lines already split off a chunk (lone \r)
+	event   string   // the last event name read, reused while frames repeat it
 }
 
 // NewDecoder reads frames from r with a 16 KiB buffer.
@@ -74,7 +75,12 @@ func (d *Decoder) Next() (Frame, error) {
 		case "id":
 			f.ID, f.HasID = string(value), true
 		case "event":
-			f.Event = string(value)
+			// Comparing converts without allocating; a load generator reads
+			// hundreds of thousands of frames a second, nearly all of one type.
+			if string(value) != d.event {
+				d.event = string(value)
+			}
+			f.Event = d.event
 		case "data":
 			f.HasData = true
 			data = append(data, value...)
