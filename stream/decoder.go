@@ -27,6 +27,7 @@ type Decoder struct {
 	long    []byte   // a line longer than the buffer, being assembled
 	pending [][]byte // further lines already split off a chunk (lone \r)
 	event   string   // the last event name read, reused while frames repeat it
+	data    []byte   // the data lines of the frame being read, reused
 }
 
 // NewDecoder reads frames from r with a 16 KiB buffer.
@@ -42,7 +43,7 @@ func NewDecoderSize(r io.Reader, size int) *Decoder {
 // Next returns the next frame, or io.EOF at the end of the stream.
 func (d *Decoder) Next() (Frame, error) {
 	var f Frame
-	var data []byte
+	data := d.data[:0]
 	seen := false
 	for {
 		line, err := d.readLine()
@@ -58,6 +59,9 @@ func (d *Decoder) Next() (Frame, error) {
 			}
 			if len(data) > 0 {
 				f.Data = string(data[:len(data)-1])
+			}
+			if cap(data) <= 64<<10 { // a rare huge frame's buffer is not kept
+				d.data = data[:0]
 			}
 			if f.Event == "" {
 				f.Event = "message"

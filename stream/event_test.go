@@ -50,13 +50,20 @@ func TestFrameRoundTrip(t *testing.T) {
 }
 
 func TestDecoder(t *testing.T) {
-	in := "retry: 2000\r\n\r\n: ping\n\nid: a-1\nevent: ready\ndata: {}\n\ndata: one\rdata: two\r\r"
+	in := "retry: 2000\r\n\r\n: ping\n\nid: a-1\nevent: ready\ndata: {}\n\ndata: one\rdata: two\r\r" +
+		// The decoder reuses its buffers and the last event name: frames
+		// that follow must not see those of earlier ones.
+		"event: x\ndata: a longer one\n\nevent: x\ndata: b\n\ndata: c\n\nevent: y\n\n"
 	dec := NewDecoder(strings.NewReader(in))
 	want := []Frame{
 		{Event: "message", Retry: 2000},
 		{Event: "message", Comment: "ping"},
 		{ID: "a-1", HasID: true, Event: "ready", Data: "{}", HasData: true},
 		{Event: "message", Data: "one\ntwo", HasData: true},
+		{Event: "x", Data: "a longer one", HasData: true},
+		{Event: "x", Data: "b", HasData: true},
+		{Event: "message", Data: "c", HasData: true},
+		{Event: "y"},
 	}
 	for i, w := range want {
 		got, err := dec.Next()
@@ -96,6 +103,22 @@ func TestParsePosition(t *testing.T) {
 		}
 		if err == nil && got.String() != tt.in {
 			t.Errorf("ParsePosition(%q).String() = %q", tt.in, got.String())
+		}
+	}
+}
+
+// BenchmarkDecoder reads message:created frames as a load generator does,
+// 1,000 per op: the allocations per frame are the Data and ID strings.
+func BenchmarkDecoder(b *testing.B) {
+	frame := AppendFrame(nil, "abcd-12345", "message:created", []byte(`{"id":5,"room":"r_x","text":"`+strings.Repeat("x", 100)+`"}`))
+	raw := strings.Repeat(string(frame), 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		dec := NewDecoderSize(strings.NewReader(raw), 2048)
+		for {
+			if _, err := dec.Next(); err != nil {
+				break
+			}
 		}
 	}
 }
