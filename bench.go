@@ -311,10 +311,10 @@ func newTransport(idle int, roots *x509.CertPool) *http.Transport {
 }
 
 // streamDialer opens stream connections from one source address, each
-// address bringing its own ephemeral ports. A stream
-// is one HTTP/1.1 request on a connection of its own that never ends, so
-// net/http's Transport buys nothing for it, and it would add a reader and a
-// writer goroutine to each of tens of thousands of connections.
+// address bringing its own ephemeral ports. A stream is one HTTP/1.1
+// request on a connection of its own that never ends, so net/http's
+// Transport buys nothing for it, and it would add a reader and a writer
+// goroutine to each of tens of thousands of connections.
 type streamDialer struct {
 	d    net.Dialer
 	addr string      // host:port of the server
