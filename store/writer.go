@@ -89,7 +89,8 @@ func (s *Store) commitBatch(batch []*writeReq) {
 	results := make([]error, len(batch))
 	var events []Event
 	err := func() error {
-		if _, err := s.wc.ExecContext(context.Background(), `BEGIN IMMEDIATE`); err != nil {
+		t := &Tx{stmts: s.wstmts, cache: s.cache, now: now()}
+		if _, err := t.exec(`BEGIN IMMEDIATE`); err != nil {
 			return fmt.Errorf("store: begin: %w", err)
 		}
 		committed := false
@@ -97,11 +98,10 @@ func (s *Store) commitBatch(batch []*writeReq) {
 			if !committed {
 				// After a failed COMMIT SQLite may have rolled back already;
 				// the error of this ROLLBACK then says only that.
-				s.wc.ExecContext(context.Background(), `ROLLBACK`)
+				t.exec(`ROLLBACK`)
 				s.cache.rollback(0)
 			}
 		}()
-		t := &Tx{stmts: s.wstmts, cache: s.cache, now: now()}
 		ran := 0
 		for i, req := range batch {
 			if err := req.ctx.Err(); err != nil {
