@@ -76,7 +76,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 	s := stream{c: c, rooms: rooms, from: from, to: pos}
 
 	// An HTTP/1 stream leaves net/http: the hub takes the connection, so a
-	// stream costs two small goroutines and no HTTP buffers, and each batch
+	// stream costs one small goroutine and no HTTP buffers, and each batch
 	// is one write(2) with no chunk framing. The body ends when the
 	// connection closes, which is how an SSE stream ends anyway.
 	if r.ProtoMajor == 1 {
