@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/heraldchat/herald/api"
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/heraldchat/herald/stream"
 )
 
@@ -887,7 +888,7 @@ func (b *bench) streamOnce(ctx context.Context, s *benchStream, release func()) 
 			closing = reason
 		}
 		switch f.Event {
-		case stream.TypeReady:
+		case event.Ready:
 			if !s.wasReady {
 				s.wasReady = true
 				release()
@@ -897,7 +898,7 @@ func (b *bench) streamOnce(ctx context.Context, s *benchStream, release func()) 
 			}
 		case "message:created":
 			b.onMessage(s, f.Data)
-		case stream.TypeResync:
+		case event.Resync:
 			// The server could not resume from our id: what was missed is
 			// lost, and will show as such.
 			b.errs.add("resync")

@@ -89,7 +89,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		Path:        cfg.dbPath(),
 		Retention:   cfg.Retention,
 		Synchronous: cfg.SQLiteSync,
-		OnCommit:    func(evs []store.Event) { broker.Publish(api.StreamEvents(evs)) },
+		OnCommit:    broker.Publish,
 		Logger:      logger,
 	})
 	if err != nil {

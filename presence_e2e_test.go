@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/heraldchat/herald/stream"
 	"github.com/heraldchat/herald/stream/streamtest"
 )
@@ -36,7 +37,7 @@ type presenceInfo struct {
 func expectPresence(t *testing.T, c *streamtest.Client, name, user, status string) presenceInfo {
 	t.Helper()
 	f := c.Next()
-	if f.Event != stream.TypePresenceChanged {
+	if f.Event != event.PresenceChanged {
 		t.Fatalf("%s: next event = %s %s; want presence:changed %s %s", name, f.Event, f.Data, user, status)
 	}
 	if f.HasID {
@@ -65,7 +66,7 @@ func presenceUntil(t *testing.T, c *streamtest.Client, name, user, status string
 	var got []string
 	for {
 		f := c.Next()
-		if f.Event != stream.TypePresenceChanged {
+		if f.Event != event.PresenceChanged {
 			t.Fatalf("%s: event %s %s while waiting for presence %s %s (so far %v)", name, f.Event, f.Data, user, status, got)
 		}
 		var p presenceInfo
@@ -285,9 +286,9 @@ func TestPresenceReloadNoFlicker(t *testing.T) {
 	// Alice types, so that her last stream closing is visible to bob as
 	// typing:stopped: from then on her grace period runs.
 	s.must(http.StatusNoContent, "POST", "/v1/rooms/"+room+"/typing", alice, map[string]bool{"typing": true}, nil)
-	b1.Expect(stream.TypeTypingStarted)
+	b1.Expect(event.TypingStarted)
 	a1.Close()
-	b1.Expect(stream.TypeTypingStopped)
+	b1.Expect(event.TypingStopped)
 	a2 := s.stream(alice, "") // the reload, within the grace period
 
 	// Zed's grace period starts after alice's and lasts as long: his offline
@@ -511,7 +512,7 @@ func errorCode(body []byte) string {
 func nextEvent(t *testing.T, c *streamtest.Client) stream.Frame {
 	t.Helper()
 	for {
-		if f := c.Next(); f.Event != stream.TypePresenceChanged {
+		if f := c.Next(); f.Event != event.PresenceChanged {
 			return f
 		}
 	}
@@ -580,13 +581,13 @@ func TestTypingStartStop(t *testing.T) {
 
 	t.Run("started reaches others, not the typist", func(t *testing.T) {
 		setTyping(t, s, alice, room, true)
-		expectTyping(t, b1, "bob#1", stream.TypeTypingStarted, room, "alice")
+		expectTyping(t, b1, "bob#1", event.TypingStarted, room, "alice")
 		// Typing events are queued before the request answers: bob's start
 		// would follow alice's own if she had been sent it.
 		setTyping(t, s, bob, room, true)
-		expectTyping(t, a1, "alice#1 (the typist's own start is not echoed)", stream.TypeTypingStarted, room, "bob")
+		expectTyping(t, a1, "alice#1 (the typist's own start is not echoed)", event.TypingStarted, room, "bob")
 		setTyping(t, s, bob, room, false)
-		expectTyping(t, a1, "alice#1", stream.TypeTypingStopped, room, "bob")
+		expectTyping(t, a1, "alice#1", event.TypingStopped, room, "bob")
 	})
 
 	t.Run("repeated start is throttled", func(t *testing.T) {
@@ -599,7 +600,7 @@ func TestTypingStartStop(t *testing.T) {
 
 	t.Run("explicit stop", func(t *testing.T) {
 		setTyping(t, s, alice, room, false)
-		expectTyping(t, b1, "bob#1", stream.TypeTypingStopped, room, "alice")
+		expectTyping(t, b1, "bob#1", event.TypingStopped, room, "alice")
 		setTyping(t, s, alice, room, false) // not typing: nothing to stop
 		marker := s.post(bob, room, "marker")
 		expectMessage(t, b1, "bob#1 (a second stop announces nothing)", marker)
@@ -608,7 +609,7 @@ func TestTypingStartStop(t *testing.T) {
 
 	t.Run("message stops", func(t *testing.T) {
 		setTyping(t, s, alice, room, true)
-		expectTyping(t, b1, "bob#1", stream.TypeTypingStarted, room, "alice")
+		expectTyping(t, b1, "bob#1", event.TypingStarted, room, "alice")
 		id := s.post(alice, room, "done typing")
 		// The stop is queued by the request, the message by the log: either
 		// may come first.
@@ -616,8 +617,8 @@ func TestTypingStartStop(t *testing.T) {
 		for range 2 {
 			f := nextEvent(t, b1)
 			switch f.Event {
-			case stream.TypeTypingStopped:
-				checkTyping(t, "bob#1", f, stream.TypeTypingStopped, room, "alice")
+			case event.TypingStopped:
+				checkTyping(t, "bob#1", f, event.TypingStopped, room, "alice")
 				stopped = true
 			case "message:created":
 				var m struct{ ID int64 }
@@ -639,18 +640,18 @@ func TestTypingStartStop(t *testing.T) {
 	t.Run("last stream closing stops", func(t *testing.T) {
 		a2 := s.stream(alice, "")
 		setTyping(t, s, alice, room, true)
-		expectTyping(t, b1, "bob#1", stream.TypeTypingStarted, room, "alice")
+		expectTyping(t, b1, "bob#1", event.TypingStarted, room, "alice")
 		a2.Close()
 		waitStreamsOpen(t, s, 2)
 		setTyping(t, s, bob, room, true) // marker for both: alice still has a stream
-		expectTyping(t, a1, "alice#1", stream.TypeTypingStarted, room, "bob")
+		expectTyping(t, a1, "alice#1", event.TypingStarted, room, "bob")
 		setTyping(t, s, bob, room, false)
-		expectTyping(t, a1, "alice#1", stream.TypeTypingStopped, room, "bob")
+		expectTyping(t, a1, "alice#1", event.TypingStopped, room, "bob")
 		marker := s.post(bob, room, "marker")
 		expectMessage(t, b1, "bob#1 (closing one of two streams does not stop typing)", marker)
 		a1.Close()
 		// The grace period is a minute: this stop is not presence's offline.
-		expectTyping(t, b1, "bob#1", stream.TypeTypingStopped, room, "alice")
+		expectTyping(t, b1, "bob#1", event.TypingStopped, room, "alice")
 	})
 }
 
@@ -664,12 +665,12 @@ func TestTypingTimeout(t *testing.T) {
 	b1 := s.stream(bob, "")
 
 	setTyping(t, s, alice, room, true)
-	expectTyping(t, b1, "bob#1", stream.TypeTypingStarted, room, "alice")
-	expectTyping(t, b1, "bob#1 (timeout)", stream.TypeTypingStopped, room, "alice")
+	expectTyping(t, b1, "bob#1", event.TypingStarted, room, "alice")
+	expectTyping(t, b1, "bob#1 (timeout)", event.TypingStopped, room, "alice")
 	// After the timeout alice may start again.
 	setTyping(t, s, alice, room, true)
-	expectTyping(t, b1, "bob#1", stream.TypeTypingStarted, room, "alice")
-	expectTyping(t, b1, "bob#1 (timeout)", stream.TypeTypingStopped, room, "alice")
+	expectTyping(t, b1, "bob#1", event.TypingStarted, room, "alice")
+	expectTyping(t, b1, "bob#1 (timeout)", event.TypingStopped, room, "alice")
 }
 
 // TestTypingRefused covers who may type where, and the body's shape.
@@ -718,7 +719,7 @@ func TestTypingNotReplayed(t *testing.T) {
 	expectMessage(t, b1, "bob#1", first)
 	last := b1.LastID
 	setTyping(t, s, alice, room, true)
-	expectTyping(t, b1, "bob#1", stream.TypeTypingStarted, room, "alice")
+	expectTyping(t, b1, "bob#1", event.TypingStarted, room, "alice")
 	b1.Close()
 	setTyping(t, s, alice, room, false) // missed while away
 	setTyping(t, s, alice, room, true)

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/heraldchat/herald/store"
 	"github.com/heraldchat/herald/stream"
 )
@@ -24,19 +25,6 @@ func (l StoreLog) Snapshot(ctx context.Context, user string) ([]string, int64, e
 func (l StoreLog) PrunedThrough() int64 { return l.Store.PrunedThrough() }
 
 // Events implements stream.Log.
-func (l StoreLog) Events(ctx context.Context, q stream.Query) ([]stream.Event, error) {
-	evs, err := l.Store.Events(ctx, store.LogQuery{After: q.After, UpTo: q.UpTo, Rooms: q.Rooms, Subject: q.Subject, Limit: q.Limit})
-	if err != nil {
-		return nil, err
-	}
-	return StreamEvents(evs), nil
-}
-
-// StreamEvents converts the store's events to the stream's.
-func StreamEvents(evs []store.Event) []stream.Event {
-	out := make([]stream.Event, len(evs))
-	for i, e := range evs {
-		out[i] = stream.Event{Seq: e.Seq, Room: e.Room, Type: e.Type, Subject: e.Subject, Data: e.Data}
-	}
-	return out
+func (l StoreLog) Events(ctx context.Context, q stream.Query) ([]event.Event, error) {
+	return l.Store.Events(ctx, event.Query{After: q.After, UpTo: q.UpTo, Rooms: q.Rooms, Subject: q.Subject, Limit: q.Limit})
 }

@@ -10,11 +10,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/heraldchat/herald/api"
-	"github.com/heraldchat/herald/store"
-	"github.com/heraldchat/herald/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/heraldchat/herald/api"
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // The contract test: openapi.yaml and the routes the server registers must
@@ -340,9 +340,9 @@ func TestOpenAPIStreamEvents(t *testing.T) {
 	}
 	// Every event type the server sends has a documented payload.
 	types := []string{
-		stream.TypeReady, stream.TypeResync,
-		store.EventMessageCreated, store.EventMemberJoined, store.EventMemberLeft, store.EventReceiptUpdated,
-		stream.TypePresenceChanged, stream.TypeTypingStarted, stream.TypeTypingStopped,
+		event.Ready, event.Resync,
+		event.MessageCreated, event.MemberJoined, event.MemberLeft, event.ReceiptUpdated,
+		event.PresenceChanged, event.TypingStarted, event.TypingStopped,
 	}
 	for _, name := range types {
 		t.Run(name, func(t *testing.T) {

@@ -7,19 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/jmoiron/sqlx"
 )
-
-// Event is one entry of the log: a committed change, announced to a room.
-type Event struct {
-	Seq  int64  `db:"seq"`
-	Room string `db:"room_id"`
-	Type string `db:"type"`
-	// Subject is the user a member event is about ("" for other events).
-	Subject   string `db:"subject"`
-	Data      []byte `db:"data"` // one line of JSON
-	CreatedAt Millis `db:"created_at"`
-}
 
 const eventColumns = `seq, room_id, type, subject, data, created_at`
 
@@ -77,23 +67,13 @@ func (s *Store) Head(ctx context.Context) (int64, error) {
 // that starts before it cannot be complete.
 func (s *Store) PrunedThrough() int64 { return s.prunedThrough.Load() }
 
-// LogQuery selects events of the log in (After, UpTo], in order.
-type LogQuery struct {
-	After, UpTo int64
-	// Rooms, when not nil, keeps only these rooms' events.
-	Rooms []string
-	// Subject, when set, keeps only member events about this user.
-	Subject string
-	Limit   int
-}
-
 // Events returns up to q.Limit events of the log.
-func (s *Store) Events(ctx context.Context, q LogQuery) ([]Event, error) {
+func (s *Store) Events(ctx context.Context, q event.Query) ([]event.Event, error) {
 	query := `SELECT ` + eventColumns + ` FROM events WHERE seq > ? AND seq <= ?`
 	args := []any{q.After, q.UpTo}
 	if q.Rooms != nil {
 		if len(q.Rooms) == 0 {
-			return []Event{}, nil
+			return []event.Event{}, nil
 		}
 		query += ` AND room_id IN (?)`
 		args = append(args, q.Rooms)
@@ -108,7 +88,7 @@ func (s *Store) Events(ctx context.Context, q LogQuery) ([]Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: build log query: %w", err)
 	}
-	evs := []Event{}
+	evs := []event.Event{}
 	if err := s.r.SelectContext(ctx, &evs, s.r.Rebind(query), args...); err != nil {
 		return nil, fmt.Errorf("store: read log: %w", err)
 	}

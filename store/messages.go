@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // Message is a stored chat message. Its id orders a room's history.
@@ -62,7 +64,7 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 			return fmt.Errorf("store: insert message: %w", err)
 		}
 		created = true
-		return t.emit(roomID, EventMessageCreated, "", msg)
+		return t.emit(roomID, event.MessageCreated, "", msg)
 	})
 	return msg, created, err
 }

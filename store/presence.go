@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -51,7 +52,7 @@ func (s *Store) MarkRead(ctx context.Context, user, roomID string, messageID int
 			return nil
 		}
 		updated = true
-		return t.emit(roomID, EventReceiptUpdated, "", ReceiptEvent{Room: roomID, User: user, MessageID: messageID})
+		return t.emit(roomID, event.ReceiptUpdated, "", ReceiptEvent{Room: roomID, User: user, MessageID: messageID})
 	})
 	return updated, err
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+
+	"github.com/heraldchat/herald/internal/event"
 	"time"
 )
 
@@ -39,7 +41,7 @@ func TestPruneKeepsTheWindow(t *testing.T) {
 		if err := st.prune(ctx); err != nil {
 			t.Fatal(err)
 		}
-		evs, err := st.Events(ctx, LogQuery{UpTo: head, Limit: 100})
+		evs, err := st.Events(ctx, event.Query{UpTo: head, Limit: 100})
 		if err != nil {
 			t.Fatal(err)
 		}

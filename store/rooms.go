@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // User is anyone who has presented a valid token or been added to a room.
@@ -39,14 +41,6 @@ type Member struct {
 	Owner    bool   `db:"owner" json:"owner"`
 	JoinedAt Millis `db:"joined_at" json:"joined_at"`
 }
-
-// Event types written to the log.
-const (
-	EventMessageCreated = "message:created"
-	EventMemberJoined   = "member:joined"
-	EventMemberLeft     = "member:left"
-	EventReceiptUpdated = "receipt:updated"
-)
 
 // MemberEvent is the payload of member:joined and member:left.
 type MemberEvent struct {
@@ -253,7 +247,7 @@ func (t *Tx) addMember(roomID string, u User, by string) error {
 		return fmt.Errorf("store: insert member: %w", err)
 	}
 	t.cache.write(roomID, u.ID, true)
-	return t.emit(roomID, EventMemberJoined, u.ID, MemberEvent{Room: roomID, User: u.ID, Name: u.Name, By: by})
+	return t.emit(roomID, event.MemberJoined, u.ID, MemberEvent{Room: roomID, User: u.ID, Name: u.Name, By: by})
 }
 
 func (t *Tx) removeMember(roomID, user, reason, by string) error {
@@ -262,5 +256,5 @@ func (t *Tx) removeMember(roomID, user, reason, by string) error {
 		return fmt.Errorf("store: delete member: %w", err)
 	}
 	t.cache.write(roomID, user, false)
-	return t.emit(roomID, EventMemberLeft, user, MemberEvent{Room: roomID, User: user, Reason: reason, By: by})
+	return t.emit(roomID, event.MemberLeft, user, MemberEvent{Room: roomID, User: user, Reason: reason, By: by})
 }

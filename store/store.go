@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -69,7 +70,7 @@ type Options struct {
 	Synchronous string
 	// OnCommit receives the events of each committed transaction, in log order,
 	// from the writer goroutine. It must not block.
-	OnCommit func([]Event)
+	OnCommit func([]event.Event)
 	// Logger receives background errors (pruning). Default: discard.
 	Logger *slog.Logger
 }
@@ -122,7 +123,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Synchronous = "FULL"
 	}
 	if opts.OnCommit == nil {
-		opts.OnCommit = func([]Event) {}
+		opts.OnCommit = func([]event.Event) {}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

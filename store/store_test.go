@@ -8,12 +8,14 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/heraldchat/herald/internal/event"
 	"time"
 
 	"github.com/heraldchat/herald/store"
 )
 
-func open(t *testing.T, onCommit func([]store.Event)) *store.Store {
+func open(t *testing.T, onCommit func([]event.Event)) *store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), store.Options{
 		Path: filepath.Join(t.TempDir(), "herald.db"), Synchronous: "NORMAL", OnCommit: onCommit,
@@ -75,8 +77,8 @@ func TestRoomsAndMembership(t *testing.T) {
 func TestLogMatchesChanges(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
-	var got []store.Event
-	st := open(t, func(evs []store.Event) {
+	var got []event.Event
+	st := open(t, func(evs []event.Event) {
 		mu.Lock()
 		got = append(got, evs...)
 		mu.Unlock()
@@ -109,7 +111,7 @@ func TestLogMatchesChanges(t *testing.T) {
 	if head != got[len(got)-1].Seq {
 		t.Errorf("Head = %d; want %d", head, got[len(got)-1].Seq)
 	}
-	evs, err := st.Events(ctx, store.LogQuery{After: 0, UpTo: head, Limit: 1000})
+	evs, err := st.Events(ctx, event.Query{After: 0, UpTo: head, Limit: 1000})
 	if err != nil || len(evs) != len(got) {
 		t.Fatalf("Events = %d, %v; want %d", len(evs), err, len(got))
 	}
@@ -160,15 +162,15 @@ func TestSnapshotAndReplayQuery(t *testing.T) {
 	if err != nil || len(rooms) != 0 || head != head0+3 {
 		t.Fatalf("Snapshot(bob) = %v, %d, %v; want no rooms at %d", rooms, head, err, head0+3)
 	}
-	mine, err := st.Events(ctx, store.LogQuery{After: head0, UpTo: head, Subject: "bob", Limit: 10})
-	if err != nil || len(mine) != 1 || mine[0].Type != store.EventMemberLeft {
+	mine, err := st.Events(ctx, event.Query{After: head0, UpTo: head, Subject: "bob", Limit: 10})
+	if err != nil || len(mine) != 1 || mine[0].Type != event.MemberLeft {
 		t.Fatalf("bob's member events = %+v, %v; want one member:left", mine, err)
 	}
-	inA, err := st.Events(ctx, store.LogQuery{After: head0, UpTo: head, Rooms: []string{a.ID}, Limit: 10})
+	inA, err := st.Events(ctx, event.Query{After: head0, UpTo: head, Rooms: []string{a.ID}, Limit: 10})
 	if err != nil || len(inA) != 2 {
 		t.Fatalf("events of room a = %d, %v; want 2", len(inA), err)
 	}
-	none, err := st.Events(ctx, store.LogQuery{After: 0, UpTo: head, Rooms: []string{}, Limit: 10})
+	none, err := st.Events(ctx, event.Query{After: 0, UpTo: head, Rooms: []string{}, Limit: 10})
 	if err != nil || len(none) != 0 {
 		t.Fatalf("events of no rooms = %d, %v; want 0", len(none), err)
 	}
@@ -226,7 +228,7 @@ func TestRetention(t *testing.T) {
 	// misses a deletion): wait for both.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		evs, err := st.Events(ctx, store.LogQuery{After: 0, UpTo: head, Limit: 10})
+		evs, err := st.Events(ctx, event.Query{After: 0, UpTo: head, Limit: 10})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // ErrClosed is returned for writes submitted after Close.
@@ -17,7 +19,7 @@ type Tx struct {
 	stmts  *stmtCache
 	cache  *memberCache
 	now    Millis
-	events []Event
+	events []event.Event
 }
 
 type writeReq struct {
@@ -87,7 +89,7 @@ func (s *Store) writer() {
 
 func (s *Store) commitBatch(batch []*writeReq) {
 	results := make([]error, len(batch))
-	var events []Event
+	var events []event.Event
 	err := func() error {
 		t := &Tx{stmts: s.wstmts, cache: s.cache, now: now()}
 		if _, err := t.exec(`BEGIN IMMEDIATE`); err != nil {
@@ -167,7 +169,7 @@ func (t *Tx) emit(room, typ, subject string, payload any) error {
 	if err != nil {
 		return fmt.Errorf("store: append %s event: %w", typ, err)
 	}
-	t.events = append(t.events, Event{Seq: seq, Room: room, Type: typ, Subject: subject, Data: data, CreatedAt: t.now})
+	t.events = append(t.events, event.Event{Seq: seq, Room: room, Type: typ, Subject: subject, Data: data, CreatedAt: int64(t.now)})
 	return nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // ErrTrimmed reports that a Broker no longer holds the events asked for.
@@ -17,7 +19,7 @@ type Broker interface {
 	// waits for the first one until ctx ends or a short bounded time passes,
 	// and may then return none. It returns ErrTrimmed when after is older than
 	// what the broker holds.
-	Read(ctx context.Context, after int64, max int) ([]Event, error)
+	Read(ctx context.Context, after int64, max int) ([]event.Event, error)
 }
 
 // MemoryBroker is the in-process Broker of embedded mode. The store's writer
@@ -25,7 +27,7 @@ type Broker interface {
 // the newest ones in a bounded buffer for the hub to read.
 type MemoryBroker struct {
 	mu     sync.Mutex
-	events []Event       // in order; guarded by mu
+	events []event.Event // in order; guarded by mu
 	notify chan struct{} // closed and replaced on each Publish; guarded by mu
 	max    int
 }
@@ -44,7 +46,7 @@ func NewMemoryBroker(max int) *MemoryBroker {
 
 // Publish appends events whose positions the durable log assigned. It never
 // blocks on readers.
-func (b *MemoryBroker) Publish(evs []Event) {
+func (b *MemoryBroker) Publish(evs []event.Event) {
 	b.mu.Lock()
 	b.events = append(b.events, evs...)
 	if over := len(b.events) - b.max; over > 0 {
@@ -58,7 +60,7 @@ func (b *MemoryBroker) Publish(evs []Event) {
 }
 
 // Read implements Broker.
-func (b *MemoryBroker) Read(ctx context.Context, after int64, max int) ([]Event, error) {
+func (b *MemoryBroker) Read(ctx context.Context, after int64, max int) ([]event.Event, error) {
 	timer := time.NewTimer(time.Second)
 	defer timer.Stop()
 	for {
@@ -79,7 +81,7 @@ func (b *MemoryBroker) Read(ctx context.Context, after int64, max int) ([]Event,
 	}
 }
 
-func (b *MemoryBroker) afterLocked(after int64, max int) ([]Event, error) {
+func (b *MemoryBroker) afterLocked(after int64, max int) ([]event.Event, error) {
 	if len(b.events) == 0 {
 		return nil, nil
 	}
@@ -99,5 +101,5 @@ func (b *MemoryBroker) afterLocked(after int64, max int) ([]Event, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	return append([]Event(nil), b.events[i:i+n]...), nil
+	return append([]event.Event(nil), b.events[i:i+n]...), nil
 }

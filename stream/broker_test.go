@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/heraldchat/herald/internal/event"
 	"time"
 )
 
 func TestMemoryBrokerOrderAndTrim(t *testing.T) {
 	b := NewMemoryBroker(64)
 	for i := int64(1); i <= 200; i++ {
-		b.Publish([]Event{{Seq: i, Room: "r"}})
+		b.Publish([]event.Event{{Seq: i, Room: "r"}})
 	}
 	ctx := context.Background()
 	if _, err := b.Read(ctx, 0, 10); !errors.Is(err, ErrTrimmed) {
@@ -28,12 +30,12 @@ func TestMemoryBrokerOrderAndTrim(t *testing.T) {
 
 func TestMemoryBrokerReadWaits(t *testing.T) {
 	b := NewMemoryBroker(0)
-	got := make(chan []Event, 1)
+	got := make(chan []event.Event, 1)
 	go func() {
 		evs, _ := b.Read(context.Background(), 0, 10)
 		got <- evs
 	}()
-	b.Publish([]Event{{Seq: 1}})
+	b.Publish([]event.Event{{Seq: 1}})
 	select {
 	case evs := <-got:
 		if len(evs) != 1 || evs[0].Seq != 1 {

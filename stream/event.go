@@ -12,28 +12,15 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
-// Event types that the hub interprets: membership changes move connections
-// between rooms, in log order.
-const (
-	TypeMemberJoined = "member:joined"
-	TypeMemberLeft   = "member:left"
-	TypeReady        = "ready"
-	TypeResync       = "resync"
-)
-
-// Event is one entry of the log, or an ephemeral notice when Seq is 0.
-type Event struct {
-	Seq  int64  // log position; 0 for ephemeral events, which are never replayed
-	Room string // the room the event belongs to
-	Type string
-	// Subject is the user a member event is about.
-	Subject string
-	// Data is the JSON payload, one line.
-	Data []byte
-
-	frame []byte // the encoded SSE frame, built once
+// entry is a log event with its SSE frame, encoded once: the same bytes go
+// to every recipient, and to every replay from memory.
+type entry struct {
+	event.Event
+	frame []byte
 }
 
 // Position is a place in one epoch of the log. Its text form, used as the SSE

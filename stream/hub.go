@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // Log is the durable log and the membership it announces. The hub reads it
@@ -20,7 +22,7 @@ type Log interface {
 	// Events returns up to limit events in (q.After, q.UpTo], in order,
 	// restricted to q.Rooms when it is non-nil and to member events about
 	// q.Subject when that is set.
-	Events(ctx context.Context, q Query) ([]Event, error)
+	Events(ctx context.Context, q Query) ([]event.Event, error)
 	// PrunedThrough is the newest position retention deleted.
 	PrunedThrough() int64
 }
@@ -225,15 +227,13 @@ func (h *Hub) run(ctx context.Context) {
 }
 
 // dispatch encodes each event once, adds it to the tail and routes it.
-func (h *Hub) dispatch(evs []Event) {
+func (h *Hub) dispatch(evs []event.Event) {
 	if len(evs) == 0 {
 		return
 	}
-	batch := make([]*Event, 0, len(evs))
-	for i := range evs {
-		e := &evs[i]
-		e.frame = AppendFrame(make([]byte, 0, len(e.Data)+len(e.Type)+48), Position{h.epoch, e.Seq}.String(), e.Type, e.Data)
-		batch = append(batch, e)
+	batch := make([]*entry, len(evs))
+	for i, e := range evs {
+		batch[i] = &entry{Event: e, frame: AppendFrame(make([]byte, 0, len(e.Data)+len(e.Type)+48), Position{h.epoch, e.Seq}.String(), e.Type, e.Data)}
 	}
 	h.tail.append(batch)
 	h.mu.Lock()
@@ -253,8 +253,8 @@ func (h *Hub) dispatch(evs []Event) {
 // routeLocked applies a membership change to the index and queues the frame
 // to the room's local connections. A joining user sees their own join; a
 // leaving user sees their own leave and nothing of the room after it.
-func (h *Hub) routeLocked(e *Event, wake *[]*conn) {
-	if e.Type == TypeMemberJoined {
+func (h *Hub) routeLocked(e *entry, wake *[]*conn) {
+	if e.Type == event.MemberJoined {
 		for c := range h.users[e.Subject] {
 			h.addRoomLocked(c, e.Room)
 		}
@@ -264,7 +264,7 @@ func (h *Hub) routeLocked(e *Event, wake *[]*conn) {
 			h.sendLocked(c, e.frame, wake)
 		}
 	}
-	if e.Type == TypeMemberLeft {
+	if e.Type == event.MemberLeft {
 		for c := range h.users[e.Subject] {
 			h.removeRoomLocked(c, e.Room)
 		}
@@ -476,7 +476,7 @@ func (h *Hub) register(c *conn, rooms []string, head int64) (int64, map[string]b
 			return 0, nil, errBehind
 		}
 		for _, e := range evs {
-			set[e.Room] = e.Type == TypeMemberJoined
+			set[e.Room] = e.Type == event.MemberJoined
 		}
 	}
 	for r, in := range set {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // emptyLog is a Log with no history: enough for benchmarks of the live path.
@@ -13,8 +15,8 @@ func (emptyLog) Epoch() string { return "bench" }
 func (emptyLog) Snapshot(context.Context, string) ([]string, int64, error) {
 	return nil, 0, nil
 }
-func (emptyLog) Events(context.Context, Query) ([]Event, error) { return nil, nil }
-func (emptyLog) PrunedThrough() int64                           { return 0 }
+func (emptyLog) Events(context.Context, Query) ([]event.Event, error) { return nil, nil }
+func (emptyLog) PrunedThrough() int64                                 { return 0 }
 
 // BenchmarkDispatch_1000Conns routes one message to 1,000 connections in its
 // room: encode once, queue the same bytes to each. Writers take their queues
@@ -40,7 +42,7 @@ func BenchmarkDispatch_1000Conns(b *testing.B) {
 	seq := int64(0)
 	for b.Loop() {
 		seq++
-		h.dispatch([]Event{{Seq: seq, Room: "room", Type: "message:created", Data: data}})
+		h.dispatch([]event.Event{{Seq: seq, Room: "room", Type: "message:created", Data: data}})
 		if seq%64 == 0 {
 			// Drain, as the writers would, without timing their writes.
 			b.StopTimer()

@@ -7,14 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-)
 
-// Event types of presence and typing. They are ephemeral: no id, never
-// replayed; a client that reconnects refetches presence over REST.
-const (
-	TypePresenceChanged = "presence:changed"
-	TypeTypingStarted   = "typing:started"
-	TypeTypingStopped   = "typing:stopped"
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // Presence statuses.
@@ -300,5 +294,5 @@ func (p *Presence) notice(ctx context.Context, a announcement) (Notice, bool) {
 		return Notice{}, false
 	}
 	data, _ := json.Marshal(a.info)
-	return Notice{Rooms: rooms, Type: TypePresenceChanged, Data: data}, true
+	return Notice{Rooms: rooms, Type: event.PresenceChanged, Data: data}, true
 }

@@ -3,6 +3,8 @@ package stream
 import (
 	"context"
 	"errors"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // replayPage is how many events one read of the durable log returns.
@@ -36,15 +38,15 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 	}
 
 	buf := make([]byte, 0, 64<<10)
-	err = src.roomEvents(ctx, rooms, from, to, func(e *Event) error {
+	err = src.roomEvents(ctx, rooms, from, to, func(e *entry) error {
 		mine := e.Subject == user
 		switch {
-		case mine && e.Type == TypeMemberJoined:
+		case mine && e.Type == event.MemberJoined:
 			at[e.Room] = true
 		case !at[e.Room]:
 			return nil
 		}
-		if mine && e.Type == TypeMemberLeft {
+		if mine && e.Type == event.MemberLeft {
 			delete(at, e.Room)
 		}
 		if e.frame == nil {
@@ -71,9 +73,9 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 
 // undo walks member events backwards, turning the membership after them
 // into the membership before them.
-func undo(at map[string]bool, mevs []*Event) {
+func undo(at map[string]bool, mevs []*entry) {
 	for i := len(mevs) - 1; i >= 0; i-- {
-		if mevs[i].Type == TypeMemberJoined {
+		if mevs[i].Type == event.MemberJoined {
 			delete(at, mevs[i].Room)
 		} else {
 			at[mevs[i].Room] = true
@@ -84,8 +86,8 @@ func undo(at map[string]bool, mevs []*Event) {
 // replaySource is where a replay reads: the in-memory tail when it covers
 // the range, else the durable log.
 type replaySource interface {
-	memberEvents(ctx context.Context, user string, after, upTo int64) ([]*Event, error)
-	roomEvents(ctx context.Context, rooms []string, after, upTo int64, fn func(*Event) error) error
+	memberEvents(ctx context.Context, user string, after, upTo int64) ([]*entry, error)
+	roomEvents(ctx context.Context, rooms []string, after, upTo int64, fn func(*entry) error) error
 }
 
 func (h *Hub) source(from, to int64) replaySource {
@@ -97,11 +99,11 @@ func (h *Hub) source(from, to int64) replaySource {
 
 type tailSource struct{ t *tail }
 
-func (s tailSource) memberEvents(_ context.Context, user string, after, upTo int64) ([]*Event, error) {
+func (s tailSource) memberEvents(_ context.Context, user string, after, upTo int64) ([]*entry, error) {
 	return s.t.memberEvents(user, after, upTo)
 }
 
-func (s tailSource) roomEvents(_ context.Context, rooms []string, after, upTo int64, fn func(*Event) error) error {
+func (s tailSource) roomEvents(_ context.Context, rooms []string, after, upTo int64, fn func(*entry) error) error {
 	evs, err := s.t.roomEvents(rooms, after, upTo)
 	if err != nil {
 		return err
@@ -120,15 +122,15 @@ type logSource struct{ log Log }
 // still needed; the stream ends and the client resumes (and gets resync).
 var errTrimmedDuringReplay = errors.New("stream: log pruned during replay")
 
-func (s logSource) memberEvents(ctx context.Context, user string, after, upTo int64) ([]*Event, error) {
-	var out []*Event
+func (s logSource) memberEvents(ctx context.Context, user string, after, upTo int64) ([]*entry, error) {
+	var out []*entry
 	for {
 		evs, err := s.log.Events(ctx, Query{After: after, UpTo: upTo, Subject: user, Limit: replayPage})
 		if err != nil {
 			return nil, err
 		}
-		for i := range evs {
-			out = append(out, &evs[i])
+		for _, e := range evs {
+			out = append(out, &entry{Event: e})
 		}
 		if len(evs) < replayPage {
 			return out, nil
@@ -137,7 +139,7 @@ func (s logSource) memberEvents(ctx context.Context, user string, after, upTo in
 	}
 }
 
-func (s logSource) roomEvents(ctx context.Context, rooms []string, after, upTo int64, fn func(*Event) error) error {
+func (s logSource) roomEvents(ctx context.Context, rooms []string, after, upTo int64, fn func(*entry) error) error {
 	start := after
 	for {
 		evs, err := s.log.Events(ctx, Query{After: after, UpTo: upTo, Rooms: rooms, Limit: replayPage})
@@ -147,8 +149,8 @@ func (s logSource) roomEvents(ctx context.Context, rooms []string, after, upTo i
 		if start < s.log.PrunedThrough() {
 			return errTrimmedDuringReplay
 		}
-		for i := range evs {
-			if err := fn(&evs[i]); err != nil {
+		for _, e := range evs {
+			if err := fn(&entry{Event: e}); err != nil {
 				return err
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // Reasons a stream is refused or ended with a retry hint instead of an HTTP
@@ -66,12 +68,12 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 		User      string `json:"user"`
 		Heartbeat int64  `json:"heartbeat_ms"`
 	}{sub.User, h.opts.Heartbeat.Milliseconds()})
-	head = AppendFrame(head, Position{h.epoch, from}.String(), TypeReady, ready)
+	head = AppendFrame(head, Position{h.epoch, from}.String(), event.Ready, ready)
 	if resync != "" {
 		data, _ := json.Marshal(struct {
 			Reason string `json:"reason"`
 		}{resync})
-		head = AppendFrame(head, "", TypeResync, data)
+		head = AppendFrame(head, "", event.Resync, data)
 	}
 	s := stream{c: c, rooms: rooms, from: from, to: pos}
 

@@ -16,17 +16,17 @@ type tail struct {
 	// every event in (base, last]. Guarded by mu, like the maps and slices.
 	base      int64
 	last      int64
-	events    []*Event
-	byRoom    map[string][]*Event
-	bySubject map[string][]*Event
+	events    []*entry
+	byRoom    map[string][]*entry
+	bySubject map[string][]*entry
 }
 
 func newTail(max int, pos int64) *tail {
-	return &tail{max: max, base: pos, last: pos, byRoom: map[string][]*Event{}, bySubject: map[string][]*Event{}}
+	return &tail{max: max, base: pos, last: pos, byRoom: map[string][]*entry{}, bySubject: map[string][]*entry{}}
 }
 
 // append adds events in log order and evicts the oldest beyond max.
-func (t *tail) append(evs []*Event) {
+func (t *tail) append(evs []*entry) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, e := range evs {
@@ -51,7 +51,7 @@ func (t *tail) append(evs []*Event) {
 	}
 }
 
-func popFront(m map[string][]*Event, k string) []*Event {
+func popFront(m map[string][]*entry, k string) []*entry {
 	s := m[k]
 	if len(s) <= 1 {
 		delete(m, k)
@@ -68,14 +68,14 @@ func (t *tail) covers(after, upTo int64) bool {
 }
 
 // between returns the events of s in (after, upTo]; s is in log order.
-func between(s []*Event, after, upTo int64) []*Event {
-	i, _ := slices.BinarySearchFunc(s, after+1, func(e *Event, seq int64) int { return cmp.Compare(e.Seq, seq) })
-	j, _ := slices.BinarySearchFunc(s, upTo+1, func(e *Event, seq int64) int { return cmp.Compare(e.Seq, seq) })
+func between(s []*entry, after, upTo int64) []*entry {
+	i, _ := slices.BinarySearchFunc(s, after+1, func(e *entry, seq int64) int { return cmp.Compare(e.Seq, seq) })
+	j, _ := slices.BinarySearchFunc(s, upTo+1, func(e *entry, seq int64) int { return cmp.Compare(e.Seq, seq) })
 	return s[i:j]
 }
 
 // memberEvents returns the member events about user in (after, upTo].
-func (t *tail) memberEvents(user string, after, upTo int64) ([]*Event, error) {
+func (t *tail) memberEvents(user string, after, upTo int64) ([]*entry, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if after < t.base {
@@ -85,9 +85,9 @@ func (t *tail) memberEvents(user string, after, upTo int64) ([]*Event, error) {
 }
 
 // roomEvents returns, in log order, the events of rooms in (after, upTo].
-func (t *tail) roomEvents(rooms []string, after, upTo int64) ([]*Event, error) {
+func (t *tail) roomEvents(rooms []string, after, upTo int64) ([]*entry, error) {
 	t.mu.RLock()
-	var out []*Event
+	var out []*entry
 	for _, r := range rooms {
 		out = append(out, between(t.byRoom[r], after, upTo)...)
 	}
@@ -97,7 +97,7 @@ func (t *tail) roomEvents(rooms []string, after, upTo int64) ([]*Event, error) {
 		return nil, ErrTrimmed
 	}
 	if len(rooms) > 1 {
-		slices.SortFunc(out, func(a, b *Event) int { return cmp.Compare(a.Seq, b.Seq) })
+		slices.SortFunc(out, func(a, b *entry) int { return cmp.Compare(a.Seq, b.Seq) })
 	}
 	return out, nil
 }

@@ -4,13 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
-func ev(seq int64, room, typ, subject string) *Event {
-	return &Event{Seq: seq, Room: room, Type: typ, Subject: subject}
+func ev(seq int64, room, typ, subject string) *entry {
+	return &entry{Event: event.Event{Seq: seq, Room: room, Type: typ, Subject: subject}}
 }
 
-func seqs(evs []*Event) []int64 {
+func seqs(evs []*entry) []int64 {
 	out := make([]int64, len(evs))
 	for i, e := range evs {
 		out[i] = e.Seq
@@ -20,12 +22,12 @@ func seqs(evs []*Event) []int64 {
 
 func TestTailIndexes(t *testing.T) {
 	tl := newTail(1000, 10)
-	tl.append([]*Event{
+	tl.append([]*entry{
 		ev(11, "a", "message:created", ""),
-		ev(12, "b", TypeMemberJoined, "bob"),
+		ev(12, "b", event.MemberJoined, "bob"),
 		ev(13, "a", "message:created", ""),
 		ev(14, "b", "message:created", ""),
-		ev(15, "a", TypeMemberLeft, "bob"),
+		ev(15, "a", event.MemberLeft, "bob"),
 		ev(16, "c", "message:created", ""),
 	})
 	tests := []struct {
@@ -59,7 +61,7 @@ func TestTailEviction(t *testing.T) {
 	tl := newTail(16, 0)
 	for i := int64(1); i <= 100; i++ {
 		room := "r" + fmt.Sprint(i%3)
-		tl.append([]*Event{ev(i, room, "message:created", "")})
+		tl.append([]*entry{ev(i, room, "message:created", "")})
 	}
 	if len(tl.events) > 16 {
 		t.Fatalf("tail holds %d events; want at most 16", len(tl.events))

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"sync"
 	"time"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // Typing tracks who is typing in which room and announces starts and stops
@@ -76,7 +78,7 @@ func (t *Typing) Set(room, user, name string, typing bool) {
 	ty := &typist{name: name}
 	ty.timer = time.AfterFunc(t.timeout, func() { t.expire(k, 0) })
 	t.active[k] = ty
-	t.announceLocked(k, ty.name, TypeTypingStarted)
+	t.announceLocked(k, ty.name, event.TypingStarted)
 }
 
 // Stop ends user's typing in room, if any.
@@ -112,7 +114,7 @@ func (t *Typing) stopLocked(k typingKey) {
 	}
 	ty.timer.Stop()
 	delete(t.active, k)
-	t.announceLocked(k, ty.name, TypeTypingStopped)
+	t.announceLocked(k, ty.name, event.TypingStopped)
 }
 
 func (t *Typing) announceLocked(k typingKey, name, typ string) {

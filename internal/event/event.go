@@ -1,0 +1,56 @@
+// Package event is Herald's event vocabulary: the types of the events that
+// streams carry, and the shape of an entry of the ordered log. The store
+// writes log entries, the stream package routes and replays them; both
+// take the names from here, so that routing can never disagree with what
+// was written.
+package event
+
+// Types of log events: each announces a committed change to a room, has a
+// position in the log and is replayed to a client that missed it.
+const (
+	MessageCreated = "message:created"
+	MemberJoined   = "member:joined"
+	MemberLeft     = "member:left"
+	ReceiptUpdated = "receipt:updated"
+)
+
+// Types of ephemeral events: no position, never replayed. A client that
+// reconnects refetches presence over REST; typing is over by then.
+const (
+	PresenceChanged = "presence:changed"
+	TypingStarted   = "typing:started"
+	TypingStopped   = "typing:stopped"
+)
+
+// Types of control events, which a stream sends about itself.
+const (
+	Ready  = "ready"
+	Resync = "resync"
+)
+
+// Event is one entry of the log.
+type Event struct {
+	// Seq is the event's position: positions are dense and only grow, so a
+	// reader that has seen n has seen every event up to n.
+	Seq  int64  `db:"seq"`
+	Room string `db:"room_id"`
+	Type string `db:"type"`
+	// Subject is the user a member event is about ("" for other events):
+	// membership moves streams between rooms, in log order.
+	Subject string `db:"subject"`
+	// Data is the JSON payload, one line.
+	Data []byte `db:"data"`
+	// CreatedAt is when the change committed, in Unix milliseconds.
+	CreatedAt int64 `db:"created_at"`
+}
+
+// Query selects a range of the log: the events in (After, UpTo], in order.
+type Query struct {
+	After, UpTo int64
+	// Rooms, when not nil, keeps only these rooms' events.
+	Rooms []string
+	// Subject, when set, keeps only member events about this user.
+	Subject string
+	// Limit caps the number of events returned.
+	Limit int
+}
