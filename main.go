@@ -35,6 +35,12 @@ import (
 //go:embed openapi.yaml
 var openapiDoc []byte
 
+// Embedded, the store is the hub's log and places its streams.
+var (
+	_ stream.Log        = (*store.Store)(nil)
+	_ stream.Membership = (*store.Store)(nil)
+)
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -84,12 +90,10 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		return err
 	}
 
-	broker := stream.NewMemoryBroker(0)
 	st, err := store.Open(ctx, store.Options{
 		Path:        cfg.dbPath(),
 		Retention:   cfg.Retention,
 		Synchronous: cfg.SQLiteSync,
-		OnCommit:    broker.Publish,
 		Logger:      logger,
 	})
 	if err != nil {
@@ -104,7 +108,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		presence *stream.Presence
 		typing   *stream.Typing
 	)
-	hub, err := stream.NewHub(ctx, api.StoreLog{Store: st}, broker, stream.Options{
+	hub, err := stream.NewHub(ctx, st, st, stream.Options{
 		QueueSize:         cfg.QueueSize,
 		Heartbeat:         cfg.Heartbeat,
 		Retry:             cfg.Retry,

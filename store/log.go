@@ -63,12 +63,25 @@ func (s *Store) Head(ctx context.Context) (int64, error) {
 	return head, nil
 }
 
-// PrunedThrough is the newest position that retention deleted: a replay
+// TrimmedThrough is the newest position that retention deleted: a replay
 // that starts before it cannot be complete.
-func (s *Store) PrunedThrough() int64 { return s.prunedThrough.Load() }
+func (s *Store) TrimmedThrough() int64 { return s.trimmedThrough.Load() }
 
-// Events returns up to q.Limit events of the log.
-func (s *Store) Events(ctx context.Context, q event.Query) ([]event.Event, error) {
+// liveWait bounds how long Read waits for a new event, so that its caller
+// checks its context in a loop rather than depending on cancellation alone.
+const liveWait = time.Second
+
+// Read returns up to max committed events after position after, in log
+// order, from memory. It waits for the first one until ctx ends or a second
+// passes, and may then return none. It returns event.ErrTrimmed when after
+// is older than what memory holds: the rest is read with Range.
+func (s *Store) Read(ctx context.Context, after int64, max int) ([]event.Event, error) {
+	return s.live.read(ctx, after, max, liveWait)
+}
+
+// Range returns up to q.Limit events of the log in (q.After, q.UpTo], in
+// order.
+func (s *Store) Range(ctx context.Context, q event.Query) ([]event.Event, error) {
 	query := `SELECT ` + eventColumns + ` FROM events WHERE seq > ? AND seq <= ?`
 	args := []any{q.After, q.UpTo}
 	if q.Rooms != nil {
@@ -103,12 +116,12 @@ func (s *Store) prune(ctx context.Context) error {
 		if err := t.get(&through, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE created_at < ?`, cutoff); err != nil {
 			return fmt.Errorf("store: find prunable events: %w", err)
 		}
-		if through <= s.prunedThrough.Load() {
+		if through <= s.trimmedThrough.Load() {
 			return nil
 		}
 		// Raise the mark before the rows go, so a concurrent replay that
 		// misses them always sees the new mark afterwards.
-		s.prunedThrough.Store(through)
+		s.trimmedThrough.Store(through)
 		if _, err := t.exec(`DELETE FROM events WHERE seq <= ?`, through); err != nil {
 			return fmt.Errorf("store: prune events: %w", err)
 		}

@@ -41,15 +41,15 @@ func TestPruneKeepsTheWindow(t *testing.T) {
 		if err := st.prune(ctx); err != nil {
 			t.Fatal(err)
 		}
-		evs, err := st.Events(ctx, event.Query{UpTo: head, Limit: 100})
+		evs, err := st.Range(ctx, event.Query{UpTo: head, Limit: 100})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(evs) != int(head)-aged || evs[0].Seq != aged+1 {
 			t.Fatalf("round %d: %d events left starting at %d; want %d starting at %d", round, len(evs), evs[0].Seq, int(head)-aged, aged+1)
 		}
-		if got := st.PrunedThrough(); got != aged {
-			t.Fatalf("round %d: PrunedThrough = %d; want %d", round, got, aged)
+		if got := st.TrimmedThrough(); got != aged {
+			t.Fatalf("round %d: TrimmedThrough = %d; want %d", round, got, aged)
 		}
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/heraldchat/herald/internal/event"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -68,9 +67,10 @@ type Options struct {
 	// Synchronous is SQLite's synchronous pragma: FULL (default) survives power
 	// loss; NORMAL survives a process crash and commits faster.
 	Synchronous string
-	// OnCommit receives the events of each committed transaction, in log order,
-	// from the writer goroutine. It must not block.
-	OnCommit func([]event.Event)
+	// LiveEvents is how many of the newest events Read serves from memory
+	// (default 65,536); a reader further behind gets event.ErrTrimmed and
+	// reads the rest with Range.
+	LiveEvents int
 	// Logger receives background errors (pruning). Default: discard.
 	Logger *slog.Logger
 }
@@ -87,9 +87,11 @@ type Store struct {
 	rstmts *stmtCache   // prepared on the reader pool
 	epoch  string
 
-	// prunedThrough is the highest log position deleted by retention: a
+	live *live // the newest committed events, for Read
+
+	// trimmedThrough is the highest log position deleted by retention: a
 	// replay must start at or after it.
-	prunedThrough atomic.Int64
+	trimmedThrough atomic.Int64
 
 	reqs      chan *writeReq
 	closeMu   sync.RWMutex // held for reading while a request is queued
@@ -122,8 +124,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Synchronous == "" {
 		opts.Synchronous = "FULL"
 	}
-	if opts.OnCommit == nil {
-		opts.OnCommit = func([]event.Event) {}
+	if opts.LiveEvents <= 0 {
+		opts.LiveEvents = 1 << 16
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -133,7 +135,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{opts: opts, w: w, r: r, rstmts: newStmtCache(r), cache: newMemberCache(),
-		reqs: make(chan *writeReq, 1024), stop: make(chan struct{})}
+		reqs: make(chan *writeReq, 1024), stop: make(chan struct{}), live: newLive(opts.LiveEvents)}
 	if err := s.loadMeta(ctx); err != nil {
 		w.Close()
 		r.Close()
@@ -193,7 +195,7 @@ func (s *Store) loadMeta(ctx context.Context) error {
 	if err == nil {
 		var n int64
 		fmt.Sscan(pruned, &n)
-		s.prunedThrough.Store(n)
+		s.trimmedThrough.Store(n)
 	}
 	return nil
 }

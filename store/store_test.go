@@ -8,17 +8,16 @@ import (
 	"slices"
 	"sync"
 	"testing"
-
-	"github.com/heraldchat/herald/internal/event"
 	"time"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/heraldchat/herald/store"
 )
 
-func open(t *testing.T, onCommit func([]event.Event)) *store.Store {
+func open(t *testing.T) *store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), store.Options{
-		Path: filepath.Join(t.TempDir(), "herald.db"), Synchronous: "NORMAL", OnCommit: onCommit,
+		Path: filepath.Join(t.TempDir(), "herald.db"), Synchronous: "NORMAL",
 	})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -34,7 +33,7 @@ var (
 
 func TestRoomsAndMembership(t *testing.T) {
 	ctx := context.Background()
-	st := open(t, nil)
+	st := open(t)
 	pub, err := st.CreateRoom(ctx, alice, "public", false)
 	if err != nil {
 		t.Fatal(err)
@@ -72,17 +71,11 @@ func TestRoomsAndMembership(t *testing.T) {
 }
 
 // TestLogMatchesChanges checks that every committed change is announced
-// once, in order, and that failed requests in a shared batch announce
-// nothing.
+// once, in order, on the live feed and in the table, and that failed
+// requests in a shared batch announce nothing.
 func TestLogMatchesChanges(t *testing.T) {
 	ctx := context.Background()
-	var mu sync.Mutex
-	var got []event.Event
-	st := open(t, func(evs []event.Event) {
-		mu.Lock()
-		got = append(got, evs...)
-		mu.Unlock()
-	})
+	st := open(t)
 	room, _ := st.CreateRoom(ctx, alice, "r", false)
 	var wg sync.WaitGroup
 	for i := range 64 {
@@ -97,8 +90,10 @@ func TestLogMatchesChanges(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	got, err := st.Read(ctx, 0, 1000)
+	if err != nil {
+		t.Fatalf("Read = %v", err)
+	}
 	if len(got) != 1+48 {
 		t.Fatalf("announced %d events; want 49 (one join, 48 messages)", len(got))
 	}
@@ -111,9 +106,9 @@ func TestLogMatchesChanges(t *testing.T) {
 	if head != got[len(got)-1].Seq {
 		t.Errorf("Head = %d; want %d", head, got[len(got)-1].Seq)
 	}
-	evs, err := st.Events(ctx, event.Query{After: 0, UpTo: head, Limit: 1000})
+	evs, err := st.Range(ctx, event.Query{After: 0, UpTo: head, Limit: 1000})
 	if err != nil || len(evs) != len(got) {
-		t.Fatalf("Events = %d, %v; want %d", len(evs), err, len(got))
+		t.Fatalf("Range = %d, %v; want %d", len(evs), err, len(got))
 	}
 	writes, commits := st.Stats()
 	t.Logf("%d writes in %d commits", writes, commits)
@@ -121,7 +116,7 @@ func TestLogMatchesChanges(t *testing.T) {
 
 func TestIdempotentPost(t *testing.T) {
 	ctx := context.Background()
-	st := open(t, nil)
+	st := open(t)
 	room, _ := st.CreateRoom(ctx, alice, "r", false)
 	st.Join(ctx, bob, room.ID)
 	first, created, err := st.PostMessage(ctx, alice, room.ID, "hello", "c-1")
@@ -140,7 +135,7 @@ func TestIdempotentPost(t *testing.T) {
 
 func TestSnapshotAndReplayQuery(t *testing.T) {
 	ctx := context.Background()
-	st := open(t, nil)
+	st := open(t)
 	a, _ := st.CreateRoom(ctx, alice, "a", false)
 	b, _ := st.CreateRoom(ctx, alice, "b", false)
 	st.Join(ctx, bob, a.ID)
@@ -162,15 +157,15 @@ func TestSnapshotAndReplayQuery(t *testing.T) {
 	if err != nil || len(rooms) != 0 || head != head0+3 {
 		t.Fatalf("Snapshot(bob) = %v, %d, %v; want no rooms at %d", rooms, head, err, head0+3)
 	}
-	mine, err := st.Events(ctx, event.Query{After: head0, UpTo: head, Subject: "bob", Limit: 10})
+	mine, err := st.Range(ctx, event.Query{After: head0, UpTo: head, Subject: "bob", Limit: 10})
 	if err != nil || len(mine) != 1 || mine[0].Type != event.MemberLeft {
 		t.Fatalf("bob's member events = %+v, %v; want one member:left", mine, err)
 	}
-	inA, err := st.Events(ctx, event.Query{After: head0, UpTo: head, Rooms: []string{a.ID}, Limit: 10})
+	inA, err := st.Range(ctx, event.Query{After: head0, UpTo: head, Rooms: []string{a.ID}, Limit: 10})
 	if err != nil || len(inA) != 2 {
 		t.Fatalf("events of room a = %d, %v; want 2", len(inA), err)
 	}
-	none, err := st.Events(ctx, event.Query{After: 0, UpTo: head, Rooms: []string{}, Limit: 10})
+	none, err := st.Range(ctx, event.Query{After: 0, UpTo: head, Rooms: []string{}, Limit: 10})
 	if err != nil || len(none) != 0 {
 		t.Fatalf("events of no rooms = %d, %v; want 0", len(none), err)
 	}
@@ -228,15 +223,15 @@ func TestRetention(t *testing.T) {
 	// misses a deletion): wait for both.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		evs, err := st.Events(ctx, event.Query{After: 0, UpTo: head, Limit: 10})
+		evs, err := st.Range(ctx, event.Query{After: 0, UpTo: head, Limit: 10})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.PrunedThrough() >= head && len(evs) == 0 {
+		if st.TrimmedThrough() >= head && len(evs) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 10s PrunedThrough = %d, %d events left; want %d, none", st.PrunedThrough(), len(evs), head)
+			t.Fatalf("after 10s TrimmedThrough = %d, %d events left; want %d, none", st.TrimmedThrough(), len(evs), head)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

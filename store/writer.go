@@ -149,7 +149,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		s.commits.Add(1)
 		s.writes.Add(int64(len(batch)))
 		if len(events) > 0 {
-			s.opts.OnCommit(events)
+			s.live.publish(events)
 		}
 	}
 	for i, req := range batch {
@@ -158,7 +158,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 }
 
 // emit appends an event to the log inside the current transaction and
-// remembers it for OnCommit.
+// remembers it for the live feed once the transaction commits.
 func (t *Tx) emit(room, typ, subject string, payload any) error {
 	data, err := json.Marshal(payload)
 	if err != nil {

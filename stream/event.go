@@ -1,10 +1,10 @@
 // Package stream delivers Herald's events over Server-Sent Events.
 //
-// The Hub tails one ordered log (through a Broker), keeps its recent part in
-// memory indexed by room, and routes each event to the local connections of
-// the room's members at the time of the event. A connection that comes back
-// with a Last-Event-ID gets what it missed from that tail, or from the
-// durable Log, before live events.
+// The Hub tails one ordered Log, keeps its recent part in memory indexed by
+// room, and routes each event to the local connections of the room's members
+// at the time of the event. A connection that comes back with a
+// Last-Event-ID gets what it missed from that tail, or from the Log's range,
+// before live events.
 package stream
 
 import (

@@ -12,27 +12,34 @@ import (
 	"github.com/heraldchat/herald/internal/event"
 )
 
-// Log is the durable log and the membership it announces. The hub reads it
-// for replays older than its in-memory tail and to place new connections.
+// Log is the ordered log of every replayable event: what the hub follows
+// live, and where it replays from what its memory no longer holds. In
+// embedded mode it is the store; in a cluster, the Redis Stream in front of
+// PostgreSQL.
 type Log interface {
 	// Epoch identifies the log; positions of another epoch are meaningless.
 	Epoch() string
-	// Snapshot returns the rooms user belongs to exactly as of position head.
-	Snapshot(ctx context.Context, user string) (rooms []string, head int64, err error)
-	// Events returns up to limit events in (q.After, q.UpTo], in order,
-	// restricted to q.Rooms when it is non-nil and to member events about
+	// Read returns up to max events after position after, in order. It
+	// waits for the first one until ctx ends or a short bounded time passes,
+	// and may then return none. It returns event.ErrTrimmed when it no
+	// longer holds the events after `after` for reading live; Range still
+	// has them, back to TrimmedThrough.
+	Read(ctx context.Context, after int64, max int) ([]event.Event, error)
+	// Range returns up to q.Limit events in (q.After, q.UpTo], in order,
+	// restricted to q.Rooms when it is not nil and to member events about
 	// q.Subject when that is set.
-	Events(ctx context.Context, q Query) ([]event.Event, error)
-	// PrunedThrough is the newest position retention deleted.
-	PrunedThrough() int64
+	Range(ctx context.Context, q event.Query) ([]event.Event, error)
+	// TrimmedThrough is the newest position retention deleted: a replay
+	// from before it cannot be complete.
+	TrimmedThrough() int64
 }
 
-// Query selects events of the Log.
-type Query struct {
-	After, UpTo int64
-	Rooms       []string
-	Subject     string
-	Limit       int
+// Membership places a new stream: it tells which rooms a user belongs to,
+// exactly as of a position of the log.
+type Membership interface {
+	// Snapshot returns the rooms user belongs to and the position that
+	// membership is exact at; with an empty user, just the log's head.
+	Snapshot(ctx context.Context, user string) (rooms []string, head int64, err error)
 }
 
 // Options configure a Hub. Zero values take the documented defaults.
@@ -62,11 +69,11 @@ type Options struct {
 // Hub routes the log's events to local SSE connections. It owns one
 // goroutine, the dispatcher, which Close stops.
 type Hub struct {
-	log    Log
-	broker Broker
-	opts   Options
-	epoch  string
-	tail   *tail
+	log     Log
+	members Membership
+	opts    Options
+	epoch   string
+	tail    *tail
 
 	// mu guards the fields below it: the routing index and the position.
 	mu       sync.Mutex
@@ -96,7 +103,7 @@ type roomConns struct{ conns []*conn }
 
 // NewHub starts a hub at the log's current head; events before it are only
 // reachable by replay.
-func NewHub(ctx context.Context, log Log, broker Broker, opts Options) (*Hub, error) {
+func NewHub(ctx context.Context, log Log, members Membership, opts Options) (*Hub, error) {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 1024
 	}
@@ -115,7 +122,7 @@ func NewHub(ctx context.Context, log Log, broker Broker, opts Options) (*Hub, er
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	_, head, err := log.Snapshot(ctx, "")
+	_, head, err := members.Snapshot(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("stream: read log head: %w", err)
 	}
@@ -125,7 +132,7 @@ func NewHub(ctx context.Context, log Log, broker Broker, opts Options) (*Hub, er
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
-		log: log, broker: broker, opts: opts, epoch: log.Epoch(),
+		log: log, members: members, opts: opts, epoch: log.Epoch(),
 		tail:     newTail(opts.TailSize, head),
 		pos:      head,
 		advanced: make(chan struct{}),
@@ -195,7 +202,7 @@ func (h *Hub) Stats() Stats {
 // Epoch returns the epoch of the log the hub follows.
 func (h *Hub) Epoch() string { return h.epoch }
 
-// run is the dispatcher: it reads the broker in order and routes each event.
+// run is the dispatcher: it reads the log in order and routes each event.
 func (h *Hub) run(ctx context.Context) {
 	defer close(h.done)
 	backoff := 10 * time.Millisecond
@@ -203,10 +210,10 @@ func (h *Hub) run(ctx context.Context) {
 		h.mu.Lock()
 		pos := h.pos
 		h.mu.Unlock()
-		evs, err := h.broker.Read(ctx, pos, 512)
-		if errors.Is(err, ErrTrimmed) {
-			// We fell behind the broker's buffer: catch up from the durable log.
-			evs, err = h.log.Events(ctx, Query{After: pos, UpTo: 1<<63 - 1, Limit: 4096})
+		evs, err := h.log.Read(ctx, pos, 512)
+		if errors.Is(err, event.ErrTrimmed) {
+			// We fell behind what the log serves live: catch up by range.
+			evs, err = h.log.Range(ctx, event.Query{After: pos, UpTo: 1<<63 - 1, Limit: 4096})
 		}
 		if err != nil {
 			if ctx.Err() != nil {

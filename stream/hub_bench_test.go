@@ -8,22 +8,27 @@ import (
 	"github.com/heraldchat/herald/internal/event"
 )
 
-// emptyLog is a Log with no history: enough for benchmarks of the live path.
+// emptyLog is a Log with no history and no new events: enough for
+// benchmarks of the live path, which call dispatch themselves.
 type emptyLog struct{}
 
 func (emptyLog) Epoch() string { return "bench" }
 func (emptyLog) Snapshot(context.Context, string) ([]string, int64, error) {
 	return nil, 0, nil
 }
-func (emptyLog) Events(context.Context, Query) ([]event.Event, error) { return nil, nil }
-func (emptyLog) PrunedThrough() int64                                 { return 0 }
+func (emptyLog) Read(ctx context.Context, _ int64, _ int) ([]event.Event, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+func (emptyLog) Range(context.Context, event.Query) ([]event.Event, error) { return nil, nil }
+func (emptyLog) TrimmedThrough() int64                                     { return 0 }
 
 // BenchmarkDispatch_1000Conns routes one message to 1,000 connections in its
 // room: encode once, queue the same bytes to each. Writers take their queues
 // on the side, as pumps do, so queues never fill.
 func BenchmarkDispatch_1000Conns(b *testing.B) {
 	const n = 1000
-	h, err := NewHub(context.Background(), emptyLog{}, NewMemoryBroker(0), Options{QueueSize: 1 << 20})
+	h, err := NewHub(context.Background(), emptyLog{}, emptyLog{}, Options{QueueSize: 1 << 20})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -125,7 +125,7 @@ var errTrimmedDuringReplay = errors.New("stream: log pruned during replay")
 func (s logSource) memberEvents(ctx context.Context, user string, after, upTo int64) ([]*entry, error) {
 	var out []*entry
 	for {
-		evs, err := s.log.Events(ctx, Query{After: after, UpTo: upTo, Subject: user, Limit: replayPage})
+		evs, err := s.log.Range(ctx, event.Query{After: after, UpTo: upTo, Subject: user, Limit: replayPage})
 		if err != nil {
 			return nil, err
 		}
@@ -142,11 +142,11 @@ func (s logSource) memberEvents(ctx context.Context, user string, after, upTo in
 func (s logSource) roomEvents(ctx context.Context, rooms []string, after, upTo int64, fn func(*entry) error) error {
 	start := after
 	for {
-		evs, err := s.log.Events(ctx, Query{After: after, UpTo: upTo, Rooms: rooms, Limit: replayPage})
+		evs, err := s.log.Range(ctx, event.Query{After: after, UpTo: upTo, Rooms: rooms, Limit: replayPage})
 		if err != nil {
 			return err
 		}
-		if start < s.log.PrunedThrough() {
+		if start < s.log.TrimmedThrough() {
 			return errTrimmedDuringReplay
 		}
 		for _, e := range evs {

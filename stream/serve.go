@@ -176,7 +176,7 @@ func (h *Hub) place(ctx context.Context, c *conn) (int64, map[string]bool, error
 		if err != nil {
 			return 0, nil, err
 		}
-		rooms, head, err := h.log.Snapshot(ctx, c.user)
+		rooms, head, err := h.members.Snapshot(ctx, c.user)
 		if err != nil {
 			if ctx.Err() == nil {
 				h.opts.Logger.Error("membership snapshot", "err", err, "user", c.user)
@@ -208,7 +208,7 @@ func (h *Hub) resumePoint(lastEventID string, pos int64) (from int64, resync str
 		return pos, "unknown_epoch"
 	case p.Seq > pos:
 		return pos, "unknown_position"
-	case p.Seq < h.log.PrunedThrough():
+	case p.Seq < h.log.TrimmedThrough():
 		return pos, "expired"
 	}
 	return p.Seq, ""

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+
+	"github.com/heraldchat/herald/internal/event"
 )
 
 // tail is the recent part of the log kept in memory, indexed by room and by
@@ -79,7 +81,7 @@ func (t *tail) memberEvents(user string, after, upTo int64) ([]*entry, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if after < t.base {
-		return nil, ErrTrimmed
+		return nil, event.ErrTrimmed
 	}
 	return slices.Clone(between(t.bySubject[user], after, upTo)), nil
 }
@@ -94,7 +96,7 @@ func (t *tail) roomEvents(rooms []string, after, upTo int64) ([]*entry, error) {
 	trimmed := after < t.base
 	t.mu.RUnlock()
 	if trimmed {
-		return nil, ErrTrimmed
+		return nil, event.ErrTrimmed
 	}
 	if len(rooms) > 1 {
 		slices.SortFunc(out, func(a, b *entry) int { return cmp.Compare(a.Seq, b.Seq) })

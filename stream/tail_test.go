@@ -69,8 +69,8 @@ func TestTailEviction(t *testing.T) {
 	if tl.base != tl.events[0].Seq-1 || tl.last != 100 {
 		t.Fatalf("base, last = %d, %d; want %d, 100", tl.base, tl.last, tl.events[0].Seq-1)
 	}
-	if _, err := tl.roomEvents([]string{"r1"}, 0, 100); !errors.Is(err, ErrTrimmed) {
-		t.Errorf("roomEvents before base: err = %v; want ErrTrimmed", err)
+	if _, err := tl.roomEvents([]string{"r1"}, 0, 100); !errors.Is(err, event.ErrTrimmed) {
+		t.Errorf("roomEvents before base: err = %v; want event.ErrTrimmed", err)
 	}
 	got, err := tl.roomEvents([]string{"r0", "r1", "r2"}, tl.base, 100)
 	if err != nil || len(got) != len(tl.events) {

@@ -5,6 +5,8 @@
 // was written.
 package event
 
+import "errors"
+
 // Types of log events: each announces a committed change to a room, has a
 // position in the log and is replayed to a client that missed it.
 const (
@@ -54,3 +56,7 @@ type Query struct {
 	// Limit caps the number of events returned.
 	Limit int
 }
+
+// ErrTrimmed reports that a log no longer holds the positions asked for.
+// Positions are dense, so a reader can always tell a trim from an empty log.
+var ErrTrimmed = errors.New("log: position older than the log holds")
