@@ -8,7 +8,8 @@ type memberKey struct{ room, user string }
 
 // memberCache remembers the rooms and memberships the writer has read, so
 // that the membership check most writes begin with does not ask SQLite each
-// time. Only the writer goroutine uses it.
+// time. Only the writer goroutine uses it. A nil *memberCache caches
+// nothing: where other processes write too, every check asks the database.
 //
 // Its entries always hold committed state, or this transaction's own
 // writes. Rooms never change once created. Memberships change only through
@@ -29,6 +30,9 @@ func newMemberCache() *memberCache {
 
 // lookup returns a cached room and whether user is a member of it.
 func (c *memberCache) lookup(roomID, user string) (room Room, member, ok bool) {
+	if c == nil {
+		return Room{}, false, false
+	}
 	room, ok = c.rooms[roomID]
 	if !ok {
 		return Room{}, false, false
@@ -39,6 +43,9 @@ func (c *memberCache) lookup(roomID, user string) (room Room, member, ok bool) {
 
 // read caches what the database holds.
 func (c *memberCache) read(room Room, user string, member bool) {
+	if c == nil {
+		return
+	}
 	if len(c.members) >= maxCachedMembers {
 		clear(c.members)
 		clear(c.rooms)
@@ -49,6 +56,9 @@ func (c *memberCache) read(room Room, user string, member bool) {
 
 // write records a membership change made in the open transaction.
 func (c *memberCache) write(roomID, user string, member bool) {
+	if c == nil {
+		return
+	}
 	k := memberKey{roomID, user}
 	c.members[k] = member
 	c.written = append(c.written, k)

@@ -13,19 +13,12 @@ import (
 
 const eventColumns = `seq, room_id, type, subject, data, created_at`
 
-// snapshotSQL reads the head and the user's rooms in one statement, so in
-// one read transaction: a row with the head (and no room), then a row per
-// room (and no head). One statement costs less than BEGIN, two queries and
-// ROLLBACK, and a snapshot opens every stream. (A LEFT JOIN from a constant
-// row reads the same, but SQLite recompiled that form on every run, which
-// tripled its cost.)
-const snapshotSQL = `SELECT (` + logHeadSQL + `), NULL
-	UNION ALL SELECT NULL, room_id FROM members WHERE user_id = ?`
-
 // Snapshot returns the rooms user belongs to and the log position they
-// belong to: membership is exactly as of head.
+// belong to: membership is exactly as of head. One statement reads both,
+// so one consistent snapshot, and costs less than a read transaction; a
+// snapshot opens every stream.
 func (s *Store) Snapshot(ctx context.Context, user string) (rooms []string, head int64, err error) {
-	st, err := s.rstmts.get(snapshotSQL)
+	st, err := s.rstmts.get(s.db.snapshotSQL())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -57,7 +50,7 @@ func (s *Store) Snapshot(ctx context.Context, user string) (rooms []string, head
 // Head returns the newest log position (0 for an empty log).
 func (s *Store) Head(ctx context.Context) (int64, error) {
 	var head int64
-	if err := s.get(ctx, &head, logHeadSQL); err != nil {
+	if err := s.get(ctx, &head, s.db.headSQL()); err != nil {
 		return 0, fmt.Errorf("store: log head: %w", err)
 	}
 	return head, nil

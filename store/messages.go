@@ -32,6 +32,11 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 		if !member {
 			return ErrNotMember
 		}
+		// Ids order a room's history, so they must commit in order: where
+		// writers run concurrently, the room's posts take turns.
+		if err := t.q.lockRoom(roomID); err != nil {
+			return fmt.Errorf("store: lock room: %w", err)
+		}
 		if clientID != "" {
 			err := t.get(&msg, `
 				SELECT m.id, m.room_id, m.author_id, COALESCE(u.name, '') AS name, m.text, m.client_id, m.created_at

@@ -4,9 +4,9 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/heraldchat/herald/internal/event"
-	"time"
 )
 
 // Pruning keeps the events inside the window and deletes the ones before:

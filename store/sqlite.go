@@ -2,28 +2,60 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
+	"sync"
+	"sync/atomic"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/jmoiron/sqlx"
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
 // Everything specific to SQLite lives in this file: connection settings,
-// pragmas and the migration files. The repositories use portable SQL.
+// pragmas, the migration files, the group-committing writer with its
+// savepoints and membership cache, and where the log's head is kept.
 
 //go:embed migrations/sqlite/*.sql
 var sqliteMigrations embed.FS
 
+// sqliteDB is the SQLite dialect. One goroutine, the writer, owns the
+// only write connection: it takes whatever requests are queued (up to
+// MaxBatch), runs each in its own savepoint of one IMMEDIATE transaction
+// and commits once, so that under load many requests share one fsync.
+// Being the only writer, it can also remember the rooms and memberships it
+// has read.
+type sqliteDB struct {
+	w        *sqlx.DB   // exactly one connection: the writer's
+	wc       *sqlx.Conn // that connection, held by the writer goroutine
+	stmts    *stmtCache // prepared on wc; used only by the writer goroutine
+	cache    *memberCache
+	maxBatch int
+	// onCommit receives each committed transaction's events, in log order,
+	// from the writer goroutine. It must not block.
+	onCommit func([]event.Event)
+
+	reqs    chan *writeReq
+	closeMu sync.RWMutex // held for reading while a request is queued
+	closed  bool         // guarded by closeMu
+	stop    chan struct{}
+	done    chan struct{} // closed when the writer exits
+
+	commits atomic.Int64
+	writes  atomic.Int64
+}
+
+var _ dialect = (*sqliteDB)(nil)
+
 // openSQLite opens the writer (one connection, transactions BEGIN IMMEDIATE)
-// and the reader pool on the same WAL-mode file, then migrates.
-func openSQLite(ctx context.Context, opts Options) (w, r *sqlx.DB, err error) {
+// and the reader pool on the same WAL-mode file, migrates, and starts the
+// writer.
+func openSQLite(ctx context.Context, opts Options, onCommit func([]event.Event)) (*sqliteDB, *sqlx.DB, error) {
 	if dir := filepath.Dir(opts.Path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("store: create data dir: %w", err)
@@ -39,7 +71,7 @@ func openSQLite(ctx context.Context, opts Options) (w, r *sqlx.DB, err error) {
 		wq[k] = v
 	}
 	wq.Set("_txlock", "immediate")
-	w, err = sqlx.ConnectContext(ctx, "sqlite3", "file:"+opts.Path+"?"+wq.Encode())
+	w, err := sqlx.ConnectContext(ctx, "sqlite3", "file:"+opts.Path+"?"+wq.Encode())
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: open %s: %w", opts.Path, err)
 	}
@@ -51,80 +83,229 @@ func openSQLite(ctx context.Context, opts Options) (w, r *sqlx.DB, err error) {
 		return nil, nil, err
 	}
 	q.Set("_query_only", "true")
-	r, err = sqlx.ConnectContext(ctx, "sqlite3", "file:"+opts.Path+"?"+q.Encode())
+	r, err := sqlx.ConnectContext(ctx, "sqlite3", "file:"+opts.Path+"?"+q.Encode())
 	if err != nil {
 		w.Close()
 		return nil, nil, fmt.Errorf("store: open readers: %w", err)
 	}
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
-	return w, r, nil
+	// The writer holds its connection for good and runs its transactions
+	// with plain BEGIN/COMMIT on it, so its prepared statements serve every
+	// transaction as they are.
+	wc, err := w.Connx(ctx)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, nil, fmt.Errorf("store: writer connection: %w", err)
+	}
+	db := &sqliteDB{w: w, wc: wc, stmts: newStmtCache(wc), cache: newMemberCache(), maxBatch: opts.MaxBatch,
+		onCommit: onCommit, reqs: make(chan *writeReq, 1024), stop: make(chan struct{}), done: make(chan struct{})}
+	go db.writer()
+	return db, r, nil
 }
 
-// migrate applies, in order, each numbered .sql file not yet recorded in
-// schema_migrations, each in its own transaction. A fresh database also gets
-// its log epoch.
-func migrate(ctx context.Context, db *sqlx.DB, files fs.FS, dir string) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
-		return fmt.Errorf("store: migrations table: %w", err)
-	}
-	entries, err := fs.ReadDir(files, dir)
-	if err != nil {
-		return fmt.Errorf("store: read migrations: %w", err)
-	}
-	names := make([]string, 0, len(entries))
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".sql") {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		var n int
-		if err := db.GetContext(ctx, &n, db.Rebind(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), name); err != nil {
-			return fmt.Errorf("store: check migration %s: %w", name, err)
-		}
-		if n > 0 {
-			continue
-		}
-		body, err := fs.ReadFile(files, dir+"/"+name)
-		if err != nil {
-			return fmt.Errorf("store: read migration %s: %w", name, err)
-		}
-		tx, err := db.BeginTxx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("store: begin migration %s: %w", name, err)
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("store: apply migration %s: %w", name, err)
-		}
-		if _, err := tx.ExecContext(ctx, db.Rebind(`INSERT INTO schema_migrations (version) VALUES (?)`), name); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("store: record migration %s: %w", name, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("store: commit migration %s: %w", name, err)
-		}
-	}
-	_, err = db.ExecContext(ctx, db.Rebind(`INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT (key) DO NOTHING`), newEpoch())
-	if err != nil {
-		return fmt.Errorf("store: set epoch: %w", err)
-	}
-	return nil
+// The log's head is the table's AUTOINCREMENT counter: it never goes back,
+// even after retention deletes the newest rows' predecessors, and a
+// rolled-back insert gives its position back, so positions are dense.
+const sqliteHeadSQL = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)`
+
+func (db *sqliteDB) headSQL() string { return sqliteHeadSQL }
+
+// snapshotSQL reads the head and the user's rooms in one statement, so in
+// one read transaction. One statement costs less than BEGIN, two queries and
+// ROLLBACK, and a snapshot opens every stream. (A LEFT JOIN from a constant
+// row reads the same, but SQLite recompiled that form on every run, which
+// tripled its cost.)
+func (db *sqliteDB) snapshotSQL() string {
+	return `SELECT (` + sqliteHeadSQL + `), NULL
+	UNION ALL SELECT NULL, room_id FROM members WHERE user_id = ?`
 }
 
-// insert runs an INSERT and returns the new row's id. SQLite reports it
-// with the statement's result, which is cheaper than reading a RETURNING
-// row back through database/sql.
-func (t *Tx) insert(query string, args ...any) (int64, error) {
-	res, err := t.exec(query, args...)
+func (db *sqliteDB) stats() (writes, commits int64) { return db.writes.Load(), db.commits.Load() }
+
+func (db *sqliteDB) close() error {
+	db.closeMu.Lock()
+	if !db.closed {
+		db.closed = true
+		close(db.stop)
+	}
+	db.closeMu.Unlock()
+	<-db.done
+	db.stmts.close()
+	return errors.Join(db.wc.Close(), db.w.Close())
+}
+
+// sqliteTx runs a transaction's statements on the writer's connection,
+// through its prepared statements, which need no rebinding to it.
+type sqliteTx struct{ stmts *stmtCache }
+
+func (q sqliteTx) exec(query string, args ...any) (sql.Result, error) {
+	st, err := q.stmts.get(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.Exec(args...)
+}
+
+func (q sqliteTx) get(dest any, query string, args ...any) error {
+	st, err := q.stmts.get(query)
+	if err != nil {
+		return err
+	}
+	return st.Get(dest, args...)
+}
+
+// insert reads the new row's id from the statement's result, which is
+// cheaper than reading a RETURNING row back through database/sql.
+func (q sqliteTx) insert(query string, args ...any) (int64, error) {
+	res, err := q.exec(query, args...)
 	if err != nil {
 		return 0, err
 	}
 	return res.LastInsertId()
 }
 
-// logHead is the newest position ever assigned in the log (0 for none),
-// including positions whose rows retention has since deleted.
-const logHeadSQL = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)`
+// logEvent inserts into the log itself: the row's key is its position.
+func (q sqliteTx) logEvent(e event.Event) (int64, error) {
+	return q.insert(`INSERT INTO events (room_id, type, subject, data, created_at) VALUES (?, ?, ?, ?, ?)`,
+		e.Room, e.Type, e.Subject, e.Data, e.CreatedAt)
+}
+
+// lockRoom has nothing to do: the writer is the only one.
+func (sqliteTx) lockRoom(string) error { return nil }
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(*Tx) error
+	done chan error // buffered; receives exactly one value
+}
+
+// write queues fn for the writer's next transaction.
+func (db *sqliteDB) write(ctx context.Context, fn func(*Tx) error) error {
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	// closeMu keeps close from stopping the writer between the closed check
+	// and the send: a request that was queued is always answered.
+	db.closeMu.RLock()
+	if db.closed {
+		db.closeMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case db.reqs <- req:
+		db.closeMu.RUnlock()
+	case <-ctx.Done():
+		db.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	// Once queued, the request is always answered: the writer drains the queue
+	// before it exits. Waiting for it even when ctx ends keeps "committed"
+	// and "answered" the same thing.
+	return <-req.done
+}
+
+// writer owns the write connection until close.
+func (db *sqliteDB) writer() {
+	defer close(db.done)
+	batch := make([]*writeReq, 0, db.maxBatch)
+	for {
+		var first *writeReq
+		select {
+		case first = <-db.reqs:
+		case <-db.stop:
+			// Answer whatever is still queued, then exit.
+			for {
+				select {
+				case req := <-db.reqs:
+					req.done <- ErrClosed
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < db.maxBatch {
+			select {
+			case req := <-db.reqs:
+				batch = append(batch, req)
+			default:
+				break fill
+			}
+		}
+		db.commitBatch(batch)
+	}
+}
+
+// commitBatch runs a batch in one transaction, each request in its own
+// savepoint: one request's failure rolls back only its own changes while
+// the rest of the group commits.
+func (db *sqliteDB) commitBatch(batch []*writeReq) {
+	results := make([]error, len(batch))
+	var events []event.Event
+	err := func() error {
+		t := &Tx{q: sqliteTx{db.stmts}, cache: db.cache, now: now()}
+		if _, err := t.exec(`BEGIN IMMEDIATE`); err != nil {
+			return fmt.Errorf("store: begin: %w", err)
+		}
+		committed := false
+		defer func() {
+			if !committed {
+				// After a failed COMMIT SQLite may have rolled back already;
+				// the error of this ROLLBACK then says only that.
+				t.exec(`ROLLBACK`)
+				db.cache.rollback(0)
+			}
+		}()
+		ran := 0
+		for i, req := range batch {
+			if err := req.ctx.Err(); err != nil {
+				results[i] = err
+				continue
+			}
+			if _, err := t.exec(`SAVEPOINT req`); err != nil {
+				return fmt.Errorf("store: savepoint: %w", err)
+			}
+			mark, cacheMark := len(t.events), db.cache.mark()
+			if err := req.fn(t); err != nil {
+				results[i] = err
+				t.events = t.events[:mark]
+				db.cache.rollback(cacheMark)
+				if _, err := t.exec(`ROLLBACK TO req`); err != nil {
+					return fmt.Errorf("store: rollback to savepoint: %w", err)
+				}
+			} else {
+				ran++
+			}
+			if _, err := t.exec(`RELEASE req`); err != nil {
+				return fmt.Errorf("store: release savepoint: %w", err)
+			}
+		}
+		if ran == 0 {
+			return nil
+		}
+		if _, err := t.exec(`COMMIT`); err != nil {
+			return fmt.Errorf("store: commit: %w", err)
+		}
+		committed = true
+		db.cache.commit()
+		events = t.events
+		return nil
+	}()
+	if err != nil {
+		for i := range results {
+			if results[i] == nil {
+				results[i] = err
+			}
+		}
+	} else {
+		db.commits.Add(1)
+		db.writes.Add(int64(len(batch)))
+		if len(events) > 0 {
+			db.onCommit(events)
+		}
+	}
+	for i, req := range batch {
+		req.done <- results[i]
+	}
+}

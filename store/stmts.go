@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"sync"
 
@@ -19,8 +18,7 @@ type stmtCache struct {
 	m  map[string]*sqlx.Stmt
 }
 
-// preparer is the reader pool (*sqlx.DB) or the writer's connection
-// (*sqlx.Conn).
+// preparer is a pool (*sqlx.DB) or one connection (*sqlx.Conn).
 type preparer interface {
 	PreparexContext(ctx context.Context, query string) (*sqlx.Stmt, error)
 	Rebind(query string) string
@@ -49,26 +47,6 @@ func (c *stmtCache) close() {
 		st.Close()
 	}
 	c.m = nil
-}
-
-// Statement helpers for write transactions. The writer's statements are
-// prepared on its own connection, which also runs the transaction, so a
-// cached statement needs no rebinding to it.
-
-func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
-	st, err := t.stmts.get(query)
-	if err != nil {
-		return nil, err
-	}
-	return st.Exec(args...)
-}
-
-func (t *Tx) get(dest any, query string, args ...any) error {
-	st, err := t.stmts.get(query)
-	if err != nil {
-		return err
-	}
-	return st.Get(dest, args...)
 }
 
 // Statement helpers for reads on the pool.

@@ -3,9 +3,9 @@
 //
 // Every change and the events that announce it are written in one
 // transaction, so the log is also the outbox: an event is in the log if and
-// only if its change was committed. Writes go through a single writer
-// goroutine that groups concurrent requests into one transaction (group
-// commit); reads use a separate pool.
+// only if its change was committed. On SQLite, writes go through a single
+// writer goroutine that groups concurrent requests into one transaction
+// (group commit); reads use a separate pool.
 package store
 
 import (
@@ -75,35 +75,47 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Store is the repository over SQLite. Its methods are safe for concurrent use.
+// Store is the repository. Its methods are safe for concurrent use.
 type Store struct {
-	opts Options
-	w    *sqlx.DB   // exactly one connection: the writer
-	wc   *sqlx.Conn // that connection, held by the writer goroutine
-	r    *sqlx.DB   // the reader pool
-
-	wstmts *stmtCache   // prepared on wc; used only by the writer goroutine
-	cache  *memberCache // used only by the writer goroutine
-	rstmts *stmtCache   // prepared on the reader pool
+	opts   Options
+	db     dialect    // how this database runs writes and keeps the log
+	r      *sqlx.DB   // the reader pool
+	rstmts *stmtCache // prepared on the reader pool
 	epoch  string
-
-	live *live // the newest committed events, for Read
+	live   *live // the newest committed events, for Read
 
 	// trimmedThrough is the highest log position deleted by retention: a
 	// replay must start at or after it.
 	trimmedThrough atomic.Int64
 
-	reqs      chan *writeReq
-	closeMu   sync.RWMutex // held for reading while a request is queued
-	closed    bool         // guarded by closeMu
-	stop      chan struct{}
+	stop      chan struct{} // closed by Close: stops the pruner
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+}
 
-	// Counters for metrics and benchmarks.
-	commits atomic.Int64
-	writes  atomic.Int64
+// dialect is what differs between databases, behind one seam: how writes
+// become transactions, how a transaction's statements run, where a
+// change's events go and where the log's head is kept. The repositories
+// above it use portable SQL with ? placeholders, through Tx for writes and
+// the reader pool for reads. sqlite.go implements it.
+type dialect interface {
+	// write runs fn in a transaction and returns once that transaction
+	// committed (nil) or fn's changes were rolled back (its error, or the
+	// transaction's). After close it returns ErrClosed.
+	write(ctx context.Context, fn func(*Tx) error) error
+	// headSQL reads the newest position ever assigned (0 for none),
+	// including positions whose rows retention has since deleted.
+	headSQL() string
+	// snapshotSQL reads, in one consistent snapshot, a row with the head
+	// (and a NULL room), then a row per room of the user given as its one
+	// parameter (and a NULL head).
+	snapshotSQL() string
+	// stats reports write requests committed and transactions committed.
+	stats() (writes, commits int64)
+	// close answers or finishes every queued write, then closes the writer's
+	// connections. The reader pool is the Store's to close.
+	close() error
 }
 
 // Open opens (creating if needed) the database, runs migrations and starts
@@ -130,44 +142,30 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	w, r, err := openSQLite(ctx, opts)
+	s := &Store{opts: opts, stop: make(chan struct{}), live: newLive(opts.LiveEvents)}
+	db, r, err := openSQLite(ctx, opts, s.live.publish)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, w: w, r: r, rstmts: newStmtCache(r), cache: newMemberCache(),
-		reqs: make(chan *writeReq, 1024), stop: make(chan struct{}), live: newLive(opts.LiveEvents)}
+	s.db, s.r, s.rstmts = db, r, newStmtCache(r)
 	if err := s.loadMeta(ctx); err != nil {
-		w.Close()
-		r.Close()
+		s.Close()
 		return nil, err
 	}
-	// The writer holds its connection for good and runs its transactions
-	// with plain BEGIN/COMMIT on it, so its prepared statements serve every
-	// transaction as they are.
-	if s.wc, err = w.Connx(ctx); err != nil {
-		w.Close()
-		r.Close()
-		return nil, fmt.Errorf("store: writer connection: %w", err)
-	}
-	s.wstmts = newStmtCache(s.wc)
-	s.wg.Add(2)
-	go s.writer()
+	s.wg.Add(1)
 	go s.pruner()
 	return s, nil
 }
 
-// Close stops accepting writes, finishes the ones already queued, stops the
-// pruner and closes the database. It is idempotent.
+// Close stops the pruner, finishes the writes already queued (later ones
+// get ErrClosed) and closes the database. It is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.closeMu.Lock()
-		s.closed = true
-		s.closeMu.Unlock()
 		close(s.stop)
 		s.wg.Wait()
-		s.wstmts.close()
+		dbErr := s.db.close()
 		s.rstmts.close()
-		s.closeErr = errors.Join(s.wc.Close(), s.w.Close(), s.r.Close())
+		s.closeErr = errors.Join(dbErr, s.r.Close())
 	})
 	return s.closeErr
 }
@@ -181,17 +179,17 @@ func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 
 // Stats reports how many write requests were committed in how many
 // transactions since Open.
-func (s *Store) Stats() (writes, commits int64) { return s.writes.Load(), s.commits.Load() }
+func (s *Store) Stats() (writes, commits int64) { return s.db.stats() }
 
 func (s *Store) loadMeta(ctx context.Context) error {
 	var epoch string
-	err := s.w.GetContext(ctx, &epoch, `SELECT value FROM meta WHERE key = 'epoch'`)
+	err := s.r.GetContext(ctx, &epoch, `SELECT value FROM meta WHERE key = 'epoch'`)
 	if err != nil {
 		return fmt.Errorf("store: read epoch: %w", err)
 	}
 	s.epoch = epoch
 	var pruned string
-	err = s.w.GetContext(ctx, &pruned, `SELECT value FROM meta WHERE key = 'pruned_through'`)
+	err = s.r.GetContext(ctx, &pruned, `SELECT value FROM meta WHERE key = 'pruned_through'`)
 	if err == nil {
 		var n int64
 		fmt.Sscan(pruned, &n)

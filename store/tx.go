@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/heraldchat/herald/internal/event"
+)
+
+// ErrClosed is returned for writes submitted after Close.
+var ErrClosed = errors.New("store: closed")
+
+// Tx is one write request's view of its transaction. If the request fails,
+// its changes are rolled back, and so are its events: an event is logged if
+// and only if its change commits.
+type Tx struct {
+	q querier
+	// cache remembers rooms and memberships across transactions. It is nil
+	// when another process may change them too.
+	cache  *memberCache
+	now    Millis
+	events []event.Event
+}
+
+// querier runs the statements of a write transaction. Queries are written
+// with ? placeholders; each database binds them its own way.
+type querier interface {
+	exec(query string, args ...any) (sql.Result, error)
+	get(dest any, query string, args ...any) error
+	// insert runs an INSERT into a table keyed by an integer id and returns
+	// the new row's id.
+	insert(query string, args ...any) (int64, error)
+	// logEvent writes e to the log within the transaction and returns its
+	// position, or 0 when positions are given after commit.
+	logEvent(e event.Event) (int64, error)
+	// lockRoom makes the transaction the only writer of the room's messages
+	// until it ends, so that their ids commit in order.
+	lockRoom(id string) error
+}
+
+func (t *Tx) exec(query string, args ...any) (sql.Result, error) { return t.q.exec(query, args...) }
+func (t *Tx) get(dest any, query string, args ...any) error      { return t.q.get(dest, query, args...) }
+func (t *Tx) insert(query string, args ...any) (int64, error)    { return t.q.insert(query, args...) }
+
+// write runs fn in a write transaction and returns once that transaction
+// committed (nil) or fn's changes were rolled back (its error).
+func (s *Store) write(ctx context.Context, fn func(*Tx) error) error {
+	return s.db.write(ctx, fn)
+}
+
+// emit appends an event to the log inside the current transaction.
+func (t *Tx) emit(room, typ, subject string, payload any) error {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("store: encode %s event: %w", typ, err)
+	}
+	e := event.Event{Room: room, Type: typ, Subject: subject, Data: data, CreatedAt: int64(t.now)}
+	if e.Seq, err = t.q.logEvent(e); err != nil {
+		return fmt.Errorf("store: append %s event: %w", typ, err)
+	}
+	t.events = append(t.events, e)
+	return nil
+}
+
+// ensureUser records a user the first time it is seen and keeps its display
+// name current (an empty name never erases a known one).
+func (t *Tx) ensureUser(u User) error {
+	_, err := t.exec(`INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name WHERE excluded.name <> '' AND users.name <> excluded.name`,
+		u.ID, u.Name, t.now)
+	if err != nil {
+		return fmt.Errorf("store: ensure user: %w", err)
+	}
+	return nil
+}
