@@ -39,6 +39,7 @@ var openapiDoc []byte
 var (
 	_ stream.Log        = (*store.Store)(nil)
 	_ stream.Membership = (*store.Store)(nil)
+	_ stream.Directory  = (*store.Store)(nil)
 )
 
 func main() {
@@ -101,13 +102,6 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	}
 	defer st.Close()
 
-	// The hub reports streams opening and closing to the presence tracker,
-	// which is built on the hub; the closures read the variables once the
-	// HTTP server runs, after both exist.
-	var (
-		presence *stream.Presence
-		typing   *stream.Typing
-	)
 	hub, err := stream.NewHub(ctx, st, st, stream.Options{
 		QueueSize:         cfg.QueueSize,
 		Heartbeat:         cfg.Heartbeat,
@@ -117,15 +111,14 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		MaxStreams:        cfg.MaxStreams,
 		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 		Logger:            logger,
-		OnConnect:         func(user string) { presence.Connected(user) },
-		OnDisconnect:      func(user string) { presence.Disconnected(user) },
 	})
 	if err != nil {
 		return err
 	}
-	typing = stream.NewTyping(hub, cfg.TypingTimeout)
+	typing := stream.NewTyping(hub, cfg.TypingTimeout)
 	defer typing.Close()
-	presence = stream.NewPresence(hub, api.StoreDirectory{Store: st}, stream.PresenceOptions{
+	// Presence follows the hub's feed of streams opening and closing.
+	presence := stream.NewPresence(hub, st, stream.PresenceOptions{
 		Grace:       cfg.PresenceGrace,
 		Batch:       cfg.PresenceBatch,
 		OnLastClose: typing.StopUser,

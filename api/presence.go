@@ -150,31 +150,3 @@ type memberView struct {
 	Status   string     `json:"status"`
 	LastSeen *time.Time `json:"last_seen"`
 }
-
-// StoreDirectory presents the store to the presence tracker.
-type StoreDirectory struct{ Store *store.Store }
-
-var _ stream.Directory = StoreDirectory{}
-
-// Rooms implements stream.Directory.
-func (d StoreDirectory) Rooms(ctx context.Context, user string) ([]string, error) {
-	return d.Store.UserRooms(ctx, user)
-}
-
-// SaveLastSeen implements stream.Directory.
-func (d StoreDirectory) SaveLastSeen(ctx context.Context, user string, at time.Time) error {
-	return d.Store.SaveLastSeen(ctx, user, store.Millis(at.UnixMilli()))
-}
-
-// LastSeen implements stream.Directory.
-func (d StoreDirectory) LastSeen(ctx context.Context, users []string) (map[string]time.Time, error) {
-	seen, err := d.Store.LastSeen(ctx, users)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]time.Time, len(seen))
-	for u, m := range seen {
-		out[u] = m.Time()
-	}
-	return out, nil
-}

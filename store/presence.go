@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/heraldchat/herald/internal/event"
 	"github.com/jmoiron/sqlx"
@@ -83,10 +84,10 @@ func (s *Store) UserRooms(ctx context.Context, user string) ([]string, error) {
 	return out, nil
 }
 
-// SaveLastSeen records when user was last online.
-func (s *Store) SaveLastSeen(ctx context.Context, user string, at Millis) error {
+// SaveLastSeen records when user was last online, to the millisecond.
+func (s *Store) SaveLastSeen(ctx context.Context, user string, at time.Time) error {
 	return s.write(ctx, func(t *Tx) error {
-		_, err := t.exec(`UPDATE users SET last_seen = ? WHERE id = ?`, at, user)
+		_, err := t.exec(`UPDATE users SET last_seen = ? WHERE id = ?`, Millis(at.UnixMilli()), user)
 		if err != nil {
 			return fmt.Errorf("store: save last seen: %w", err)
 		}
@@ -95,8 +96,8 @@ func (s *Store) SaveLastSeen(ctx context.Context, user string, at Millis) error 
 }
 
 // LastSeen returns the recorded last-seen times of users (absent: never).
-func (s *Store) LastSeen(ctx context.Context, users []string) (map[string]Millis, error) {
-	out := map[string]Millis{}
+func (s *Store) LastSeen(ctx context.Context, users []string) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
 	if len(users) == 0 {
 		return out, nil
 	}
@@ -115,7 +116,7 @@ func (s *Store) LastSeen(ctx context.Context, users []string) (map[string]Millis
 		if err := rows.Scan(&id, &at); err != nil {
 			return nil, fmt.Errorf("store: scan last seen: %w", err)
 		}
-		out[id] = Millis(at.Int64)
+		out[id] = Millis(at.Int64).Time()
 	}
 	return out, rows.Err()
 }

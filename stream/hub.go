@@ -61,9 +61,6 @@ type Options struct {
 	MaxStreamsPerUser int
 	// Logger receives the hub's errors. Default: discard.
 	Logger *slog.Logger
-	// OnConnect and OnDisconnect, when set, are called for every stream that
-	// opens and closes (presence); they must not block.
-	OnConnect, OnDisconnect func(user string)
 }
 
 // Hub routes the log's events to local SSE connections. It owns one
@@ -85,12 +82,13 @@ type Hub struct {
 	closed   bool
 	stamp    uint64 // counts SendRooms calls, to reach each connection once
 
-	closing chan struct{} // closed by Close, for streams not yet registered
-	cancel  context.CancelFunc
-	done    chan struct{}  // closed when the dispatcher exits
-	conns   sync.WaitGroup // the goroutines of hijacked streams
-	hangups *hangups       // notices their clients leave
-	once    sync.Once
+	closing  chan struct{} // closed by Close, for streams not yet registered
+	cancel   context.CancelFunc
+	done     chan struct{}  // closed when the dispatcher exits
+	conns    sync.WaitGroup // the goroutines of hijacked streams
+	hangups  *hangups       // notices their clients leave
+	sessions *SessionFeed   // streams opening and closing, for presence
+	once     sync.Once
 
 	wake []*conn // the dispatcher's list of writers to wake; only it uses it
 
@@ -142,6 +140,7 @@ func NewHub(ctx context.Context, log Log, members Membership, opts Options) (*Hu
 		cancel:   cancel,
 		done:     make(chan struct{}),
 		hangups:  hangups,
+		sessions: newSessionFeed(),
 	}
 	go h.run(runCtx)
 	return h, nil
@@ -198,6 +197,9 @@ func (h *Hub) Stats() Stats {
 	defer h.mu.Unlock()
 	return Stats{Streams: h.streams, Position: h.pos, Delivered: h.delivered.Load(), Dropped: h.dropped.Load(), Rejected: h.rejected.Load()}
 }
+
+// Sessions is the feed of this hub's streams opening and closing.
+func (h *Hub) Sessions() *SessionFeed { return h.sessions }
 
 // Epoch returns the epoch of the log the hub follows.
 func (h *Hub) Epoch() string { return h.epoch }
@@ -425,9 +427,7 @@ func (h *Hub) dropLocked(c *conn) {
 	}
 	h.streams--
 	c.notify(noteDropped)
-	if h.opts.OnDisconnect != nil {
-		h.opts.OnDisconnect(c.user)
-	}
+	h.sessions.add(Session{User: c.user})
 }
 
 // admitLocked applies the stream caps.
@@ -498,9 +498,7 @@ func (h *Hub) register(c *conn, rooms []string, head int64) (int64, map[string]b
 	}
 	h.users[c.user][c] = 0
 	h.streams++
-	if h.opts.OnConnect != nil {
-		h.opts.OnConnect(c.user)
-	}
+	h.sessions.add(Session{User: c.user, Opened: true})
 	return h.pos, set, nil
 }
 

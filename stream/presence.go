@@ -25,9 +25,9 @@ var ErrOffline = errors.New("stream: user has no open stream")
 // Directory answers which rooms a user's presence concerns and remembers
 // when users were last seen. The store implements it.
 type Directory interface {
-	// Rooms returns the rooms user belongs to: everyone in them shares a
-	// room with user.
-	Rooms(ctx context.Context, user string) ([]string, error)
+	// UserRooms returns the rooms user belongs to: everyone in them shares
+	// a room with user.
+	UserRooms(ctx context.Context, user string) ([]string, error)
 	SaveLastSeen(ctx context.Context, user string, at time.Time) error
 	LastSeen(ctx context.Context, users []string) (map[string]time.Time, error)
 }
@@ -55,15 +55,17 @@ type PresenceOptions struct {
 	Logger *slog.Logger
 }
 
-// Presence tracks which users have open streams on this instance and
-// announces each change once to every user who shares a room. It owns one
-// goroutine, which announces in order; Close stops it.
+// Presence tracks which users have open streams on this instance, from
+// the hub's session feed, and announces each change once to every user who
+// shares a room. It owns one goroutine, which reads the feed and announces
+// in order; Close stops it.
 type Presence struct {
 	hub  *Hub
+	feed *SessionFeed
 	dir  Directory
 	opts PresenceOptions
 
-	mu     sync.Mutex // guards users and queue
+	mu     sync.Mutex // guards users and queue, and is held while applying the feed
 	users  map[string]*presenceState
 	queue  []announcement
 	signal chan struct{} // capacity 1: wakes the announcer
@@ -86,8 +88,7 @@ type announcement struct {
 	lastClose bool // the user's last stream closed: stop their typing
 }
 
-// NewPresence starts a tracker. Wire its Connected and Disconnected to the
-// hub's OnConnect and OnDisconnect.
+// NewPresence starts a tracker of hub's streams.
 func NewPresence(hub *Hub, dir Directory, opts PresenceOptions) *Presence {
 	if opts.Grace <= 0 {
 		opts.Grace = 5 * time.Second
@@ -98,7 +99,7 @@ func NewPresence(hub *Hub, dir Directory, opts PresenceOptions) *Presence {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Presence{hub: hub, dir: dir, opts: opts, users: map[string]*presenceState{},
+	p := &Presence{hub: hub, feed: hub.Sessions(), dir: dir, opts: opts, users: map[string]*presenceState{},
 		signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go p.run()
 	return p
@@ -119,11 +120,20 @@ func (p *Presence) Close() {
 	<-p.done
 }
 
-// Connected records a stream opening. It never blocks: the hub calls it
-// with its lock held.
-func (p *Presence) Connected(user string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// syncLocked applies the sessions the hub reported since the last call.
+// Lookups call it first, so that a stream that has opened is always seen.
+func (p *Presence) syncLocked() {
+	for _, s := range p.feed.Take() {
+		if s.Opened {
+			p.openedLocked(s.User)
+		} else {
+			p.closedLocked(s.User)
+		}
+	}
+}
+
+// openedLocked records a stream opening.
+func (p *Presence) openedLocked(user string) {
 	st := p.users[user]
 	if st == nil {
 		st = &presenceState{}
@@ -144,11 +154,9 @@ func (p *Presence) Connected(user string) {
 	p.enqueueLocked(announcement{user: user, info: PresenceInfo{User: user, Status: StatusOnline}})
 }
 
-// Disconnected records a stream closing; the last one starts the grace
-// period. It never blocks.
-func (p *Presence) Disconnected(user string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// closedLocked records a stream closing; the last one starts the grace
+// period.
+func (p *Presence) closedLocked(user string) {
 	st := p.users[user]
 	if st == nil || st.conns == 0 {
 		return
@@ -182,6 +190,7 @@ func (p *Presence) expire(user string, gen int) {
 func (p *Presence) SetStatus(user, status string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.syncLocked()
 	st := p.users[user]
 	if st == nil || st.conns == 0 {
 		return ErrOffline
@@ -199,6 +208,7 @@ func (p *Presence) Lookup(ctx context.Context, users []string) ([]PresenceInfo, 
 	out := make([]PresenceInfo, len(users))
 	var offline []string
 	p.mu.Lock()
+	p.syncLocked()
 	for i, u := range users {
 		out[i] = PresenceInfo{User: u, Status: StatusOffline}
 		if st := p.users[u]; st != nil {
@@ -231,22 +241,40 @@ func (p *Presence) enqueueLocked(a announcement) {
 	}
 }
 
-// run announces changes in the order they happened, gathering those of
-// each Batch window into one delivery.
+// run applies the session feed as it comes and announces changes in the
+// order they happened, gathering those of each Batch window into one
+// delivery.
 func (p *Presence) run() {
 	defer close(p.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	apply := func() {
+		p.mu.Lock()
+		p.syncLocked()
+		p.mu.Unlock()
+	}
+	batch := time.NewTimer(0)
+	<-batch.C
 	for {
 		select {
 		case <-p.stop:
 			return
+		case <-p.feed.Ready():
+			apply()
+			continue
 		case <-p.signal:
 		}
-		select {
-		case <-p.stop:
-			return
-		case <-time.After(p.opts.Batch):
+		batch.Reset(p.opts.Batch)
+	gather:
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-p.feed.Ready():
+				apply()
+			case <-batch.C:
+				break gather
+			}
 		}
 		p.mu.Lock()
 		queue := p.queue
@@ -285,7 +313,7 @@ func (p *Presence) notice(ctx context.Context, a announcement) (Notice, bool) {
 	rooms, ok := p.hub.RoomsOf(a.user)
 	if !ok {
 		var err error
-		if rooms, err = p.dir.Rooms(ctx, a.user); err != nil {
+		if rooms, err = p.dir.UserRooms(ctx, a.user); err != nil {
 			p.opts.Logger.Error("presence rooms", "err", err, "user", a.user)
 			return Notice{}, false
 		}
