@@ -6,20 +6,19 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
-	"math"
-	"math/rand/v2"
 	"net"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/heraldchat/herald/internal/bench"
 )
 
 // TestBenchCommand runs `herald bench` through run() against a real server
@@ -50,7 +49,7 @@ func TestBenchCommand(t *testing.T) {
 
 // runBenchJSON runs `herald bench` against url with args and returns its
 // --json report; the run must succeed.
-func runBenchJSON(t *testing.T, url string, secret []byte, args ...string) benchReport {
+func runBenchJSON(t *testing.T, url string, secret []byte, args ...string) bench.Report {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "report.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -66,7 +65,7 @@ func runBenchJSON(t *testing.T, url string, secret []byte, args ...string) bench
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r benchReport
+	var r bench.Report
 	if err := json.Unmarshal(raw, &r); err != nil {
 		t.Fatalf("decode %s: %v", raw, err)
 	}
@@ -103,15 +102,13 @@ func TestBenchHTTPS(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(proxy.Certificate())
 
-	o := benchOptions{URL: proxy.URL, Streams: 10, Rooms: 2, Publishers: 2, Size: 100, Duration: 500 * time.Millisecond, secret: s.secret, roots: roots}
-	if err := o.check(); err != nil {
-		t.Fatal(err)
-	}
+	o := bench.Options{URL: proxy.URL, Streams: 10, Rooms: 2, Publishers: 2, Size: 100, Duration: 500 * time.Millisecond,
+		Secret: s.secret, Roots: roots, Progress: t.Output()}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := runBench(ctx, o, t.Output())
+	r, err := bench.Run(ctx, o)
 	if err != nil {
-		t.Fatalf("runBench over https = %v; want nil", err)
+		t.Fatalf("bench.Run over https = %v; want nil", err)
 	}
 	if r.Deliveries <= 0 || r.Deliveries != r.Expected || r.Lost != 0 || r.Duplicated != 0 {
 		t.Errorf("deliveries, expected, lost, duplicated = %d, %d, %d, %d; want all expected, > 0, none lost or twice (errors %v)",
@@ -220,170 +217,5 @@ func TestBenchRateLimited(t *testing.T) {
 		func(string) string { return "" }, &bytes.Buffer{}, t.Output())
 	if err == nil || !strings.Contains(err.Error(), "HERALD_RATE_LIMITS=off") {
 		t.Fatalf("run(bench) against rate limits = %v; want advice to set HERALD_RATE_LIMITS=off", err)
-	}
-}
-
-func TestHistogramQuantiles(t *testing.T) {
-	// Exact percentiles of the data, sorted, by the same rank rule.
-	exact := func(sorted []int64, q float64) int64 {
-		rank := int(math.Ceil(q * float64(len(sorted))))
-		return sorted[max(rank, 1)-1]
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	cases := []struct {
-		name string
-		data []int64
-	}{
-		{"uniform 1µs..100ms", func() []int64 {
-			var d []int64
-			for i := int64(1); i <= 100_000; i++ {
-				d = append(d, i*1000)
-			}
-			return d
-		}()},
-		{"log-normal around 1ms", func() []int64 {
-			var d []int64
-			for range 200_000 {
-				d = append(d, int64(math.Exp(rng.NormFloat64()*1.5)*1e6))
-			}
-			return d
-		}()},
-		{"small integers", []int64{0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var h histogram
-			for _, v := range c.data {
-				h.Record(v)
-			}
-			sorted := slices.Clone(c.data)
-			slices.Sort(sorted)
-			for _, q := range []float64{0.5, 0.9, 0.99, 0.999, 1} {
-				got, want := h.Quantile(q), exact(sorted, q)
-				if diff := math.Abs(float64(got - want)); diff > 0.01*float64(want) {
-					t.Errorf("Quantile(%v) = %d; want %d within 1%%", q, got, want)
-				}
-			}
-			if h.Count() != uint64(len(c.data)) || h.Max() != sorted[len(sorted)-1] {
-				t.Errorf("Count, Max = %d, %d; want %d, %d", h.Count(), h.Max(), len(c.data), sorted[len(sorted)-1])
-			}
-		})
-	}
-}
-
-func TestHistogramMerge(t *testing.T) {
-	var all, a, b histogram
-	for i := int64(0); i < 10_000; i++ {
-		v := i * i
-		all.Record(v)
-		if i%3 == 0 {
-			a.Record(v)
-		} else {
-			b.Record(v)
-		}
-	}
-	var merged histogram
-	merged.Merge(&a)
-	merged.Merge(&b)
-	merged.Merge(&histogram{}) // empty: no change
-	if merged != all {
-		t.Errorf("Merge(a, b) differs from recording everything in one histogram: count %d, max %d; want %d, %d",
-			merged.Count(), merged.Max(), all.Count(), all.Max())
-	}
-}
-
-func TestHistogramBuckets(t *testing.T) {
-	// Bucket indexes are contiguous and each value falls in its bucket.
-	for _, v := range []int64{0, 1, 127, 128, 129, 255, 256, 1000, 1 << 20, 1<<40 + 12345, math.MaxInt64} {
-		i := histIndex(v)
-		lower, width := histBounds(i)
-		if i < 0 || i >= histBuckets || v < lower || v-lower >= width {
-			t.Errorf("histIndex(%d) = %d, bucket [%d, +%d); want a bucket holding it", v, i, lower, width)
-		}
-	}
-	for i := 1; i < histBuckets; i++ {
-		lo, w := histBounds(i - 1)
-		next, _ := histBounds(i)
-		if lo+w != next {
-			t.Fatalf("histBounds(%d) ends at %d; bucket %d starts at %d", i-1, lo+w, i, next)
-		}
-	}
-}
-
-func TestPayload(t *testing.T) {
-	cases := []struct {
-		name          string
-		pub           int
-		seq, sent     int64
-		size, wantLen int
-	}{
-		{"padded", 3, 17, 1_700_000_000_123_456_789, 100, 100},
-		{"header longer than size", 0, 1, 1_700_000_000_000_000_000, 10, 36},
-		{"one byte of padding", 12, 999, 1_700_000_000_000_000_000, 40, 40},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			text := string(appendPayload(nil, "abcd1234", c.pub, c.seq, c.sent, c.size))
-			if len(text) != c.wantLen {
-				t.Errorf("len(appendPayload(size %d)) = %d; want %d (%q)", c.size, len(text), c.wantLen, text)
-			}
-			// The subscriber reads it out of the event's JSON data.
-			data, _ := json.Marshal(map[string]any{"id": 5, "room": "r1", "user": "u", "text": text, "created_at": 1})
-			run, pub, seq, sent, ok := parsePayload(messageText(string(data)))
-			if !ok || run != "abcd1234" || pub != c.pub || seq != c.seq || sent != c.sent {
-				t.Errorf("parsePayload(%q) = %q, %d, %d, %d, %v; want abcd1234, %d, %d, %d, true",
-					text, run, pub, seq, sent, ok, c.pub, c.seq, c.sent)
-			}
-		})
-	}
-	for _, bad := range []string{"", "hello", "hb1 ", "hb1 run x 1 2", "hb1 run 1 0 2", "hb1 run 1 2 now"} {
-		if _, _, _, _, ok := parsePayload(bad); ok {
-			t.Errorf("parsePayload(%q) ok = true; want false", bad)
-		}
-	}
-}
-
-func TestBenchSeqSet(t *testing.T) {
-	var s seqSet
-	var gaps int64
-	for _, n := range []int64{1, 2, 5, 3, 4, 200} {
-		if s.has(n) {
-			t.Fatalf("has(%d) before add = true", n)
-		}
-		gaps += s.add(n)
-	}
-	if gaps != 194 || s.count != 6 || !s.has(200) || s.has(6) {
-		t.Errorf("after 1,2,5,3,4,200: gaps %d, count %d; want 194, 6", gaps, s.count)
-	}
-}
-
-// Streams spread over one loopback source address per 5,000 by default;
-// a server elsewhere is reached from one address only.
-func TestBenchSourcesDefault(t *testing.T) {
-	tests := []struct {
-		url     string
-		streams int
-		sources int // as given; 0 is the default
-		want    int // -1: refused
-	}{
-		{"http://127.0.0.1:8080", 1000, 0, 1},
-		{"http://127.0.0.1:8080", 5000, 0, 1},
-		{"http://127.0.0.1:8080", 19800, 0, 4},
-		{"http://localhost:8080", 19800, 0, 4},
-		{"http://127.0.0.1:8080", 19800, 2, 2},
-		{"http://chat.example:8080", 19800, 0, 1},
-		{"http://chat.example:8080", 19800, 2, -1},
-	}
-	for _, tt := range tests {
-		o := benchOptions{URL: tt.url, Streams: tt.streams, Rooms: 1, Publishers: 1, Size: 100, Duration: time.Second, Sources: tt.sources}
-		err := o.check()
-		switch {
-		case tt.want < 0 && err == nil:
-			t.Errorf("%s, %d streams, --sources %d: accepted; want refused", tt.url, tt.streams, tt.sources)
-		case tt.want >= 0 && err != nil:
-			t.Errorf("%s, %d streams, --sources %d: %v", tt.url, tt.streams, tt.sources, err)
-		case tt.want >= 0 && o.Sources != tt.want:
-			t.Errorf("%s, %d streams, --sources %d: %d sources; want %d", tt.url, tt.streams, tt.sources, o.Sources, tt.want)
-		}
 	}
 }

@@ -1,4 +1,8 @@
-package main
+// Package bench is the load generator behind `herald bench`. Run mints
+// tokens with the server's secret, creates rooms, joins users, opens the
+// streams, posts, and reports what arrived, how late, and what it cost the
+// server.
+package bench
 
 import (
 	"bufio"
@@ -28,23 +32,31 @@ import (
 	"github.com/heraldchat/herald/stream"
 )
 
-// benchOptions are the parameters of one `herald bench` run.
-type benchOptions struct {
-	URL        string
-	Streams    int
-	Rooms      int
-	Publishers int
-	Rate       float64 // total posts/s; 0 = flat out
-	Size       int
-	Duration   time.Duration
-	JSON       string
-	PID        int
-	Sources    int
-	Idle       bool
-	Prefix     string
-	secret     []byte
-	roots      *x509.CertPool // trusted by https URLs; nil: the system's
+// Options are the parameters of one run. Check validates them and fills in
+// the defaults given below; Run checks them itself. Check's messages name
+// the flags of `herald bench`, which sets these fields.
+type Options struct {
+	URL        string         // base URL of the server under test, http:// or https://
+	Streams    int            // subscriber streams, one user each; at least 1
+	Rooms      int            // rooms, 1 to Streams; the streams are spread evenly over them
+	Publishers int            // posting clients, spread over the rooms; at least 1 unless Idle
+	Rate       float64        // total posts/s; 0 = flat out, each publisher posting back to back
+	Size       int            // bytes of message text; at least 1
+	Duration   time.Duration  // how long to post (Idle: to hold the streams open); positive
+	PID        int            // the server's process, whose CPU and memory /proc reports; 0: none
+	Sources    int            // loopback source addresses 127.0.0.1..N; 0: one per StreamsPerSource streams on a loopback server, else 1
+	Idle       bool           // connect the streams and post nothing
+	Prefix     string         // prefix of user and room names, so runs don't collide; "": bench-RANDOM
+	Secret     []byte         // HS256 secret the server verifies tokens with; required
+	Roots      *x509.CertPool // trusted by https URLs; nil: the system's
+	Progress   io.Writer      // progress lines and warnings; nil: discarded
 }
+
+// StreamsPerSource is the default number of streams per loopback source
+// address. connect(2) searches the ephemeral ports for a free one, and the
+// search slows as they fill: 19,800 streams from one address cost this
+// process 8.5 s of CPU in connect alone, 4 addresses a fraction.
+const StreamsPerSource = 5000
 
 // Time bounds of the phases around the measured one, so a run always ends.
 const (
@@ -55,11 +67,6 @@ const (
 	postTimeout    = 30 * time.Second       // one POST, including a slow durable commit
 	setupWorkers   = 32                     // concurrent room creations and joins
 	connectWorkers = 256                    // streams connecting at once, below the listen backlog
-	// streamsPerSource is the default number of streams per loopback source
-	// address. connect(2) searches the ephemeral ports for a free one, and
-	// the search slows as they fill: 19,800 streams from one address cost
-	// this process 8.5 s of CPU in connect alone, 4 addresses a fraction.
-	streamsPerSource = 5000
 )
 
 // setupTimeout and connectTimeout grow with the stream count: joins and
@@ -74,68 +81,9 @@ func connectTimeout(streams int) time.Duration {
 
 var errRateLimited = errors.New("the server answered 429 rate_limited: run it with HERALD_RATE_LIMITS=off (or serve --rate-limits off) to benchmark it")
 
-// benchCmd is `herald bench`: a load generator for any Herald URL. It mints
-// tokens with the secret the server uses (resolved like `herald token`),
-// creates rooms, joins users, opens the streams, posts, and reports.
-func benchCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs, cfg, err := configFlags("bench", getenv, stderr)
-	if err != nil {
-		return err
-	}
-	var o benchOptions
-	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "base URL of the server under test")
-	fs.IntVar(&o.Streams, "streams", 1000, "subscriber streams, one user each")
-	fs.IntVar(&o.Rooms, "rooms", 1, "rooms; the streams are spread evenly over them")
-	fs.IntVar(&o.Publishers, "publishers", 1, "posting clients, spread over the rooms")
-	fs.Float64Var(&o.Rate, "rate", 0, "total posts per second (0: flat out, each publisher posting back to back)")
-	fs.IntVar(&o.Size, "size", 100, "bytes of message text")
-	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to post (with --idle: to hold the streams open)")
-	fs.StringVar(&o.JSON, "json", "", "write the final report as JSON to this file")
-	fs.IntVar(&o.PID, "pid", 0, "PID of the server: report its CPU time and memory from /proc")
-	fs.IntVar(&o.Sources, "sources", 0, fmt.Sprintf("loopback source addresses 127.0.0.1..N to spread the streams over (default: 1 per %d streams on a loopback server, else 1)", streamsPerSource))
-	fs.BoolVar(&o.Idle, "idle", false, "connect the streams and post nothing: connect time and server memory per stream")
-	fs.StringVar(&o.Prefix, "prefix", "", "prefix of user and room names, so runs don't collide (default: bench-RANDOM)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: herald bench [--url U] [--streams N] [--rooms M] [--publishers K] [--rate R] [--size B] [--duration D] [--json FILE] [--pid PID] [--idle]")
-		fmt.Fprintln(stderr, "The secret is found like the server finds it: --jwt-secret, HERALD_JWT_SECRET, or DATA_DIR/jwt-secret.")
-		fs.PrintDefaults()
-	}
-	rest, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return fmt.Errorf("unexpected argument %q", rest[0])
-	}
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	if err := o.check(); err != nil {
-		return err
-	}
-	secret, generated, err := loadSecret(*cfg)
-	if err != nil {
-		return err
-	}
-	if generated {
-		fmt.Fprintf(stderr, "bench: warning: generated a new secret in %s; the server will refuse its tokens unless it uses that data dir\n", cfg.DataDir)
-	}
-	o.secret = secret
-
-	report, err := runBench(ctx, o, stderr)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	report.print(stdout)
-	if o.JSON != "" {
-		return report.writeJSON(o.JSON)
-	}
-	return nil
-}
-
-// check validates the options and fills in the defaults that depend on
-// others.
-func (o *benchOptions) check() error {
+// Check validates the options and fills in the defaults that depend on
+// others. Checking options a second time changes nothing.
+func (o *Options) Check() error {
 	u, err := url.Parse(o.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("--url must be an http:// or https:// URL, not %q", o.URL)
@@ -167,7 +115,7 @@ func (o *benchOptions) check() error {
 	if o.Sources == 0 {
 		o.Sources = 1
 		if loopback {
-			o.Sources = (o.Streams + streamsPerSource - 1) / streamsPerSource
+			o.Sources = (o.Streams + StreamsPerSource - 1) / StreamsPerSource
 		}
 	}
 	check(o.Sources <= 1 || loopback, "--sources above 1 needs a server on IPv4 loopback (127.0.0.1 or localhost)")
@@ -180,10 +128,10 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// bench is one run. Its counters are shared by every goroutine of the run;
+// runner is one run. Its counters are shared by every goroutine of the run;
 // the rest is set up before the goroutines start and read after they end.
-type bench struct {
-	o    benchOptions
+type runner struct {
+	o    Options
 	run  string // random id in every payload: messages of other runs are ignored
 	fail context.CancelCauseFunc
 
@@ -194,7 +142,7 @@ type bench struct {
 
 	roomIDs     []string
 	roomStreams []int // streams in each room
-	streams     []*benchStream
+	streams     []*subscriber
 	pubs        []*publisher
 	connSem     chan struct{} // bounds streams connecting at once
 
@@ -222,16 +170,16 @@ const (
 )
 
 // setPhase tells the progress line what the run is doing.
-func (b *bench) setPhase(p int32) {
+func (b *runner) setPhase(p int32) {
 	if p != phaseDrain {
 		b.phaseAt.Store(time.Now().UnixNano())
 	}
 	b.phase.Store(p)
 }
 
-// benchStream is one subscriber: one user, one room, one stream at a time.
-// Its fields belong to its goroutine; runBench reads them once it has ended.
-type benchStream struct {
+// subscriber is one subscriber: one user, one room, one stream at a time.
+// Its fields belong to its goroutine; Run reads them once it has ended.
+type subscriber struct {
 	user, token string
 	room        int
 	dialer      *streamDialer
@@ -241,7 +189,7 @@ type benchStream struct {
 	seqs        []*seqSet // by publisher; nil until one arrives
 	last        time.Time // when the last message arrived
 
-	// Latency samples, merged into bench.lat in batches so that streams
+	// Latency samples, merged into runner.lat in batches so that streams
 	// share one histogram without contending on every event (a histogram
 	// per stream would cost 29 KiB each).
 	samples [32]int64
@@ -361,14 +309,14 @@ func (sd *streamDialer) dial(ctx context.Context) (net.Conn, error) {
 	return tc, nil
 }
 
-func newBench(o benchOptions, fail context.CancelCauseFunc) *bench {
-	b := &bench{
+func newRunner(o Options, fail context.CancelCauseFunc) *runner {
+	b := &runner{
 		o: o, run: randomHex(4), fail: fail,
 		connSem:  make(chan struct{}, connectWorkers),
 		allReady: make(chan struct{}),
 	}
-	setup := newTransport(setupWorkers, o.roots)
-	post := newTransport(max(o.Publishers, 1), o.roots)
+	setup := newTransport(setupWorkers, o.Roots)
+	post := newTransport(max(o.Publishers, 1), o.Roots)
 	b.transports = append(b.transports, setup, post)
 	b.setupClient = &http.Client{Transport: setup, Timeout: postTimeout}
 	b.postClient = &http.Client{Transport: post, Timeout: postTimeout}
@@ -378,15 +326,15 @@ func newBench(o benchOptions, fail context.CancelCauseFunc) *bench {
 		if o.Sources > 1 {
 			local = net.IPv4(127, 0, 0, byte(i+1))
 		}
-		b.dialers = append(b.dialers, newStreamDialer(u, local, o.roots))
+		b.dialers = append(b.dialers, newStreamDialer(u, local, o.Roots))
 	}
 
 	b.roomStreams = make([]int, o.Rooms)
-	b.streams = make([]*benchStream, o.Streams)
+	b.streams = make([]*subscriber, o.Streams)
 	for i := range b.streams {
 		room := i % o.Rooms
 		b.roomStreams[room]++
-		b.streams[i] = &benchStream{
+		b.streams[i] = &subscriber{
 			user: fmt.Sprintf("%s-s%d", o.Prefix, i), room: room,
 			dialer: b.dialers[i%len(b.dialers)],
 			retry:  time.Second,
@@ -421,36 +369,46 @@ func publisherRooms(j, k, m int) []int {
 	return rooms
 }
 
-func (b *bench) closeIdle() {
+func (b *runner) closeIdle() {
 	for _, t := range b.transports {
 		t.CloseIdleConnections()
 	}
 }
 
-// runBench runs the scenario and returns its report. It owns every
+// Run checks o, runs the scenario and returns its report. It owns every
 // goroutine it starts and returns after they have all ended; ctx ends the
 // run early, and a fatal error (a 429, a refused token) ends it through
 // context.Cause.
-func runBench(parent context.Context, o benchOptions, stderr io.Writer) (*benchReport, error) {
+func Run(parent context.Context, o Options) (*Report, error) {
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	if len(o.Secret) == 0 {
+		return nil, errors.New("no secret to sign tokens with")
+	}
+	out := o.Progress
+	if out == nil {
+		out = io.Discard
+	}
 	ctx, fail := context.WithCancelCause(parent)
 	defer fail(nil)
-	b := newBench(o, fail)
+	b := newRunner(o, fail)
 	defer b.closeIdle()
-	if err := b.checkLimits(stderr); err != nil {
+	if err := b.checkLimits(out); err != nil {
 		return nil, err
 	}
 
 	start := time.Now()
-	fmt.Fprintf(stderr, "bench: setup: %d rooms, %d users joining\n", o.Rooms, o.Streams+len(b.pubs))
+	fmt.Fprintf(out, "bench: setup: %d rooms, %d users joining\n", o.Rooms, o.Streams+len(b.pubs))
 	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout(o.Streams))
 	err := b.setup(setupCtx)
 	cancel()
 	if err != nil {
 		return nil, b.cause(ctx, fmt.Errorf("setup: %w", err))
 	}
-	fmt.Fprintf(stderr, "bench: setup done in %.2fs; connecting %d streams\n", time.Since(start).Seconds(), o.Streams)
+	fmt.Fprintf(out, "bench: setup done in %.2fs; connecting %d streams\n", time.Since(start).Seconds(), o.Streams)
 
-	srv := &serverReport{PID: o.PID}
+	srv := &ServerReport{PID: o.PID}
 	sample := func() (procSample, error) {
 		if o.PID == 0 {
 			return procSample{}, nil
@@ -472,7 +430,7 @@ func runBench(parent context.Context, o benchOptions, stderr io.Writer) (*benchR
 	}()
 	connStart := time.Now()
 	b.setPhase(phaseConnect)
-	progress := b.startProgress(stderr)
+	progress := b.startProgress(out)
 	defer progress()
 	for _, s := range b.streams {
 		streams.Go(func() { b.runStream(streamCtx, s) })
@@ -498,7 +456,7 @@ func runBench(parent context.Context, o benchOptions, stderr io.Writer) (*benchR
 	last, quietSince := b.events.Load(), settleStart
 	for time.Since(quietSince) < settleQuiet {
 		if time.Since(settleStart) > settleTimeout {
-			fmt.Fprintf(stderr, "bench: warning: the streams still receive events %s after connecting; measuring anyway\n", settleTimeout)
+			fmt.Fprintf(out, "bench: warning: the streams still receive events %s after connecting; measuring anyway\n", settleTimeout)
 			break
 		}
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
@@ -573,8 +531,8 @@ func runBench(parent context.Context, o benchOptions, stderr io.Writer) (*benchR
 	for _, p := range b.pubs {
 		postLat.Merge(&p.lat)
 	}
-	r := &benchReport{
-		Scenario: benchScenario{
+	r := &Report{
+		Scenario: Scenario{
 			URL: o.URL, Streams: o.Streams, Rooms: o.Rooms, Publishers: o.Publishers, Rate: o.Rate,
 			Size: o.Size, Duration: o.Duration.String(), Idle: o.Idle, Sources: o.Sources, Prefix: o.Prefix,
 		},
@@ -626,7 +584,7 @@ func selfCPU() time.Duration {
 
 // cause prefers the reason the run was cancelled (a 429, say) to the error
 // it caused.
-func (b *bench) cause(ctx context.Context, err error) error {
+func (b *runner) cause(ctx context.Context, err error) error {
 	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 		return c
 	}
@@ -647,7 +605,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // checkLimits raises the open-file limit to its hard limit and checks that
 // the streams fit, in files and in ephemeral ports.
-func (b *bench) checkLimits(stderr io.Writer) error {
+func (b *runner) checkLimits(out io.Writer) error {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return fmt.Errorf("read open-file limit: %w", err)
@@ -655,11 +613,11 @@ func (b *bench) checkLimits(stderr io.Writer) error {
 	if rl.Cur < rl.Max {
 		rl.Cur = rl.Max
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			fmt.Fprintf(stderr, "bench: could not raise the open-file limit: %v\n", err)
+			fmt.Fprintf(out, "bench: could not raise the open-file limit: %v\n", err)
 			syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
 		}
 	}
-	fmt.Fprintf(stderr, "bench: open-file limit %d (hard %d)\n", rl.Cur, rl.Max)
+	fmt.Fprintf(out, "bench: open-file limit %d (hard %d)\n", rl.Cur, rl.Max)
 	need := uint64(b.o.Streams + len(b.pubs) + setupWorkers + 32)
 	if rl.Cur < need {
 		return fmt.Errorf("%d streams need about %d open files; the limit is %d (raise it with ulimit -n, or run fewer streams)", b.o.Streams, need, rl.Cur)
@@ -669,7 +627,7 @@ func (b *bench) checkLimits(stderr io.Writer) error {
 		if _, err := fmt.Sscan(string(raw), &lo, &hi); err == nil {
 			perSource := (b.o.Streams + b.o.Sources - 1) / b.o.Sources
 			if ports := hi - lo + 1; perSource > ports-1000 {
-				fmt.Fprintf(stderr, "bench: warning: %d streams per source address but only %d ephemeral ports; raise --sources\n", perSource, ports)
+				fmt.Fprintf(out, "bench: warning: %d streams per source address but only %d ephemeral ports; raise --sources\n", perSource, ports)
 			}
 		}
 	}
@@ -678,16 +636,16 @@ func (b *bench) checkLimits(stderr io.Writer) error {
 
 // setup mints the tokens, creates the rooms and joins every user to its
 // room, a bounded number of requests at a time.
-func (b *bench) setup(ctx context.Context) error {
+func (b *runner) setup(ctx context.Context) error {
 	ttl := b.o.Duration + 2*time.Hour
 	var err error
 	for _, s := range b.streams {
-		if s.token, err = api.Mint(b.o.secret, s.user, "", ttl); err != nil {
+		if s.token, err = api.Mint(b.o.Secret, s.user, "", ttl); err != nil {
 			return err
 		}
 	}
 	for _, p := range b.pubs {
-		if p.token, err = api.Mint(b.o.secret, p.user, "", ttl); err != nil {
+		if p.token, err = api.Mint(b.o.Secret, p.user, "", ttl); err != nil {
 			return err
 		}
 	}
@@ -761,7 +719,7 @@ func parallel(ctx context.Context, n int, f func(ctx context.Context, i int) err
 
 // call sends one setup request and checks its status; out, when not nil,
 // receives the JSON answer.
-func (b *bench) call(ctx context.Context, method, path, token, body string, want int, out any) error {
+func (b *runner) call(ctx context.Context, method, path, token, body string, want int, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, b.o.URL+path, strings.NewReader(body))
 	if err != nil {
 		return err
@@ -790,7 +748,7 @@ func (b *bench) call(ctx context.Context, method, path, token, body string, want
 
 // refused turns an unexpected answer into an error, with advice for the
 // answers a misconfigured run gets.
-func (b *bench) refused(what string, status int, body []byte) error {
+func (b *runner) refused(what string, status int, body []byte) error {
 	var e struct {
 		Error struct{ Code, Message string }
 	}
@@ -810,7 +768,7 @@ func (b *bench) refused(what string, status int, body []byte) error {
 // runStream keeps one subscriber's stream open until ctx ends, reconnecting
 // after a drop with Last-Event-ID like a real client, after the server's
 // retry: hint.
-func (b *bench) runStream(ctx context.Context, s *benchStream) {
+func (b *runner) runStream(ctx context.Context, s *subscriber) {
 	defer b.flushLatency(s, time.Now())
 	// A bounded number of streams connect at once; each frees its slot
 	// when it is ready.
@@ -841,7 +799,7 @@ func (b *bench) runStream(ctx context.Context, s *benchStream) {
 
 // streamOnce opens the stream once and reads it to its end. It returns the
 // kind of error that ended it.
-func (b *bench) streamOnce(ctx context.Context, s *benchStream, release func()) string {
+func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) string {
 	req, err := http.NewRequestWithContext(ctx, "GET", b.o.URL+"/v1/stream", nil)
 	if err != nil {
 		return "connect_error"
@@ -933,7 +891,7 @@ func netErrorKind(err error) string {
 
 // onMessage accounts one message:created event: sequence (loss,
 // duplicates) and latency.
-func (b *bench) onMessage(s *benchStream, data string) {
+func (b *runner) onMessage(s *subscriber, data string) {
 	now := time.Now()
 	run, pub, seq, sent, ok := parsePayload(messageText(data))
 	if !ok || run != b.run || pub < 0 || pub >= len(b.pubs) || seq > maxSeq {
@@ -964,7 +922,7 @@ func (b *bench) onMessage(s *benchStream, data string) {
 }
 
 // flushLatency merges a stream's latency samples into the run's histogram.
-func (b *bench) flushLatency(s *benchStream, now time.Time) {
+func (b *runner) flushLatency(s *subscriber, now time.Time) {
 	s.flushed = now
 	if s.n == 0 {
 		return
@@ -979,7 +937,7 @@ func (b *bench) flushLatency(s *benchStream, now time.Time) {
 
 // runPublisher posts until stop is closed: back to back, or paced to its
 // share of --rate. Each post waits for its answer, as a chat client does.
-func (b *bench) runPublisher(ctx context.Context, stop <-chan struct{}, p *publisher) {
+func (b *runner) runPublisher(ctx context.Context, stop <-chan struct{}, p *publisher) {
 	var interval time.Duration
 	if b.o.Rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(len(b.pubs)) / b.o.Rate)
@@ -1028,7 +986,7 @@ func (b *bench) runPublisher(ctx context.Context, stop <-chan struct{}, p *publi
 // kind of error. A 4xx means the scenario cannot run (rate limits on, a
 // text over the server's limit), so it ends the run; a 5xx or a transport
 // error is counted and the publisher goes on.
-func (b *bench) post(ctx context.Context, p *publisher, room string, body []byte) string {
+func (b *runner) post(ctx context.Context, p *publisher, room string, body []byte) string {
 	req, err := http.NewRequestWithContext(ctx, "POST", b.o.URL+"/v1/rooms/"+room+"/messages", bytes.NewReader(body))
 	if err != nil {
 		return "post_error"
@@ -1053,7 +1011,7 @@ func (b *bench) post(ctx context.Context, p *publisher, room string, body []byte
 
 // expected is the number of deliveries the posts answered 201 call for.
 // Call it once the publishers have ended.
-func (b *bench) expected() int64 {
+func (b *runner) expected() int64 {
 	var n int64
 	for _, p := range b.pubs {
 		for _, pr := range p.rooms {
@@ -1065,7 +1023,7 @@ func (b *bench) expected() int64 {
 
 // lost counts, over every stream, the messages answered 201 in its room
 // that it never received. Call it once every goroutine has ended.
-func (b *bench) lost() int64 {
+func (b *runner) lost() int64 {
 	type source struct {
 		pub int
 		pr  *pubRoom
@@ -1103,7 +1061,7 @@ func (b *bench) lost() int64 {
 // startProgress prints a progress line each second to w, until the
 // returned function is called; that function waits for the printer to
 // stop and may be called more than once.
-func (b *bench) startProgress(w io.Writer) func() {
+func (b *runner) startProgress(w io.Writer) func() {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {

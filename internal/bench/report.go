@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -125,8 +125,9 @@ func (h *histogram) Quantile(q float64) int64 {
 	return h.max
 }
 
-// latencySummary is a histogram of durations as the report shows it.
-type latencySummary struct {
+// Latency is a histogram of durations as the report shows it, in
+// milliseconds.
+type Latency struct {
 	Count uint64  `json:"count"`
 	Mean  float64 `json:"mean"`
 	P50   float64 `json:"p50"`
@@ -137,9 +138,9 @@ type latencySummary struct {
 }
 
 // summarize reports h (nanoseconds) in milliseconds.
-func summarize(h *histogram) latencySummary {
+func summarize(h *histogram) Latency {
 	ms := func(ns int64) float64 { return math.Round(float64(ns)/1e3) / 1e3 }
-	s := latencySummary{Count: h.n}
+	s := Latency{Count: h.n}
 	if h.n == 0 {
 		return s
 	}
@@ -149,9 +150,9 @@ func summarize(h *histogram) latencySummary {
 	return s
 }
 
-// benchScenario echoes the parameters of a run in its report, so that saved
+// Scenario echoes the parameters of a run in its report, so that saved
 // reports can be compared.
-type benchScenario struct {
+type Scenario struct {
 	URL        string  `json:"url"`
 	Streams    int     `json:"streams"`
 	Rooms      int     `json:"rooms"`
@@ -164,9 +165,10 @@ type benchScenario struct {
 	Prefix     string  `json:"prefix"`
 }
 
-// benchReport is the final result of a run; --json writes it as is.
-type benchReport struct {
-	Scenario         benchScenario    `json:"scenario"`
+// Report is the final result of a run; `herald bench --json` writes it as
+// is.
+type Report struct {
+	Scenario         Scenario         `json:"scenario"`
 	ConnectSeconds   float64          `json:"connect_seconds"` // until every stream had its ready event
 	SettleSeconds    float64          `json:"settle_seconds"`  // then until the streams were quiet for 0.5s
 	ConnectEvents    int64            `json:"connect_events"`  // events other than messages received until then (presence, joins)
@@ -176,17 +178,18 @@ type benchReport struct {
 	Deliveries       int64            `json:"deliveries"`      // distinct message:created events received
 	DeliveriesPerSec float64          `json:"deliveries_per_sec"`
 	Expected         int64            `json:"expected_deliveries"`
-	Latency          latencySummary   `json:"latency_ms"`      // post sent → event received
-	PostLatency      latencySummary   `json:"post_latency_ms"` // post sent → 201 received
+	Latency          Latency          `json:"latency_ms"`      // post sent → event received
+	PostLatency      Latency          `json:"post_latency_ms"` // post sent → 201 received
 	Lost             int64            `json:"lost"`
 	Duplicated       int64            `json:"duplicated"`
 	Errors           map[string]int64 `json:"errors"`
 	ClientCPU        float64          `json:"client_cpu_seconds"` // this load generator's CPU during the measured phase
-	Server           *serverReport    `json:"server,omitempty"`
+	Server           *ServerReport    `json:"server,omitempty"`
 }
 
-// serverReport is what /proc tells about the server under test (--pid).
-type serverReport struct {
+// ServerReport is what /proc tells about the server under test
+// (Options.PID).
+type ServerReport struct {
 	PID                  int     `json:"pid"`
 	CPUSeconds           float64 `json:"cpu_seconds"` // user+system during the measured phase
 	CPUMicrosPerDelivery float64 `json:"cpu_us_per_delivery,omitempty"`
@@ -255,8 +258,8 @@ func readProc(pid int) (procSample, error) {
 	return s, sc.Err()
 }
 
-// print writes the report for people.
-func (r *benchReport) print(w io.Writer) {
+// Print writes the report for people.
+func (r *Report) Print(w io.Writer) {
 	sc := r.Scenario
 	load := "idle (no posts)"
 	if !sc.Idle {
@@ -292,8 +295,8 @@ func (r *benchReport) print(w io.Writer) {
 	}
 }
 
-// writeJSON saves the report to path.
-func (r *benchReport) writeJSON(path string) error {
+// WriteJSON saves the report to path as indented JSON.
+func (r *Report) WriteJSON(path string) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/heraldchat/herald/internal/bench"
+)
+
+// benchCmd is `herald bench`: a load generator for any Herald URL. It
+// resolves the secret the server uses like `herald token` does, then hands
+// the run to bench.Run.
+func benchCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs, cfg, err := configFlags("bench", getenv, stderr)
+	if err != nil {
+		return err
+	}
+	var (
+		o        bench.Options
+		jsonPath string
+	)
+	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "base URL of the server under test")
+	fs.IntVar(&o.Streams, "streams", 1000, "subscriber streams, one user each")
+	fs.IntVar(&o.Rooms, "rooms", 1, "rooms; the streams are spread evenly over them")
+	fs.IntVar(&o.Publishers, "publishers", 1, "posting clients, spread over the rooms")
+	fs.Float64Var(&o.Rate, "rate", 0, "total posts per second (0: flat out, each publisher posting back to back)")
+	fs.IntVar(&o.Size, "size", 100, "bytes of message text")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to post (with --idle: to hold the streams open)")
+	fs.StringVar(&jsonPath, "json", "", "write the final report as JSON to this file")
+	fs.IntVar(&o.PID, "pid", 0, "PID of the server: report its CPU time and memory from /proc")
+	fs.IntVar(&o.Sources, "sources", 0, fmt.Sprintf("loopback source addresses 127.0.0.1..N to spread the streams over (default: 1 per %d streams on a loopback server, else 1)", bench.StreamsPerSource))
+	fs.BoolVar(&o.Idle, "idle", false, "connect the streams and post nothing: connect time and server memory per stream")
+	fs.StringVar(&o.Prefix, "prefix", "", "prefix of user and room names, so runs don't collide (default: bench-RANDOM)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: herald bench [--url U] [--streams N] [--rooms M] [--publishers K] [--rate R] [--size B] [--duration D] [--json FILE] [--pid PID] [--idle]")
+		fmt.Fprintln(stderr, "The secret is found like the server finds it: --jwt-secret, HERALD_JWT_SECRET, or DATA_DIR/jwt-secret.")
+		fs.PrintDefaults()
+	}
+	rest, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	// Checked before the secret is resolved, which may create one.
+	if err := o.Check(); err != nil {
+		return err
+	}
+	secret, generated, err := loadSecret(*cfg)
+	if err != nil {
+		return err
+	}
+	if generated {
+		fmt.Fprintf(stderr, "bench: warning: generated a new secret in %s; the server will refuse its tokens unless it uses that data dir\n", cfg.DataDir)
+	}
+	o.Secret = secret
+	o.Progress = stderr
+
+	report, err := bench.Run(ctx, o)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	report.Print(stdout)
+	if jsonPath != "" {
+		return report.WriteJSON(jsonPath)
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package bench
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestHistogramQuantiles(t *testing.T) {
+	// Exact percentiles of the data, sorted, by the same rank rule.
+	exact := func(sorted []int64, q float64) int64 {
+		rank := int(math.Ceil(q * float64(len(sorted))))
+		return sorted[max(rank, 1)-1]
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := []struct {
+		name string
+		data []int64
+	}{
+		{"uniform 1µs..100ms", func() []int64 {
+			var d []int64
+			for i := int64(1); i <= 100_000; i++ {
+				d = append(d, i*1000)
+			}
+			return d
+		}()},
+		{"log-normal around 1ms", func() []int64 {
+			var d []int64
+			for range 200_000 {
+				d = append(d, int64(math.Exp(rng.NormFloat64()*1.5)*1e6))
+			}
+			return d
+		}()},
+		{"small integers", []int64{0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var h histogram
+			for _, v := range c.data {
+				h.Record(v)
+			}
+			sorted := slices.Clone(c.data)
+			slices.Sort(sorted)
+			for _, q := range []float64{0.5, 0.9, 0.99, 0.999, 1} {
+				got, want := h.Quantile(q), exact(sorted, q)
+				if diff := math.Abs(float64(got - want)); diff > 0.01*float64(want) {
+					t.Errorf("Quantile(%v) = %d; want %d within 1%%", q, got, want)
+				}
+			}
+			if h.Count() != uint64(len(c.data)) || h.Max() != sorted[len(sorted)-1] {
+				t.Errorf("Count, Max = %d, %d; want %d, %d", h.Count(), h.Max(), len(c.data), sorted[len(sorted)-1])
+			}
+		})
+	}
+}
+
+func TestHistogramMerge(t *testing.T) {
+	var all, a, b histogram
+	for i := int64(0); i < 10_000; i++ {
+		v := i * i
+		all.Record(v)
+		if i%3 == 0 {
+			a.Record(v)
+		} else {
+			b.Record(v)
+		}
+	}
+	var merged histogram
+	merged.Merge(&a)
+	merged.Merge(&b)
+	merged.Merge(&histogram{}) // empty: no change
+	if merged != all {
+		t.Errorf("Merge(a, b) differs from recording everything in one histogram: count %d, max %d; want %d, %d",
+			merged.Count(), merged.Max(), all.Count(), all.Max())
+	}
+}
+
+func TestHistogramBuckets(t *testing.T) {
+	// Bucket indexes are contiguous and each value falls in its bucket.
+	for _, v := range []int64{0, 1, 127, 128, 129, 255, 256, 1000, 1 << 20, 1<<40 + 12345, math.MaxInt64} {
+		i := histIndex(v)
+		lower, width := histBounds(i)
+		if i < 0 || i >= histBuckets || v < lower || v-lower >= width {
+			t.Errorf("histIndex(%d) = %d, bucket [%d, +%d); want a bucket holding it", v, i, lower, width)
+		}
+	}
+	for i := 1; i < histBuckets; i++ {
+		lo, w := histBounds(i - 1)
+		next, _ := histBounds(i)
+		if lo+w != next {
+			t.Fatalf("histBounds(%d) ends at %d; bucket %d starts at %d", i-1, lo+w, i, next)
+		}
+	}
+}
+
+func TestPayload(t *testing.T) {
+	cases := []struct {
+		name          string
+		pub           int
+		seq, sent     int64
+		size, wantLen int
+	}{
+		{"padded", 3, 17, 1_700_000_000_123_456_789, 100, 100},
+		{"header longer than size", 0, 1, 1_700_000_000_000_000_000, 10, 36},
+		{"one byte of padding", 12, 999, 1_700_000_000_000_000_000, 40, 40},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			text := string(appendPayload(nil, "abcd1234", c.pub, c.seq, c.sent, c.size))
+			if len(text) != c.wantLen {
+				t.Errorf("len(appendPayload(size %d)) = %d; want %d (%q)", c.size, len(text), c.wantLen, text)
+			}
+			// The subscriber reads it out of the event's JSON data.
+			data, _ := json.Marshal(map[string]any{"id": 5, "room": "r1", "user": "u", "text": text, "created_at": 1})
+			run, pub, seq, sent, ok := parsePayload(messageText(string(data)))
+			if !ok || run != "abcd1234" || pub != c.pub || seq != c.seq || sent != c.sent {
+				t.Errorf("parsePayload(%q) = %q, %d, %d, %d, %v; want abcd1234, %d, %d, %d, true",
+					text, run, pub, seq, sent, ok, c.pub, c.seq, c.sent)
+			}
+		})
+	}
+	for _, bad := range []string{"", "hello", "hb1 ", "hb1 run x 1 2", "hb1 run 1 0 2", "hb1 run 1 2 now"} {
+		if _, _, _, _, ok := parsePayload(bad); ok {
+			t.Errorf("parsePayload(%q) ok = true; want false", bad)
+		}
+	}
+}
+
+func TestSeqSet(t *testing.T) {
+	var s seqSet
+	var gaps int64
+	for _, n := range []int64{1, 2, 5, 3, 4, 200} {
+		if s.has(n) {
+			t.Fatalf("has(%d) before add = true", n)
+		}
+		gaps += s.add(n)
+	}
+	if gaps != 194 || s.count != 6 || !s.has(200) || s.has(6) {
+		t.Errorf("after 1,2,5,3,4,200: gaps %d, count %d; want 194, 6", gaps, s.count)
+	}
+}
+
+// Streams spread over one loopback source address per 5,000 by default;
+// a server elsewhere is reached from one address only.
+func TestSourcesDefault(t *testing.T) {
+	tests := []struct {
+		url     string
+		streams int
+		sources int // as given; 0 is the default
+		want    int // -1: refused
+	}{
+		{"http://127.0.0.1:8080", 1000, 0, 1},
+		{"http://127.0.0.1:8080", 5000, 0, 1},
+		{"http://127.0.0.1:8080", 19800, 0, 4},
+		{"http://localhost:8080", 19800, 0, 4},
+		{"http://127.0.0.1:8080", 19800, 2, 2},
+		{"http://chat.example:8080", 19800, 0, 1},
+		{"http://chat.example:8080", 19800, 2, -1},
+	}
+	for _, tt := range tests {
+		o := Options{URL: tt.url, Streams: tt.streams, Rooms: 1, Publishers: 1, Size: 100, Duration: time.Second, Sources: tt.sources}
+		err := o.Check()
+		switch {
+		case tt.want < 0 && err == nil:
+			t.Errorf("%s, %d streams, --sources %d: accepted; want refused", tt.url, tt.streams, tt.sources)
+		case tt.want >= 0 && err != nil:
+			t.Errorf("%s, %d streams, --sources %d: %v", tt.url, tt.streams, tt.sources, err)
+		case tt.want >= 0 && o.Sources != tt.want:
+			t.Errorf("%s, %d streams, --sources %d: %d sources; want %d", tt.url, tt.streams, tt.sources, o.Sources, tt.want)
+		}
+	}
+}
