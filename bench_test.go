@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,31 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if r.Latency.Count != uint64(r.Deliveries) {
 		t.Errorf("latency samples = %d; want one per delivery, %d", r.Latency.Count, r.Deliveries)
+	}
+}
+
+// TestBenchCommandTwoURLs gives bench one server under two names, as it
+// would give it the instances of a cluster: streams and posts spread over
+// both, and every message still reaches each stream of its room once.
+// The test process is the server, so its PID stands for both instances.
+func TestBenchCommandTwoURLs(t *testing.T) {
+	s := startServer(t, nil)
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	urls := s.URL + ",http://localhost:" + u.Port()
+	pid := strconv.Itoa(os.Getpid())
+	r := runBenchJSON(t, urls, s.secret, "--streams", "30", "--rooms", "3", "--publishers", "4", "--duration", "1s", "--pid", pid+","+pid)
+	if r.Scenario.URL != urls {
+		t.Errorf("scenario url = %q; want %q", r.Scenario.URL, urls)
+	}
+	if r.Posts <= 0 || r.Deliveries != r.Expected || r.Expected != 10*r.Posts || r.Lost != 0 || r.Duplicated != 0 {
+		t.Errorf("posts, deliveries, expected, lost, duplicated = %d, %d, %d, %d, %d; want > 0, 10 × posts twice, 0, 0 (errors %v)",
+			r.Posts, r.Deliveries, r.Expected, r.Lost, r.Duplicated, r.Errors)
+	}
+	if r.Server == nil || r.Server.PID != 0 || len(r.Server.Processes) != 2 || r.Server.Processes[1].PID != os.Getpid() {
+		t.Errorf("server = %+v; want the sum of two processes, each listed with PID %d", r.Server, os.Getpid())
 	}
 }
 
@@ -102,7 +128,7 @@ func TestBenchHTTPS(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(proxy.Certificate())
 
-	o := bench.Options{URL: proxy.URL, Streams: 10, Rooms: 2, Publishers: 2, Size: 100, Duration: 500 * time.Millisecond,
+	o := bench.Options{URLs: []string{proxy.URL}, Streams: 10, Rooms: 2, Publishers: 2, Size: 100, Duration: 500 * time.Millisecond,
 		Secret: s.secret, Roots: roots, Progress: t.Output()}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

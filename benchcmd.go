@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/heraldchat/herald/internal/bench"
@@ -18,10 +20,11 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	var (
-		o        bench.Options
-		jsonPath string
+		o                    bench.Options
+		urls, pids, jsonPath string
 	)
-	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "base URL of the server under test")
+	fs.StringVar(&urls, "url", "http://127.0.0.1:8080", "base `URL` of the server under test, or comma-separated URLs of the instances of a cluster: "+
+		"each room's streams take them in turn, and publishers post through another instance than the room's first stream reads from")
 	fs.IntVar(&o.Streams, "streams", 1000, "subscriber streams, one user each")
 	fs.IntVar(&o.Rooms, "rooms", 1, "rooms; the streams are spread evenly over them")
 	fs.IntVar(&o.Publishers, "publishers", 1, "posting clients, spread over the rooms")
@@ -29,12 +32,12 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&o.Size, "size", 100, "bytes of message text")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to post (with --idle: to hold the streams open)")
 	fs.StringVar(&jsonPath, "json", "", "write the final report as JSON to this file")
-	fs.IntVar(&o.PID, "pid", 0, "PID of the server: report its CPU time and memory from /proc")
+	fs.StringVar(&pids, "pid", "", "`PID` of the server, or comma-separated PIDs of its instances: report CPU time and memory from /proc (with several: summed, then each one's)")
 	fs.IntVar(&o.Sources, "sources", 0, fmt.Sprintf("loopback source addresses 127.0.0.1..N to spread the streams over (default: 1 per %d streams on a loopback server, else 1)", bench.StreamsPerSource))
 	fs.BoolVar(&o.Idle, "idle", false, "connect the streams and post nothing: connect time and server memory per stream")
 	fs.StringVar(&o.Prefix, "prefix", "", "prefix of user and room names, so runs don't collide (default: bench-RANDOM)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: herald bench [--url U] [--streams N] [--rooms M] [--publishers K] [--rate R] [--size B] [--duration D] [--json FILE] [--pid PID] [--idle]")
+		fmt.Fprintln(stderr, "usage: herald bench [--url U[,U...]] [--streams N] [--rooms M] [--publishers K] [--rate R] [--size B] [--duration D] [--json FILE] [--pid PID[,PID...]] [--idle]")
 		fmt.Fprintln(stderr, "The secret is found like the server finds it: --jwt-secret, HERALD_JWT_SECRET, or DATA_DIR/jwt-secret.")
 		fs.PrintDefaults()
 	}
@@ -47,6 +50,18 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if err := cfg.validate(); err != nil {
 		return err
+	}
+	for _, u := range strings.Split(urls, ",") {
+		o.URLs = append(o.URLs, strings.TrimSpace(u))
+	}
+	if pids != "" {
+		for _, p := range strings.Split(pids, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(p))
+			if err != nil {
+				return fmt.Errorf("--pid must be a PID or comma-separated PIDs, not %q", pids)
+			}
+			o.PIDs = append(o.PIDs, pid)
+		}
 	}
 	// Checked before the secret is resolved, which may create one.
 	if err := o.Check(); err != nil {

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,20 +37,30 @@ import (
 // the defaults given below; Run checks them itself. Check's messages name
 // the flags of `herald bench`, which sets these fields.
 type Options struct {
-	URL        string         // base URL of the server under test, http:// or https://
+	// URLs are the base URLs of the server under test, http:// or https://:
+	// one, or one per instance of a cluster. With several, the streams of
+	// each room take the URLs in turn, and each publisher posts to a room
+	// through another URL than the room's first stream reads from: a
+	// message then travels from one instance to the others before it is
+	// measured. Rooms are created and joined through the first URL.
+	URLs []string
+
 	Streams    int            // subscriber streams, one user each; at least 1
 	Rooms      int            // rooms, 1 to Streams; the streams are spread evenly over them
 	Publishers int            // posting clients, spread over the rooms; at least 1 unless Idle
 	Rate       float64        // total posts/s; 0 = flat out, each publisher posting back to back
 	Size       int            // bytes of message text; at least 1
 	Duration   time.Duration  // how long to post (Idle: to hold the streams open); positive
-	PID        int            // the server's process, whose CPU and memory /proc reports; 0: none
-	Sources    int            // loopback source addresses 127.0.0.1..N; 0: one per StreamsPerSource streams on a loopback server, else 1
+	Sources    int            // loopback source addresses 127.0.0.1..N; 0: one per StreamsPerSource streams when every URL is on loopback, else 1
 	Idle       bool           // connect the streams and post nothing
 	Prefix     string         // prefix of user and room names, so runs don't collide; "": bench-RANDOM
 	Secret     []byte         // HS256 secret the server verifies tokens with; required
 	Roots      *x509.CertPool // trusted by https URLs; nil: the system's
 	Progress   io.Writer      // progress lines and warnings; nil: discarded
+
+	// PIDs are the server's processes, whose CPU time and memory /proc
+	// reports (summed when there are several); none: not reported.
+	PIDs []int
 }
 
 // StreamsPerSource is the default number of streams per loopback source
@@ -84,11 +95,21 @@ var errRateLimited = errors.New("the server answered 429 rate_limited: run it wi
 // Check validates the options and fills in the defaults that depend on
 // others. Checking options a second time changes nothing.
 func (o *Options) Check() error {
-	u, err := url.Parse(o.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("--url must be an http:// or https:// URL, not %q", o.URL)
+	if len(o.URLs) == 0 {
+		return errors.New("--url must name the server")
 	}
-	o.URL = strings.TrimSuffix(o.URL, "/")
+	// Source addresses 127.0.0.x only reach servers on loopback.
+	loopback := true
+	for i, raw := range o.URLs {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--url must be an http:// or https:// URL, not %q", raw)
+		}
+		o.URLs[i] = strings.TrimSuffix(raw, "/")
+		host := u.Hostname()
+		ip := net.ParseIP(host)
+		loopback = loopback && (host == "localhost" || (ip != nil && ip.To4() != nil && ip.IsLoopback()))
+	}
 	var errs []error
 	check := func(ok bool, msg string) {
 		if !ok {
@@ -101,17 +122,13 @@ func (o *Options) Check() error {
 	check(o.Rate >= 0, "--rate must not be negative")
 	check(o.Size >= 1, "--size must be at least 1")
 	check(o.Duration > 0, "--duration must be positive")
-	check(o.PID >= 0, "--pid must not be negative")
+	check(!slices.ContainsFunc(o.PIDs, func(pid int) bool { return pid <= 0 }), "--pid must list positive PIDs")
 	check(o.Sources >= 0 && o.Sources <= 254, "--sources must be between 1 and 254")
 	if o.Prefix == "" {
 		o.Prefix = "bench-" + randomHex(4)
 	}
 	check(len(o.Prefix) <= 64 && strings.Trim(o.Prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") == "",
 		"--prefix must be at most 64 letters, digits, '-', '_' or '.'")
-	// Source addresses 127.0.0.x only reach a server on loopback.
-	host := u.Hostname()
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || (ip != nil && ip.To4() != nil && ip.IsLoopback())
 	if o.Sources == 0 {
 		o.Sources = 1
 		if loopback {
@@ -138,7 +155,7 @@ type runner struct {
 	setupClient *http.Client // room creation and joins
 	postClient  *http.Client // publishers
 	transports  []*http.Transport
-	dialers     []*streamDialer // streams: one per source address
+	dialers     [][]*streamDialer // streams: by URL, one per source address
 
 	roomIDs     []string
 	roomStreams []int // streams in each room
@@ -182,6 +199,7 @@ func (b *runner) setPhase(p int32) {
 type subscriber struct {
 	user, token string
 	room        int
+	base        string // the URL it reads from
 	dialer      *streamDialer
 	lastID      string        // id of the last event received: Last-Event-ID on reconnect
 	retry       time.Duration // the server's retry: hint
@@ -211,6 +229,7 @@ type publisher struct {
 // answered 201.
 type pubRoom struct {
 	room   int
+	base   string // the URL it posts through
 	seq    int64
 	failed []int64 // sent but not answered 201: they may or may not arrive
 }
@@ -244,7 +263,7 @@ func (e *errorCounts) snapshot() map[string]int64 {
 
 // newTransport, for setup calls and posts, keeps idle connections for
 // reuse and per-connection memory small, and never limits connections per
-// host. It ignores proxy settings: only the given URL is contacted.
+// host. It ignores proxy settings: only the given URLs are contacted.
 func newTransport(idle int, roots *x509.CertPool) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
@@ -320,25 +339,32 @@ func newRunner(o Options, fail context.CancelCauseFunc) *runner {
 	b.transports = append(b.transports, setup, post)
 	b.setupClient = &http.Client{Transport: setup, Timeout: postTimeout}
 	b.postClient = &http.Client{Transport: post, Timeout: postTimeout}
-	u, _ := url.Parse(o.URL) // checked
-	for i := range o.Sources {
-		var local net.IP
-		if o.Sources > 1 {
-			local = net.IPv4(127, 0, 0, byte(i+1))
+	b.dialers = make([][]*streamDialer, len(o.URLs))
+	for k, raw := range o.URLs {
+		u, _ := url.Parse(raw) // checked
+		for i := range o.Sources {
+			var local net.IP
+			if o.Sources > 1 {
+				local = net.IPv4(127, 0, 0, byte(i+1))
+			}
+			b.dialers[k] = append(b.dialers[k], newStreamDialer(u, local, o.Roots))
 		}
-		b.dialers = append(b.dialers, newStreamDialer(u, local, o.Roots))
 	}
 
 	b.roomStreams = make([]int, o.Rooms)
 	b.streams = make([]*subscriber, o.Streams)
+	onURL := make([]int, len(o.URLs)) // streams given to each URL so far
 	for i := range b.streams {
 		room := i % o.Rooms
+		k := streamURL(i, o.Rooms, len(o.URLs))
 		b.roomStreams[room]++
 		b.streams[i] = &subscriber{
 			user: fmt.Sprintf("%s-s%d", o.Prefix, i), room: room,
-			dialer: b.dialers[i%len(b.dialers)],
+			base:   o.URLs[k],
+			dialer: b.dialers[k][onURL[k]%o.Sources],
 			retry:  time.Second,
 		}
+		onURL[k]++
 	}
 	// Publisher 0 creates the rooms, so it exists even with --idle.
 	npub := o.Publishers
@@ -348,7 +374,7 @@ func newRunner(o Options, fail context.CancelCauseFunc) *runner {
 	for j := range npub {
 		p := &publisher{id: j, user: fmt.Sprintf("%s-p%d", o.Prefix, j)}
 		for _, r := range publisherRooms(j, npub, o.Rooms) {
-			p.rooms = append(p.rooms, &pubRoom{room: r})
+			p.rooms = append(p.rooms, &pubRoom{room: r, base: o.URLs[postURL(j, r, o.Rooms, len(o.URLs))]})
 		}
 		b.pubs = append(b.pubs, p)
 	}
@@ -369,6 +395,28 @@ func publisherRooms(j, k, m int) []int {
 	return rooms
 }
 
+// streamURL is the index of the URL stream i reads from, of n. The
+// streams of each room take the URLs in turn, starting from one that
+// moves on from room to room: every room has streams on every instance
+// it can, and the rooms' first streams are spread over them too.
+func streamURL(i, rooms, n int) int {
+	room, nth := i%rooms, i/rooms
+	return (room + nth) % n
+}
+
+// postURL is the index of the URL publisher j posts to room through, of
+// n. With several, it is never the URL of the room's first stream, so
+// that a message is measured from one instance to another; the room's
+// publishers take the other URLs in turn.
+func postURL(j, room, rooms, n int) int {
+	if n == 1 {
+		return 0
+	}
+	first := streamURL(room, rooms, n)
+	nth := j / rooms // among the room's publishers, j = room + nth*rooms
+	return (first + 1 + nth%(n-1)) % n
+}
+
 func (b *runner) closeIdle() {
 	for _, t := range b.transports {
 		t.CloseIdleConnections()
@@ -380,6 +428,7 @@ func (b *runner) closeIdle() {
 // run early, and a fatal error (a 429, a refused token) ends it through
 // context.Cause.
 func Run(parent context.Context, o Options) (*Report, error) {
+	o.URLs = slices.Clone(o.URLs) // Check trims them in place
 	if err := o.Check(); err != nil {
 		return nil, err
 	}
@@ -408,12 +457,15 @@ func Run(parent context.Context, o Options) (*Report, error) {
 	}
 	fmt.Fprintf(out, "bench: setup done in %.2fs; connecting %d streams\n", time.Since(start).Seconds(), o.Streams)
 
-	srv := &ServerReport{PID: o.PID}
-	sample := func() (procSample, error) {
-		if o.PID == 0 {
-			return procSample{}, nil
+	sample := func() ([]procSample, error) {
+		samples := make([]procSample, len(o.PIDs))
+		for i, pid := range o.PIDs {
+			var err error
+			if samples[i], err = readProc(pid); err != nil {
+				return nil, err
+			}
 		}
-		return readProc(o.PID)
+		return samples, nil
 	}
 	before, err := sample()
 	if err != nil {
@@ -533,7 +585,7 @@ func Run(parent context.Context, o Options) (*Report, error) {
 	}
 	r := &Report{
 		Scenario: Scenario{
-			URL: o.URL, Streams: o.Streams, Rooms: o.Rooms, Publishers: o.Publishers, Rate: o.Rate,
+			URL: strings.Join(o.URLs, ","), Streams: o.Streams, Rooms: o.Rooms, Publishers: o.Publishers, Rate: o.Rate,
 			Size: o.Size, Duration: o.Duration.String(), Idle: o.Idle, Sources: o.Sources, Prefix: o.Prefix,
 		},
 		ConnectSeconds: connectTime.Seconds(),
@@ -559,16 +611,7 @@ func Run(parent context.Context, o Options) (*Report, error) {
 	if d := postEnd.Sub(measureStart).Seconds(); d > 0 {
 		r.PostsPerSec = float64(r.Posts) / d
 	}
-	if o.PID != 0 {
-		srv.CPUSeconds = (after.cpu - connected.cpu).Seconds()
-		if r.Deliveries > 0 {
-			srv.CPUMicrosPerDelivery = float64(after.cpu-connected.cpu) / float64(time.Microsecond) / float64(r.Deliveries)
-		}
-		srv.ConnectCPUSeconds = (connected.cpu - before.cpu).Seconds()
-		srv.RSSBeforeKB, srv.RSSAfterConnectKB, srv.PeakRSSKB = before.rssKB, connected.rssKB, after.hwmKB
-		srv.KBPerStream = float64(connected.rssKB-before.rssKB) / float64(o.Streams)
-		r.Server = srv
-	}
+	r.Server = serverReport(o.PIDs, before, connected, after, r.Deliveries, o.Streams)
 	return r, nil
 }
 
@@ -717,10 +760,10 @@ func parallel(ctx context.Context, n int, f func(ctx context.Context, i int) err
 	return nil
 }
 
-// call sends one setup request and checks its status; out, when not nil,
-// receives the JSON answer.
+// call sends one setup request, through the first URL, and checks its
+// status; out, when not nil, receives the JSON answer.
 func (b *runner) call(ctx context.Context, method, path, token, body string, want int, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, b.o.URL+path, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, b.o.URLs[0]+path, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -800,7 +843,7 @@ func (b *runner) runStream(ctx context.Context, s *subscriber) {
 // streamOnce opens the stream once and reads it to its end. It returns the
 // kind of error that ended it.
 func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) string {
-	req, err := http.NewRequestWithContext(ctx, "GET", b.o.URL+"/v1/stream", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", s.base+"/v1/stream", nil)
 	if err != nil {
 		return "connect_error"
 	}
@@ -969,7 +1012,7 @@ func (b *runner) runPublisher(ctx context.Context, stop <-chan struct{}, p *publ
 		body = append(body[:0], `{"text":"`...)
 		body = appendPayload(body, b.run, p.id, pr.seq, sent.UnixNano(), b.o.Size)
 		body = append(body, `"}`...)
-		if kind := b.post(ctx, p, b.roomIDs[pr.room], body); kind != "" {
+		if kind := b.post(ctx, p, pr, body); kind != "" {
 			pr.failed = append(pr.failed, pr.seq)
 			if ctx.Err() != nil {
 				return
@@ -986,8 +1029,8 @@ func (b *runner) runPublisher(ctx context.Context, stop <-chan struct{}, p *publ
 // kind of error. A 4xx means the scenario cannot run (rate limits on, a
 // text over the server's limit), so it ends the run; a 5xx or a transport
 // error is counted and the publisher goes on.
-func (b *runner) post(ctx context.Context, p *publisher, room string, body []byte) string {
-	req, err := http.NewRequestWithContext(ctx, "POST", b.o.URL+"/v1/rooms/"+room+"/messages", bytes.NewReader(body))
+func (b *runner) post(ctx context.Context, p *publisher, pr *pubRoom, body []byte) string {
+	req, err := http.NewRequestWithContext(ctx, "POST", pr.base+"/v1/rooms/"+b.roomIDs[pr.room]+"/messages", bytes.NewReader(body))
 	if err != nil {
 		return "post_error"
 	}

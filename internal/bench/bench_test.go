@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -159,9 +162,12 @@ func TestSourcesDefault(t *testing.T) {
 		{"http://127.0.0.1:8080", 19800, 2, 2},
 		{"http://chat.example:8080", 19800, 0, 1},
 		{"http://chat.example:8080", 19800, 2, -1},
+		{"http://127.0.0.1:8080,http://localhost:8081", 19800, 0, 4},
+		{"http://127.0.0.1:8080,http://chat.example:8080", 19800, 0, 1},
+		{"http://127.0.0.1:8080,http://chat.example:8080", 19800, 2, -1},
 	}
 	for _, tt := range tests {
-		o := Options{URL: tt.url, Streams: tt.streams, Rooms: 1, Publishers: 1, Size: 100, Duration: time.Second, Sources: tt.sources}
+		o := Options{URLs: strings.Split(tt.url, ","), Streams: tt.streams, Rooms: 1, Publishers: 1, Size: 100, Duration: time.Second, Sources: tt.sources}
 		err := o.Check()
 		switch {
 		case tt.want < 0 && err == nil:
@@ -171,5 +177,137 @@ func TestSourcesDefault(t *testing.T) {
 		case tt.want >= 0 && o.Sources != tt.want:
 			t.Errorf("%s, %d streams, --sources %d: %d sources; want %d", tt.url, tt.streams, tt.sources, o.Sources, tt.want)
 		}
+	}
+}
+
+// With several URLs, every room's streams spread over them, and no
+// publisher posts through the URL its room's first stream reads from; with
+// one, streams take the source addresses in turn, as they always did.
+func TestURLAssignment(t *testing.T) {
+	tests := []struct {
+		name                                      string
+		urls, streams, rooms, publishers, sources int
+	}{
+		{"one URL", 1, 15000, 3, 2, 3},
+		{"one room, two URLs", 2, 1000, 1, 16, 1},
+		{"as many rooms as URLs", 2, 50, 2, 2, 1},
+		{"100 rooms, three URLs", 3, 5000, 100, 8, 2},
+		{"one stream per room", 4, 6, 6, 12, 1},
+		{"fewer publishers than rooms", 3, 23, 5, 3, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := Options{Streams: tt.streams, Rooms: tt.rooms, Publishers: tt.publishers, Size: 100, Duration: time.Second, Sources: tt.sources}
+			index := map[string]int{}
+			for k := range tt.urls {
+				u := "http://127.0.0.1:" + strconv.Itoa(8080+k)
+				o.URLs = append(o.URLs, u)
+				index[u] = k
+			}
+			if err := o.Check(); err != nil {
+				t.Fatal(err)
+			}
+			b := newRunner(o, nil)
+			defer b.closeIdle()
+
+			total := make([]int, tt.urls)
+			perRoom := make([][]int, tt.rooms)
+			perSource := make([][]int, tt.urls)
+			for k := range perSource {
+				perSource[k] = make([]int, tt.sources)
+			}
+			for i, s := range b.streams {
+				k := index[s.base]
+				if perRoom[s.room] == nil {
+					perRoom[s.room] = make([]int, tt.urls)
+				}
+				total[k]++
+				perRoom[s.room][k]++
+				src := slices.Index(b.dialers[k], s.dialer)
+				perSource[k][src]++
+				if tt.urls == 1 && src != i%tt.sources {
+					t.Errorf("stream %d: source %d; want %d", i, src, i%tt.sources)
+				}
+			}
+			if spread(total) >= tt.urls {
+				t.Errorf("streams per URL = %v; want within %d of each other", total, tt.urls-1)
+			}
+			for r, counts := range perRoom {
+				if spread(counts) > 1 {
+					t.Errorf("room %d: streams per URL = %v; want within 1 of each other", r, counts)
+				}
+			}
+			for k, counts := range perSource {
+				if spread(counts) > 1 {
+					t.Errorf("URL %d: streams per source = %v; want within 1 of each other", k, counts)
+				}
+			}
+
+			// The publishers of a room post through the URLs other than its
+			// first stream's, in turn.
+			posts := make([][]int, tt.rooms)
+			for _, p := range b.pubs {
+				for _, pr := range p.rooms {
+					k, first := index[pr.base], index[b.streams[pr.room].base]
+					if tt.urls > 1 && k == first {
+						t.Errorf("publisher %d posts to room %d through URL %d, its first stream's", p.id, pr.room, k)
+					}
+					if posts[pr.room] == nil {
+						posts[pr.room] = make([]int, tt.urls)
+					}
+					posts[pr.room][k]++
+				}
+			}
+			for r, counts := range posts {
+				if counts == nil {
+					t.Errorf("room %d has no publisher", r)
+					continue
+				}
+				if tt.urls > 1 {
+					first := index[b.streams[r].base]
+					counts = slices.Delete(slices.Clone(counts), first, first+1)
+				}
+				if spread(counts) > 1 {
+					t.Errorf("room %d: publishers per URL = %v; want within 1 of each other", r, posts[r])
+				}
+			}
+		})
+	}
+}
+
+// spread is the difference between the largest and the smallest count.
+func spread(counts []int) int {
+	return slices.Max(counts) - slices.Min(counts)
+}
+
+// Several processes' figures add up; one's read as they always did.
+func TestServerReport(t *testing.T) {
+	sample := func(cpu time.Duration, rss, hwm int64) procSample {
+		return procSample{cpu: cpu, rssKB: rss, hwmKB: hwm}
+	}
+	before := []procSample{sample(1*time.Second, 10_000, 10_000), sample(2*time.Second, 20_000, 20_000)}
+	connected := []procSample{sample(3*time.Second, 30_000, 30_000), sample(3*time.Second, 40_000, 40_000)}
+	after := []procSample{sample(7*time.Second, 31_000, 35_000), sample(5*time.Second, 41_000, 45_000)}
+
+	one := serverReport([]int{101}, before[:1], connected[:1], after[:1], 1000, 100)
+	want := ServerReport{PID: 101, CPUSeconds: 4, CPUMicrosPerDelivery: 4000, ConnectCPUSeconds: 2,
+		RSSBeforeKB: 10_000, RSSAfterConnectKB: 30_000, KBPerStream: 200, PeakRSSKB: 35_000}
+	if !reflect.DeepEqual(*one, want) {
+		t.Errorf("serverReport(one process) = %+v; want %+v", *one, want)
+	}
+
+	two := serverReport([]int{101, 102}, before, connected, after, 1000, 100)
+	want = ServerReport{CPUSeconds: 6, CPUMicrosPerDelivery: 6000, ConnectCPUSeconds: 3,
+		RSSBeforeKB: 30_000, RSSAfterConnectKB: 70_000, KBPerStream: 400, PeakRSSKB: 80_000,
+		Processes: []ProcessReport{
+			{PID: 101, CPUSeconds: 4, ConnectCPUSeconds: 2, RSSBeforeKB: 10_000, RSSAfterConnectKB: 30_000, PeakRSSKB: 35_000},
+			{PID: 102, CPUSeconds: 2, ConnectCPUSeconds: 1, RSSBeforeKB: 20_000, RSSAfterConnectKB: 40_000, PeakRSSKB: 45_000},
+		}}
+	if !reflect.DeepEqual(*two, want) {
+		t.Errorf("serverReport(two processes) = %+v; want %+v", *two, want)
+	}
+
+	if r := serverReport(nil, nil, nil, nil, 1000, 100); r != nil {
+		t.Errorf("serverReport(no process) = %+v; want nil", r)
 	}
 }

@@ -153,7 +153,7 @@ func summarize(h *histogram) Latency {
 // Scenario echoes the parameters of a run in its report, so that saved
 // reports can be compared.
 type Scenario struct {
-	URL        string  `json:"url"`
+	URL        string  `json:"url"` // Options.URLs, comma-separated
 	Streams    int     `json:"streams"`
 	Rooms      int     `json:"rooms"`
 	Publishers int     `json:"publishers"`
@@ -188,16 +188,67 @@ type Report struct {
 }
 
 // ServerReport is what /proc tells about the server under test
-// (Options.PID).
+// (Options.PIDs). With several processes, each figure is the sum over
+// them, and Processes gives each one's.
 type ServerReport struct {
-	PID                  int     `json:"pid"`
-	CPUSeconds           float64 `json:"cpu_seconds"` // user+system during the measured phase
-	CPUMicrosPerDelivery float64 `json:"cpu_us_per_delivery,omitempty"`
-	ConnectCPUSeconds    float64 `json:"connect_cpu_seconds"` // user+system while the streams connected and settled
-	RSSBeforeKB          int64   `json:"rss_before_kb"`
-	RSSAfterConnectKB    int64   `json:"rss_after_connect_kb"` // once the streams settled
-	KBPerStream          float64 `json:"kb_per_stream"`        // RSS growth while connecting / streams
-	PeakRSSKB            int64   `json:"peak_rss_kb"`          // VmHWM: the process's peak, since it started
+	PID                  int             `json:"pid,omitempty"` // the process, when there is one
+	CPUSeconds           float64         `json:"cpu_seconds"`   // user+system during the measured phase
+	CPUMicrosPerDelivery float64         `json:"cpu_us_per_delivery,omitempty"`
+	ConnectCPUSeconds    float64         `json:"connect_cpu_seconds"` // user+system while the streams connected and settled
+	RSSBeforeKB          int64           `json:"rss_before_kb"`
+	RSSAfterConnectKB    int64           `json:"rss_after_connect_kb"` // once the streams settled
+	KBPerStream          float64         `json:"kb_per_stream"`        // RSS growth while connecting / streams
+	PeakRSSKB            int64           `json:"peak_rss_kb"`          // VmHWM: the process's peak, since it started
+	Processes            []ProcessReport `json:"processes,omitempty"`  // each of several, in the order of Options.PIDs
+}
+
+// ProcessReport is one of several server processes' share of a
+// ServerReport.
+type ProcessReport struct {
+	PID               int     `json:"pid"`
+	CPUSeconds        float64 `json:"cpu_seconds"`
+	ConnectCPUSeconds float64 `json:"connect_cpu_seconds"`
+	RSSBeforeKB       int64   `json:"rss_before_kb"`
+	RSSAfterConnectKB int64   `json:"rss_after_connect_kb"`
+	PeakRSSKB         int64   `json:"peak_rss_kb"`
+}
+
+// serverReport sums the readings of the processes pids taken before the
+// streams connected, once they had settled, and after the measured phase,
+// one per process in each. It returns nil when there are no processes.
+func serverReport(pids []int, before, connected, after []procSample, deliveries int64, streams int) *ServerReport {
+	if len(pids) == 0 {
+		return nil
+	}
+	srv := &ServerReport{}
+	if len(pids) == 1 {
+		srv.PID = pids[0]
+	}
+	var cpu, connectCPU time.Duration
+	for i, pid := range pids {
+		cpu += after[i].cpu - connected[i].cpu
+		connectCPU += connected[i].cpu - before[i].cpu
+		srv.RSSBeforeKB += before[i].rssKB
+		srv.RSSAfterConnectKB += connected[i].rssKB
+		srv.PeakRSSKB += after[i].hwmKB
+		if len(pids) > 1 {
+			srv.Processes = append(srv.Processes, ProcessReport{
+				PID:               pid,
+				CPUSeconds:        (after[i].cpu - connected[i].cpu).Seconds(),
+				ConnectCPUSeconds: (connected[i].cpu - before[i].cpu).Seconds(),
+				RSSBeforeKB:       before[i].rssKB,
+				RSSAfterConnectKB: connected[i].rssKB,
+				PeakRSSKB:         after[i].hwmKB,
+			})
+		}
+	}
+	srv.CPUSeconds = cpu.Seconds()
+	if deliveries > 0 {
+		srv.CPUMicrosPerDelivery = float64(cpu) / float64(time.Microsecond) / float64(deliveries)
+	}
+	srv.ConnectCPUSeconds = connectCPU.Seconds()
+	srv.KBPerStream = float64(srv.RSSAfterConnectKB-srv.RSSBeforeKB) / float64(streams)
+	return srv
 }
 
 // procSample is one reading of a process's counters.
@@ -285,13 +336,25 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  errors       %s\n", formatErrors(r.Errors))
 	fmt.Fprintf(w, "  bench cpu    %.2fs (this load generator, measured phase)\n", r.ClientCPU)
 	if s := r.Server; s != nil {
-		fmt.Fprintf(w, "  server pid %d: cpu %.2fs", s.PID, s.CPUSeconds)
+		if len(s.Processes) == 0 {
+			fmt.Fprintf(w, "  server pid %d: cpu %.2fs", s.PID, s.CPUSeconds)
+		} else {
+			pids := make([]string, len(s.Processes))
+			for i, p := range s.Processes {
+				pids[i] = strconv.Itoa(p.PID)
+			}
+			fmt.Fprintf(w, "  server pids %s, summed: cpu %.2fs", strings.Join(pids, "+"), s.CPUSeconds)
+		}
 		if s.CPUMicrosPerDelivery > 0 {
 			fmt.Fprintf(w, " (%.2f µs/delivery)", s.CPUMicrosPerDelivery)
 		}
 		fmt.Fprintf(w, ", connect cpu %.2fs\n", s.ConnectCPUSeconds)
 		fmt.Fprintf(w, "  server rss   %.1f MB before, %.1f MB after connecting (%.1f KB/stream), peak %.1f MB\n",
 			float64(s.RSSBeforeKB)/1024, float64(s.RSSAfterConnectKB)/1024, s.KBPerStream, float64(s.PeakRSSKB)/1024)
+		for _, p := range s.Processes {
+			fmt.Fprintf(w, "    pid %d: cpu %.2fs, connect cpu %.2fs, rss %.1f MB before, %.1f MB after connecting, peak %.1f MB\n",
+				p.PID, p.CPUSeconds, p.ConnectCPUSeconds, float64(p.RSSBeforeKB)/1024, float64(p.RSSAfterConnectKB)/1024, float64(p.PeakRSSKB)/1024)
+		}
 	}
 }
 
