@@ -405,6 +405,7 @@ func TestRedeem(t *testing.T) {
 	}{
 		{"valid", a.Ticket(alice, time.Minute), "alice", true},
 		{"of another user", a.Ticket(bob, time.Minute), "bob", true},
+		{"of the longest user id and name", a.Ticket(Identity{User: strings.Repeat("<", 128), Name: strings.Repeat("&", 128), Expires: now.Add(time.Hour)}, time.Minute), strings.Repeat("<", 128), true},
 		// An expired ticket still names its user, whose stream cookie may
 		// let them back in, but it is never fresh.
 		{"expired", a.sign(pass{Kind: "t", User: "alice", Expires: now.Add(-time.Second).Unix(), Token: later, Nonce: "expired"}), "alice", false},
