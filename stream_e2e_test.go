@@ -1106,6 +1106,11 @@ func TestStreamTicket(t *testing.T) {
 	carol := streamtest.Connect(t, sc.URL+streamURL(ticket("carol")), nil)
 	carol.Expect("ready")
 	carolCookie := sseStreamCookie(t, carol.Resp)
+	// Bob's cookie under the signature of Carol's: well formed, but not
+	// signed by the server.
+	bobPass, _, _ := strings.Cut(cookie.Value, ".")
+	_, carolMAC, _ := strings.Cut(carolCookie.Value, ".")
+	forgedCookie := &http.Cookie{Name: cookie.Name, Value: bobPass + "." + carolMAC}
 
 	refused := []struct {
 		name   string
@@ -1114,6 +1119,7 @@ func TestStreamTicket(t *testing.T) {
 	}{
 		{"spent ticket without cookie", streamURL(bobTicket), nil},
 		{"spent ticket with another user's cookie", streamURL(bobTicket), carolCookie},
+		{"spent ticket with a forged cookie", streamURL(bobTicket), forgedCookie},
 		{"garbage ticket", streamURL("garbage"), nil},
 		{"garbage ticket with a valid cookie", streamURL("garbage"), cookie},
 		{"cookie without ticket", "/v1/stream", cookie},
