@@ -2,6 +2,10 @@ package main
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -215,6 +219,8 @@ func (c Config) rateLimits() api.RateLimits {
 }
 
 // loadPublicKey reads an optional PEM public key for RS256, ES256 or EdDSA.
+// A key that none of them verifies with is refused: the server would start
+// and then refuse every token signed for it.
 func loadPublicKey(path string) (crypto.PublicKey, error) {
 	if path == "" {
 		return nil, nil
@@ -227,11 +233,20 @@ func loadPublicKey(path string) (crypto.PublicKey, error) {
 	if block == nil {
 		return nil, fmt.Errorf("%s is not a PEM file", path)
 	}
-	if key, err := x509.ParsePKIXPublicKey(block.Bytes); err == nil {
+	key, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		if key, err = jwt.ParseRSAPublicKeyFromPEM(b); err != nil {
+			return nil, fmt.Errorf("%s holds no RSA, ECDSA or Ed25519 public key", path)
+		}
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey, ed25519.PublicKey:
+		return key, nil
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("%s holds an ECDSA key on %s; ES256 needs P-256", path, k.Curve.Params().Name)
+		}
 		return key, nil
 	}
-	if key, err := jwt.ParseRSAPublicKeyFromPEM(b); err == nil {
-		return key, nil
-	}
-	return nil, fmt.Errorf("%s holds no RSA, ECDSA or Ed25519 public key", path)
+	return nil, fmt.Errorf("%s holds a %T, not an RSA, ECDSA P-256 or Ed25519 public key", path, key)
 }

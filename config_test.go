@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -100,6 +101,14 @@ func TestLoadPublicKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x25519, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	write := func(name string, data []byte) string {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -131,6 +140,9 @@ func TestLoadPublicKey(t *testing.T) {
 		{"PKCS#8 Ed25519 private key", pemFile(t, dir, "ed25519-priv.pem", "PRIVATE KEY", pkcs8(edKey)), nil},
 		{"P-256 certificate", pemFile(t, dir, "p256.crt", "CERTIFICATE", certDER(t, ecKey)), nil},
 		{"Ed25519 certificate", pemFile(t, dir, "ed25519.crt", "CERTIFICATE", certDER(t, edKey)), nil},
+		// Keys that no accepted algorithm verifies with.
+		{"P-384", pemFile(t, dir, "p384.pem", "PUBLIC KEY", pkixDER(t, p384.Public())), nil},
+		{"X25519", pemFile(t, dir, "x25519.pem", "PUBLIC KEY", pkixDER(t, x25519.PublicKey())), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
