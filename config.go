@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/heraldchat/herald/api"
 )
 
@@ -233,9 +232,15 @@ func loadPublicKey(path string) (crypto.PublicKey, error) {
 	if block == nil {
 		return nil, fmt.Errorf("%s is not a PEM file", path)
 	}
+	if block.Type == "CERTIFICATE" {
+		// Its key would be used without any of the checks a certificate
+		// stands for: issuer, validity, usage.
+		return nil, fmt.Errorf("%s holds a certificate, not a public key (openssl x509 -pubkey -noout prints its key)", path)
+	}
 	key, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if err != nil {
-		if key, err = jwt.ParseRSAPublicKeyFromPEM(b); err != nil {
+		// OpenSSL's RSA PUBLIC KEY is PKCS #1.
+		if key, err = x509.ParsePKCS1PublicKey(block.Bytes); err != nil {
 			return nil, fmt.Errorf("%s holds no RSA, ECDSA or Ed25519 public key", path)
 		}
 	}

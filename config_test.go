@@ -138,6 +138,7 @@ func TestLoadPublicKey(t *testing.T) {
 		{"SEC 1 P-256 private key", pemFile(t, dir, "p256-priv.pem", "EC PRIVATE KEY", sec1), nil},
 		{"PKCS#8 P-256 private key", pemFile(t, dir, "p256-priv8.pem", "PRIVATE KEY", pkcs8(ecKey)), nil},
 		{"PKCS#8 Ed25519 private key", pemFile(t, dir, "ed25519-priv.pem", "PRIVATE KEY", pkcs8(edKey)), nil},
+		{"RSA certificate", pemFile(t, dir, "rsa.crt", "CERTIFICATE", certDER(t, rsaKey)), nil},
 		{"P-256 certificate", pemFile(t, dir, "p256.crt", "CERTIFICATE", certDER(t, ecKey)), nil},
 		{"Ed25519 certificate", pemFile(t, dir, "ed25519.crt", "CERTIFICATE", certDER(t, edKey)), nil},
 		// Keys that no accepted algorithm verifies with.
