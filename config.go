@@ -73,7 +73,7 @@ func configFlags(name string, getenv func(string) string, output io.Writer) (*fl
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "postgres:// URL for cluster mode")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "redis:// URL for cluster mode")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 secret (default: generated once into DATA_DIR/jwt-secret)")
-	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "PEM file of an RSA, ECDSA P-256 or Ed25519 public key that also verifies tokens")
+	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "PEM file of an RSA, ECDSA P-256 or Ed25519 public key, or a certificate holding one, that also verifies tokens")
 	fs.StringVar(&cors, "cors-origins", "", "comma-separated browser origins allowed by CORS (default: same origin only)")
 	fs.StringVar(&rateLimits, "rate-limits", "on", "on or off: off disables every per-user rate limit")
 	fs.Float64Var(&c.RateMessages, "rate-messages", 20, "messages per second per user (burst twice that; 0 disables)")
@@ -232,13 +232,17 @@ func loadPublicKey(path string) (crypto.PublicKey, error) {
 	if block == nil {
 		return nil, fmt.Errorf("%s is not a PEM file", path)
 	}
+	var key crypto.PublicKey
 	if block.Type == "CERTIFICATE" {
-		// Its key would be used without any of the checks a certificate
-		// stands for: issuer, validity, usage.
-		return nil, fmt.Errorf("%s holds a certificate, not a public key (openssl x509 -pubkey -noout prints its key)", path)
-	}
-	key, err := x509.ParsePKIXPublicKey(block.Bytes)
-	if err != nil {
+		// Identity providers publish their signing keys as certificates.
+		// Only the key is used: tokens are verified against it as a pinned
+		// key, and the certificate's issuer and validity are not checked.
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s holds a certificate that does not parse: %w", path, err)
+		}
+		key = cert.PublicKey
+	} else if key, err = x509.ParsePKIXPublicKey(block.Bytes); err != nil {
 		// OpenSSL's RSA PUBLIC KEY is PKCS #1.
 		if key, err = x509.ParsePKCS1PublicKey(block.Bytes); err != nil {
 			return nil, fmt.Errorf("%s holds no RSA, ECDSA or Ed25519 public key", path)
