@@ -104,17 +104,26 @@ func (s *Store) Range(ctx context.Context, q event.Query) ([]event.Event, error)
 // prune deletes events older than the retention window.
 func (s *Store) prune(ctx context.Context) error {
 	cutoff := Millis(time.Now().Add(-s.opts.Retention).UnixMilli())
+	var through int64
+	if err := s.get(ctx, &through, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE created_at < ?`, cutoff); err != nil {
+		return fmt.Errorf("store: find prunable events: %w", err)
+	}
+	return s.Trim(ctx, through)
+}
+
+// Trim deletes the log's events through position through (never past the
+// head), as retention does: a replay from before it gets resync. It never
+// moves the mark back.
+func (s *Store) Trim(ctx context.Context, through int64) error {
 	return s.write(ctx, func(t *Tx) error {
-		var through int64
-		if err := t.get(&through, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE created_at < ?`, cutoff); err != nil {
-			return fmt.Errorf("store: find prunable events: %w", err)
+		var head int64
+		if err := t.get(&head, s.db.headSQL()); err != nil {
+			return fmt.Errorf("store: log head: %w", err)
 		}
+		through = min(through, head)
 		if through <= s.trimmedThrough.Load() {
 			return nil
 		}
-		// Raise the mark before the rows go, so a concurrent replay that
-		// misses them always sees the new mark afterwards.
-		s.trimmedThrough.Store(through)
 		if _, err := t.exec(`DELETE FROM events WHERE seq <= ?`, through); err != nil {
 			return fmt.Errorf("store: prune events: %w", err)
 		}
@@ -123,6 +132,9 @@ func (s *Store) prune(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("store: record pruning: %w", err)
 		}
+		// Raise the mark before the rows go for readers: they go at
+		// commit, and a replay that misses them must see the mark after.
+		s.trimmedThrough.Store(through)
 		return nil
 	})
 }

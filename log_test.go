@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/heraldchat/herald/store"
+	"github.com/heraldchat/herald/stream"
+	"github.com/heraldchat/herald/stream/streamtest"
+)
+
+// storeLog drives a store through its repositories: the embedded Log.
+type storeLog struct{ st *store.Store }
+
+func (h storeLog) Log() stream.Log            { return h.st }
+func (h storeLog) Members() stream.Membership { return h.st }
+
+func (h storeLog) CreateRoom(t testing.TB, owner string) string {
+	t.Helper()
+	room, err := h.st.CreateRoom(context.Background(), store.User{ID: owner}, "room", false)
+	if err != nil {
+		t.Fatalf("CreateRoom: %v", err)
+	}
+	return room.ID
+}
+
+func (h storeLog) Join(t testing.TB, user, room string) {
+	t.Helper()
+	if joined, err := h.st.Join(context.Background(), store.User{ID: user}, room); err != nil || !joined {
+		t.Fatalf("Join(%s, %s) = %v, %v; want joined", user, room, joined, err)
+	}
+}
+
+func (h storeLog) Leave(t testing.TB, user, room string) {
+	t.Helper()
+	if err := h.st.Leave(context.Background(), user, room); err != nil {
+		t.Fatalf("Leave(%s, %s) = %v", user, room, err)
+	}
+}
+
+func (h storeLog) Post(t testing.TB, user, room string) {
+	t.Helper()
+	if _, _, err := h.st.PostMessage(context.Background(), store.User{ID: user}, room, "hello", ""); err != nil {
+		t.Errorf("PostMessage(%s, %s) = %v", user, room, err)
+	}
+}
+
+func (h storeLog) Trim(t testing.TB, through int64) {
+	t.Helper()
+	if err := h.st.Trim(context.Background(), through); err != nil {
+		t.Fatalf("Trim(%d) = %v", through, err)
+	}
+}
+
+// TestEmbeddedLog runs the Log contract over the store of embedded mode: a
+// SQLite file whose writer feeds the live window.
+func TestEmbeddedLog(t *testing.T) {
+	streamtest.TestLog(t, func(t *testing.T, live int) streamtest.LogHarness {
+		st, err := store.Open(context.Background(), store.Options{
+			Path: filepath.Join(t.TempDir(), "herald.db"), Synchronous: "NORMAL", LiveEvents: live,
+		})
+		if err != nil {
+			t.Fatalf("open store: %v", err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return storeLog{st}
+	})
+}
