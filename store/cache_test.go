@@ -45,7 +45,8 @@ func joinBob(tx *Tx, room Room) error {
 	if err := tx.ensureUser(User{ID: "bob"}); err != nil {
 		return err
 	}
-	return tx.addMember(room.ID, User{ID: "bob"}, "")
+	_, err := tx.addMember(room.ID, User{ID: "bob"}, "")
+	return err
 }
 
 func TestCacheForgetsRolledBackJoin(t *testing.T) {
@@ -77,7 +78,7 @@ func TestCacheForgetsRolledBackLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := st.write(ctx, func(tx *Tx) error {
-		if err := tx.removeMember(room.ID, "alice", "left", ""); err != nil {
+		if _, err := tx.removeMember(room.ID, "alice", "left", ""); err != nil {
 			return err
 		}
 		return errAbort

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -20,11 +21,11 @@ const eventColumns = `seq, room_id, type, subject, data, created_at`
 func (s *Store) Snapshot(ctx context.Context, user string) (rooms []string, head int64, err error) {
 	st, err := s.rstmts.get(s.db.snapshotSQL())
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, unavailable(err)
 	}
 	rows, err := st.QueryContext(ctx, user)
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: snapshot: %w", err)
+		return nil, 0, fmt.Errorf("store: snapshot: %w", unavailable(err))
 	}
 	defer rows.Close()
 	rooms = []string{}
@@ -32,7 +33,7 @@ func (s *Store) Snapshot(ctx context.Context, user string) (rooms []string, head
 		var h sql.NullInt64
 		var room sql.NullString
 		if err := rows.Scan(&h, &room); err != nil {
-			return nil, 0, fmt.Errorf("store: snapshot: %w", err)
+			return nil, 0, fmt.Errorf("store: snapshot: %w", unavailable(err))
 		}
 		if h.Valid {
 			head = h.Int64
@@ -42,7 +43,7 @@ func (s *Store) Snapshot(ctx context.Context, user string) (rooms []string, head
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("store: snapshot: %w", err)
+		return nil, 0, fmt.Errorf("store: snapshot: %w", unavailable(err))
 	}
 	return rooms, head, nil
 }
@@ -68,9 +69,16 @@ const liveWait = time.Second
 // order, from memory. It waits for the first one until ctx ends or a second
 // passes, and may then return none. It returns event.ErrTrimmed when after
 // is older than what memory holds: the rest is read with Range.
+// In a cluster the store keeps no live window: the log is read live from
+// Redis, and Read says so.
 func (s *Store) Read(ctx context.Context, after int64, max int) ([]event.Event, error) {
+	if s.live == nil {
+		return nil, errNoLive
+	}
 	return s.live.read(ctx, after, max, liveWait)
 }
+
+var errNoLive = errors.New("store: a cluster's log is read live from Redis, not from the store")
 
 // Range returns up to q.Limit events of the log in (q.After, q.UpTo], in
 // order.
@@ -94,10 +102,11 @@ func (s *Store) Range(ctx context.Context, q event.Query) ([]event.Event, error)
 	if err != nil {
 		return nil, fmt.Errorf("store: build log query: %w", err)
 	}
-	evs := []event.Event{}
-	if err := s.r.SelectContext(ctx, &evs, s.r.Rebind(query), args...); err != nil {
+	evs, mark, err := s.db.rangeLog(ctx, s.r, s.r.Rebind(query), args)
+	if err != nil {
 		return nil, fmt.Errorf("store: read log: %w", err)
 	}
+	s.raiseTrimmed(mark)
 	return evs, nil
 }
 
@@ -128,18 +137,21 @@ func (s *Store) Trim(ctx context.Context, through int64) error {
 			return fmt.Errorf("store: prune events: %w", err)
 		}
 		_, err := t.exec(`INSERT INTO meta (key, value) VALUES ('pruned_through', ?)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.FormatInt(through, 10))
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value
+			WHERE CAST(meta.value AS BIGINT) < CAST(excluded.value AS BIGINT)`, strconv.FormatInt(through, 10))
 		if err != nil {
 			return fmt.Errorf("store: record pruning: %w", err)
 		}
 		// Raise the mark before the rows go for readers: they go at
 		// commit, and a replay that misses them must see the mark after.
-		s.trimmedThrough.Store(through)
+		s.raiseTrimmed(through)
 		return nil
 	})
 }
 
-// pruner runs prune every minute (and once at start) until Close.
+// pruner runs prune every minute (and once at start) until Close. In a
+// cluster every instance prunes (deleting twice is harmless) and so also
+// learns the others' trims.
 func (s *Store) pruner() {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -156,7 +168,11 @@ func (s *Store) pruner() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			if err := s.prune(ctx); err != nil && ctx.Err() == nil {
+			err := s.prune(ctx)
+			if err == nil {
+				err = s.loadTrimmed(ctx)
+			}
+			if err != nil && ctx.Err() == nil {
 				s.opts.Logger.Error("prune event log", "err", err)
 			}
 			t.Reset(interval)

@@ -25,6 +25,7 @@ type Message struct {
 // created false and announces nothing, so a client may retry safely.
 func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clientID string) (msg Message, created bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
+		msg, created = Message{}, false
 		_, member, err := t.roomFor(roomID, author.ID)
 		if err != nil {
 			return err
@@ -109,7 +110,7 @@ func (s *Store) Messages(ctx context.Context, user, roomID string, q HistoryQuer
 	args = append(args, q.Limit+1)
 	msgs := []Message{}
 	if err := s.r.SelectContext(ctx, &msgs, s.r.Rebind(query), args...); err != nil {
-		return nil, false, fmt.Errorf("store: history: %w", err)
+		return nil, false, fmt.Errorf("store: history: %w", unavailable(err))
 	}
 	more := len(msgs) > q.Limit
 	if more {

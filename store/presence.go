@@ -29,6 +29,7 @@ type ReceiptEvent struct {
 // ignored: updated reports whether the position moved (and was announced).
 func (s *Store) MarkRead(ctx context.Context, user, roomID string, messageID int64) (updated bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
+		updated = false
 		_, member, err := t.roomFor(roomID, user)
 		if err != nil {
 			return err
@@ -107,7 +108,7 @@ func (s *Store) LastSeen(ctx context.Context, users []string) (map[string]time.T
 	}
 	rows, err := s.r.QueryxContext(ctx, s.r.Rebind(query), args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: last seen: %w", err)
+		return nil, fmt.Errorf("store: last seen: %w", unavailable(err))
 	}
 	defer rows.Close()
 	for rows.Next() {

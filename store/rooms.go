@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -64,7 +65,8 @@ func (s *Store) CreateRoom(ctx context.Context, owner User, name string, private
 		if err != nil {
 			return fmt.Errorf("store: insert room: %w", err)
 		}
-		return t.addMember(room.ID, owner, "")
+		_, err = t.addMember(room.ID, owner, "")
+		return err
 	})
 	return room, err
 }
@@ -93,6 +95,7 @@ func (s *Store) Rooms(ctx context.Context, user string) ([]RoomSummary, error) {
 // Joining a room twice is not an error; joined reports whether u was added.
 func (s *Store) Join(ctx context.Context, u User, roomID string) (joined bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
+		joined = false
 		room, member, err := t.roomFor(roomID, u.ID)
 		if err != nil || member {
 			return err
@@ -103,8 +106,8 @@ func (s *Store) Join(ctx context.Context, u User, roomID string) (joined bool, e
 		if err := t.ensureUser(u); err != nil {
 			return err
 		}
-		joined = true
-		return t.addMember(roomID, u, "")
+		joined, err = t.addMember(roomID, u, "")
+		return err
 	})
 	return joined, err
 }
@@ -119,7 +122,10 @@ func (s *Store) Leave(ctx context.Context, user, roomID string) error {
 		if !member {
 			return ErrNotMember
 		}
-		return t.removeMember(roomID, user, "left", "")
+		if removed, err := t.removeMember(roomID, user, "left", ""); err != nil || !removed {
+			return cmp.Or[error](err, ErrNotMember)
+		}
+		return nil
 	})
 }
 
@@ -127,6 +133,7 @@ func (s *Store) Leave(ctx context.Context, user, roomID string) error {
 // already a member.
 func (s *Store) AddMember(ctx context.Context, actor string, roomID string, u User) (added bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
+		added = false
 		room, _, err := t.roomFor(roomID, actor)
 		if err != nil {
 			return err
@@ -141,8 +148,8 @@ func (s *Store) AddMember(ctx context.Context, actor string, roomID string, u Us
 		if err := t.ensureUser(u); err != nil {
 			return err
 		}
-		added = true
-		return t.addMember(roomID, u, actor)
+		added, err = t.addMember(roomID, u, actor)
+		return err
 	})
 	return added, err
 }
@@ -167,7 +174,10 @@ func (s *Store) RemoveMember(ctx context.Context, actor, roomID, user string) er
 		if !member {
 			return ErrMemberNotFound
 		}
-		return t.removeMember(roomID, user, "removed", actor)
+		if removed, err := t.removeMember(roomID, user, "removed", actor); err != nil || !removed {
+			return cmp.Or[error](err, ErrMemberNotFound)
+		}
+		return nil
 	})
 }
 
@@ -241,20 +251,32 @@ func (t *Tx) roomFor(roomID, user string) (Room, bool, error) {
 	return row.Room, row.Member, nil
 }
 
-func (t *Tx) addMember(roomID string, u User, by string) error {
-	_, err := t.exec(`INSERT INTO members (room_id, user_id, joined_at) VALUES (?, ?, ?)`, roomID, u.ID, t.now)
+// addMember adds u to a room and announces it. added is false, and
+// nothing is announced, when u already was a member: where instances write
+// concurrently, another may have added u since roomFor looked.
+func (t *Tx) addMember(roomID string, u User, by string) (added bool, err error) {
+	res, err := t.exec(`INSERT INTO members (room_id, user_id, joined_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, roomID, u.ID, t.now)
 	if err != nil {
-		return fmt.Errorf("store: insert member: %w", err)
+		return false, fmt.Errorf("store: insert member: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
 	}
 	t.cache.write(roomID, u.ID, true)
-	return t.emit(roomID, event.MemberJoined, u.ID, MemberEvent{Room: roomID, User: u.ID, Name: u.Name, By: by})
+	return true, t.emit(roomID, event.MemberJoined, u.ID, MemberEvent{Room: roomID, User: u.ID, Name: u.Name, By: by})
 }
 
-func (t *Tx) removeMember(roomID, user, reason, by string) error {
-	_, err := t.exec(`DELETE FROM members WHERE room_id = ? AND user_id = ?`, roomID, user)
+// removeMember ends a membership and announces it; removed is false, and
+// nothing is announced, when there was none (another instance's removal
+// may have come first).
+func (t *Tx) removeMember(roomID, user, reason, by string) (removed bool, err error) {
+	res, err := t.exec(`DELETE FROM members WHERE room_id = ? AND user_id = ?`, roomID, user)
 	if err != nil {
-		return fmt.Errorf("store: delete member: %w", err)
+		return false, fmt.Errorf("store: delete member: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
 	}
 	t.cache.write(roomID, user, false)
-	return t.emit(roomID, event.MemberLeft, user, MemberEvent{Room: roomID, User: user, Reason: reason, By: by})
+	return true, t.emit(roomID, event.MemberLeft, user, MemberEvent{Room: roomID, User: user, Reason: reason, By: by})
 }

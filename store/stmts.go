@@ -54,15 +54,15 @@ func (c *stmtCache) close() {
 func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
 	st, err := s.rstmts.get(query)
 	if err != nil {
-		return err
+		return unavailable(err)
 	}
-	return st.GetContext(ctx, dest, args...)
+	return unavailable(st.GetContext(ctx, dest, args...))
 }
 
 func (s *Store) sel(ctx context.Context, dest any, query string, args ...any) error {
 	st, err := s.rstmts.get(query)
 	if err != nil {
-		return err
+		return unavailable(err)
 	}
-	return st.SelectContext(ctx, dest, args...)
+	return unavailable(st.SelectContext(ctx, dest, args...))
 }

@@ -16,11 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -30,6 +32,9 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrForbidden = errors.New("forbidden")
 	ErrConflict  = errors.New("conflict")
+	// ErrUnavailable wraps failures to reach the database (down, restarting,
+	// unreachable), which a client may retry, as opposed to internal errors.
+	ErrUnavailable = errors.New("store: database unavailable")
 )
 
 // Error is a client-facing failure with a stable code. It unwraps to one of
@@ -56,20 +61,26 @@ var (
 
 // Options configure Open. Zero values take the documented defaults.
 type Options struct {
-	// Path is the SQLite database file. Required.
+	// Path is the SQLite database file, for one instance (embedded mode).
 	Path string
+	// URL, instead of Path, is a postgres:// URL, for a cluster of
+	// instances sharing one database.
+	URL string
+	// Conns is the size of PostgreSQL's connection pool (default 20).
+	Conns int
 	// Retention is how long events stay in the log for replay (default 24h).
 	Retention time.Duration
 	// MaxBatch caps how many write requests share one transaction (default 256).
 	MaxBatch int
-	// Readers is the size of the read connection pool (default 8).
+	// Readers is the size of SQLite's read connection pool (default 8).
 	Readers int
 	// Synchronous is SQLite's synchronous pragma: FULL (default) survives power
 	// loss; NORMAL survives a process crash and commits faster.
 	Synchronous string
 	// LiveEvents is how many of the newest events Read serves from memory
 	// (default 65,536); a reader further behind gets event.ErrTrimmed and
-	// reads the rest with Range.
+	// reads the rest with Range. Embedded mode only: a cluster's instances
+	// read the log live from Redis.
 	LiveEvents int
 	// Logger receives background errors (pruning). Default: discard.
 	Logger *slog.Logger
@@ -82,7 +93,7 @@ type Store struct {
 	r      *sqlx.DB   // the reader pool
 	rstmts *stmtCache // prepared on the reader pool
 	epoch  string
-	live   *live // the newest committed events, for Read
+	live   *live // the newest committed events, for Read; nil in a cluster
 
 	// trimmedThrough is the highest log position deleted by retention: a
 	// replay must start at or after it.
@@ -111,6 +122,10 @@ type dialect interface {
 	// (and a NULL room), then a row per room of the user given as its one
 	// parameter (and a NULL head).
 	snapshotSQL() string
+	// rangeLog runs a query of the log and returns its events with the
+	// trim mark read in the same snapshot (0 when the mark in memory is
+	// already right), so that a replay can tell deleted from never written.
+	rangeLog(ctx context.Context, r *sqlx.DB, query string, args []any) ([]event.Event, int64, error)
 	// stats reports write requests committed and transactions committed.
 	stats() (writes, commits int64)
 	// close answers or finishes every queued write, then closes the writer's
@@ -121,8 +136,8 @@ type dialect interface {
 // Open opens (creating if needed) the database, runs migrations and starts
 // the writer and the retention pruner. Close stops them.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.Path == "" {
-		return nil, errors.New("store: empty database path")
+	if (opts.Path == "") == (opts.URL == "") {
+		return nil, errors.New("store: give a SQLite path or a PostgreSQL URL")
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = 24 * time.Hour
@@ -133,6 +148,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Readers <= 0 {
 		opts.Readers = 8
 	}
+	if opts.Conns <= 0 {
+		opts.Conns = 20
+	}
 	if opts.Synchronous == "" {
 		opts.Synchronous = "FULL"
 	}
@@ -142,12 +160,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{opts: opts, stop: make(chan struct{}), live: newLive(opts.LiveEvents)}
-	db, r, err := openSQLite(ctx, opts, s.live.publish)
+	s := &Store{opts: opts, stop: make(chan struct{})}
+	var err error
+	if opts.URL != "" {
+		s.db, s.r, err = openPostgres(ctx, opts)
+	} else {
+		s.live = newLive(opts.LiveEvents)
+		s.db, s.r, err = openSQLite(ctx, opts, s.live.publish)
+	}
 	if err != nil {
 		return nil, err
 	}
-	s.db, s.r, s.rstmts = db, r, newStmtCache(r)
+	s.rstmts = newStmtCache(s.r)
 	if err := s.loadMeta(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -157,8 +181,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close stops the pruner, finishes the writes already queued (later ones
-// get ErrClosed) and closes the database. It is idempotent.
+// Close stops the pruner, finishes the writes already queued or in flight
+// (later ones get ErrClosed) and closes the database. It is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
@@ -175,7 +199,7 @@ func (s *Store) Close() error {
 func (s *Store) Epoch() string { return s.epoch }
 
 // Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
+func (s *Store) Ping(ctx context.Context) error { return unavailable(s.r.PingContext(ctx)) }
 
 // Stats reports how many write requests were committed in how many
 // transactions since Open.
@@ -185,17 +209,37 @@ func (s *Store) loadMeta(ctx context.Context) error {
 	var epoch string
 	err := s.r.GetContext(ctx, &epoch, `SELECT value FROM meta WHERE key = 'epoch'`)
 	if err != nil {
-		return fmt.Errorf("store: read epoch: %w", err)
+		return fmt.Errorf("store: read epoch: %w", unavailable(err))
 	}
 	s.epoch = epoch
-	var pruned string
-	err = s.r.GetContext(ctx, &pruned, `SELECT value FROM meta WHERE key = 'pruned_through'`)
-	if err == nil {
-		var n int64
-		fmt.Sscan(pruned, &n)
-		s.trimmedThrough.Store(n)
+	return s.loadTrimmed(ctx)
+}
+
+// loadTrimmed raises the trim mark to what the database records: in a
+// cluster another instance may have trimmed.
+func (s *Store) loadTrimmed(ctx context.Context) error {
+	var marks []string
+	if err := s.r.SelectContext(ctx, &marks, `SELECT value FROM meta WHERE key = 'pruned_through'`); err != nil {
+		return fmt.Errorf("store: read trim mark: %w", unavailable(err))
+	}
+	for _, m := range marks {
+		n, err := strconv.ParseInt(m, 10, 64)
+		if err != nil {
+			return fmt.Errorf("store: trim mark %q: %w", m, err)
+		}
+		s.raiseTrimmed(n)
 	}
 	return nil
+}
+
+// raiseTrimmed moves the trim mark up to n; it never goes back.
+func (s *Store) raiseTrimmed(n int64) {
+	for {
+		cur := s.trimmedThrough.Load()
+		if n <= cur || s.trimmedThrough.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }
 
 // newID returns a random identifier with a readable prefix, such as "r_…".

@@ -1,0 +1,285 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldchat/herald/internal/event"
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jmoiron/sqlx"
+)
+
+// Everything specific to PostgreSQL lives in this file and sequencer.go:
+// the pool, the migrations run by one instance at a time, transactions of
+// one request each, retried when PostgreSQL aborts them for a conflict,
+// and the outbox that the sequencer turns into the log.
+
+//go:embed migrations/postgres/*.sql
+var postgresMigrations embed.FS
+
+// Advisory lock keys, one per purpose: migrations and the sequencer's
+// leadership, taken by one instance at a time.
+const (
+	migrateLock = 0x6865_7261_6c64_0001
+	leaderLock  = 0x6865_7261_6c64_0002
+)
+
+// outboxChannel is NOTIFYed by every transaction that wrote to the outbox,
+// so the sequencer wakes at once rather than at its next poll.
+const outboxChannel = "herald_outbox"
+
+// pgDB is the PostgreSQL dialect. Several instances write at once, so
+// there is no writer goroutine and no membership cache: each request runs
+// in its own transaction from the pool, and PostgreSQL's row locks order
+// the writes that touch the same rows. Many concurrent commits still share
+// WAL flushes, which is PostgreSQL's own group commit.
+type pgDB struct {
+	db      *sqlx.DB
+	retries int
+
+	closeMu  sync.RWMutex // held for reading by each write in flight
+	closed   bool         // guarded by closeMu
+	inflight sync.WaitGroup
+
+	commits atomic.Int64
+}
+
+var _ dialect = (*pgDB)(nil)
+
+// openPostgres connects the pool, waiting for the server while ctx lasts
+// (an instance may start before its database), and migrates under an
+// advisory lock, so that instances starting together migrate one at a time.
+func openPostgres(ctx context.Context, opts Options) (*pgDB, *sqlx.DB, error) {
+	db, err := sqlx.Open("pgx", opts.URL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: open %s: %w", redactURL(opts.URL), err)
+	}
+	db.SetMaxOpenConns(opts.Conns)
+	db.SetMaxIdleConns(opts.Conns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = db.PingContext(pctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		opts.Logger.Warn("waiting for postgres", "url", redactURL(opts.URL), "err", err)
+		select {
+		case <-ctx.Done():
+			db.Close()
+			return nil, nil, fmt.Errorf("store: connect to %s: %w", redactURL(opts.URL), err)
+		case <-time.After(wait):
+		}
+	}
+	if err := migrateLocked(ctx, db); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return &pgDB{db: db, retries: 5}, db, nil
+}
+
+func migrateLocked(ctx context.Context, db *sqlx.DB) error {
+	conn, err := db.Connx(ctx)
+	if err != nil {
+		return fmt.Errorf("store: migration lock: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, int64(migrateLock)); err != nil {
+		return fmt.Errorf("store: migration lock: %w", err)
+	}
+	defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, int64(migrateLock))
+	return migrate(ctx, db, postgresMigrations, "migrations/postgres")
+}
+
+// redactURL drops a URL's password, for logs and errors.
+func redactURL(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return u
+	}
+	user, _, _ := strings.Cut(rest[:at], ":")
+	return scheme + "://" + user + ":xxx@" + rest[at+1:]
+}
+
+func (p *pgDB) headSQL() string { return `SELECT seq FROM log_head` }
+
+// The membership as of the head is the sequencer's, not the members
+// table's: a join committed but not yet sequenced has no position yet.
+func (p *pgDB) snapshotSQL() string {
+	return `SELECT (SELECT seq FROM log_head), NULL
+	UNION ALL SELECT NULL, room_id FROM log_members WHERE user_id = ?`
+}
+
+// rangeLog reads the trim mark and the events in one snapshot: another
+// instance may trim at any time, and a replay must not mistake rows it
+// deleted for rows never written.
+func (p *pgDB) rangeLog(ctx context.Context, r *sqlx.DB, query string, args []any) ([]event.Event, int64, error) {
+	tx, err := r.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	defer tx.Rollback()
+	var marks []string
+	if err := tx.SelectContext(ctx, &marks, `SELECT value FROM meta WHERE key = 'pruned_through'`); err != nil {
+		return nil, 0, unavailable(err)
+	}
+	var mark int64
+	for _, m := range marks {
+		fmt.Sscan(m, &mark)
+	}
+	evs := []event.Event{}
+	if err := tx.SelectContext(ctx, &evs, query, args...); err != nil {
+		return nil, 0, unavailable(err)
+	}
+	return evs, mark, nil
+}
+
+func (p *pgDB) stats() (writes, commits int64) {
+	n := p.commits.Load()
+	return n, n
+}
+
+func (p *pgDB) close() error {
+	p.closeMu.Lock()
+	p.closed = true
+	p.closeMu.Unlock()
+	p.inflight.Wait()
+	return nil
+}
+
+// write runs fn in a transaction of its own. A transaction that
+// PostgreSQL aborted for a conflict with another (a deadlock, a
+// serialization failure, a unique key raced for) runs again from the
+// start: fn must set its results anew on each run.
+func (p *pgDB) write(ctx context.Context, fn func(*Tx) error) error {
+	p.closeMu.RLock()
+	if p.closed {
+		p.closeMu.RUnlock()
+		return ErrClosed
+	}
+	p.inflight.Add(1)
+	p.closeMu.RUnlock()
+	defer p.inflight.Done()
+	for attempt := 0; ; attempt++ {
+		err := p.try(ctx, fn)
+		if err == nil || attempt >= p.retries || !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 5 * time.Millisecond):
+		}
+	}
+}
+
+func (p *pgDB) try(ctx context.Context, fn func(*Tx) error) error {
+	tx, err := p.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", unavailable(err))
+	}
+	defer tx.Rollback() // after Commit, a no-op
+	t := &Tx{q: pgTx{ctx: ctx, tx: tx}, now: now()}
+	if err := fn(t); err != nil {
+		return unavailable(err)
+	}
+	if len(t.events) > 0 {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, '')`, outboxChannel); err != nil {
+			return fmt.Errorf("store: notify the sequencer: %w", unavailable(err))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", unavailable(err))
+	}
+	p.commits.Add(1)
+	return nil
+}
+
+// retryable reports errors after which a transaction can simply run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code {
+	case "40001", "40P01", "23505": // serialization failure, deadlock, unique violation
+		return true
+	}
+	return false
+}
+
+// pgTx runs a request's statements in its own transaction. pgx prepares
+// and caches each statement on its connection by itself.
+type pgTx struct {
+	ctx context.Context
+	tx  *sqlx.Tx
+}
+
+func (q pgTx) exec(query string, args ...any) (sql.Result, error) {
+	return q.tx.ExecContext(q.ctx, q.tx.Rebind(query), args...)
+}
+
+func (q pgTx) get(dest any, query string, args ...any) error {
+	return q.tx.GetContext(q.ctx, dest, q.tx.Rebind(query), args...)
+}
+
+func (q pgTx) insert(query string, args ...any) (int64, error) {
+	var id int64
+	err := q.get(&id, query+` RETURNING id`, args...)
+	return id, err
+}
+
+// logEvent writes to the outbox: the event gets its position when the
+// sequencer takes it, after this transaction commits.
+func (q pgTx) logEvent(e event.Event) (int64, error) {
+	_, err := q.exec(`INSERT INTO outbox (room_id, type, subject, data, created_at) VALUES (?, ?, ?, ?, ?)`,
+		e.Room, e.Type, e.Subject, e.Data, e.CreatedAt)
+	return 0, err
+}
+
+// lockRoom locks the room's row against other posts, but not against the
+// key-share locks that inserting members and messages takes.
+func (q pgTx) lockRoom(id string) error {
+	_, err := q.exec(`SELECT 1 FROM rooms WHERE id = ? FOR NO KEY UPDATE`, id)
+	return err
+}
+
+// unavailable marks errors that say the database cannot be reached, as
+// opposed to a statement it refused: those become ErrUnavailable.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Connection exceptions, and a server shutting down or starting.
+		if strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" {
+			return errors.Join(ErrUnavailable, err)
+		}
+		return err
+	}
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ne) || errors.As(err, &ce) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
+		return errors.Join(ErrUnavailable, err)
+	}
+	return err
+}
