@@ -4,10 +4,13 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/heraldchat/herald/store"
+	"github.com/heraldchat/herald/store/storetest"
 	"github.com/heraldchat/herald/stream"
 	"github.com/heraldchat/herald/stream/streamtest"
+	"github.com/redis/go-redis/v9"
 )
 
 // storeLog drives a store through its repositories: the embedded Log.
@@ -66,4 +69,52 @@ func TestEmbeddedLog(t *testing.T) {
 		t.Cleanup(func() { st.Close() })
 		return storeLog{st}
 	})
+}
+
+// clusterLog is the log of cluster mode: a PostgreSQL store whose leader
+// sequences the outbox into a Redis Stream, read through a RedisLog.
+type clusterLog struct {
+	storeLog
+	log *stream.RedisLog
+}
+
+func (h clusterLog) Log() stream.Log { return h.log }
+
+// TestClusterLog runs the Log contract over cluster mode's log: real
+// PostgreSQL and redis-server, the leader's sequencer and pump.
+func TestClusterLog(t *testing.T) {
+	streamtest.TestLog(t, func(t *testing.T, live int) streamtest.LogHarness {
+		st, rlog := startClusterLog(t, live)
+		return clusterLog{storeLog{st}, rlog}
+	})
+}
+
+// startClusterLog opens a store on a new PostgreSQL database and a Redis
+// log beside it, and runs the leader loop until the test ends.
+func startClusterLog(t *testing.T, live int) (*store.Store, *stream.RedisLog) {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{URL: storetest.DatabaseURL(t)})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	url, prefix := streamtest.RedisURL(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	rlog := stream.NewRedisLog(rdb, st, stream.RedisOptions{Prefix: prefix, MaxLen: live, Block: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	led := make(chan struct{})
+	go func() {
+		defer close(led)
+		st.Lead(ctx, 100*time.Millisecond, func(ctx context.Context, l *store.Leader) error { return rlog.Pump(ctx, l) })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-led
+		st.Close()
+		rdb.Close()
+	})
+	return st, rlog
 }

@@ -13,8 +13,17 @@ import (
 	"time"
 
 	"github.com/heraldchat/herald/api"
+	"github.com/heraldchat/herald/store/storetest"
 	"github.com/heraldchat/herald/stream/streamtest"
 )
+
+// TestMain stops the PostgreSQL and Redis servers that tests started.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	storetest.StopShared()
+	streamtest.StopSharedRedis()
+	os.Exit(code)
+}
 
 // testServer is a real Herald started through serve() on 127.0.0.1 with a
 // random port and its own data dir.
