@@ -22,7 +22,7 @@ type conn struct {
 	// Guarded by Hub.mu.
 	rooms   map[string]int // room → index in the room's connection list
 	removed bool
-	stamp   uint64 // last SendRooms call that reached this stream
+	stamp   uint64 // last Notify call that reached this stream
 }
 
 // A note tells the writer something other than "frames are queued".

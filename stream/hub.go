@@ -80,7 +80,7 @@ type Hub struct {
 	users    map[string]map[*conn]int // user → their local connections
 	streams  int
 	closed   bool
-	stamp    uint64 // counts SendRooms calls, to reach each connection once
+	stamp    uint64 // counts Notify calls, to reach each connection once
 
 	closing  chan struct{} // closed by Close, for streams not yet registered
 	cancel   context.CancelFunc
@@ -307,35 +307,30 @@ func signal(wake []*conn) []*conn {
 	return wake[:0]
 }
 
-// SendRoomExcept delivers an ephemeral event (no id, never replayed) to the
-// local connections of a room's members other than except.
-func (h *Hub) SendRoomExcept(room, except, typ string, data []byte) {
-	frame := AppendFrame(nil, "", typ, data)
-	var wake []*conn
-	h.mu.Lock()
-	if rc := h.rooms[room]; rc != nil {
-		for _, c := range rc.conns {
-			if c.user != except {
-				h.sendLocked(c, frame, &wake)
-			}
-		}
-	}
-	h.mu.Unlock()
-	signal(wake)
-}
-
-// Notice is an ephemeral event for the members of some rooms.
+// Notice is an ephemeral event (no id, never replayed) for the members of
+// some rooms.
 type Notice struct {
-	Rooms []string
-	Type  string
-	Data  []byte
+	Rooms []string `json:"rooms"`
+	// Except, when set, is a user who does not get it: a typist is not
+	// told of their own typing.
+	Except string `json:"except,omitempty"`
+	Type   string `json:"type"`
+	Data   []byte `json:"data"`
 }
 
-// SendRooms delivers ephemeral events, in order, each once to every local
+// Notifier delivers ephemeral notices to the streams of every instance:
+// the Hub itself in embedded mode, a RedisFeed in a cluster.
+type Notifier interface {
+	Notify(notices []Notice)
+}
+
+var _ Notifier = (*Hub)(nil)
+
+// Notify delivers ephemeral events, in order, each once to every local
 // connection that belongs to at least one of its rooms. As everywhere,
 // writers wake once all are queued, so a burst of presence changes costs
 // each stream one write, not one per change.
-func (h *Hub) SendRooms(notices []Notice) {
+func (h *Hub) Notify(notices []Notice) {
 	frames := make([][]byte, len(notices))
 	for i, n := range notices {
 		frames[i] = AppendFrame(nil, "", n.Type, n.Data)
@@ -350,7 +345,7 @@ func (h *Hub) SendRooms(notices []Notice) {
 				continue
 			}
 			for _, c := range rc.conns {
-				if c.stamp != h.stamp {
+				if c.stamp != h.stamp && c.user != n.Except {
 					c.stamp = h.stamp
 					h.sendLocked(c, frames[i], &wake)
 				}

@@ -287,7 +287,7 @@ func (p *Presence) run() {
 			}
 		}
 		if len(notices) > 0 {
-			p.hub.SendRooms(notices)
+			p.hub.Notify(notices)
 		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 // never stuck. Repeated starts within the timeout only extend it, so a
 // client may ping on every keystroke.
 type Typing struct {
-	hub     *Hub
+	out     Notifier
 	timeout time.Duration
 
 	mu     sync.Mutex // guards active and closed; held while announcing, so events stay in order
@@ -31,12 +31,12 @@ type typist struct {
 }
 
 // NewTyping returns a tracker whose typists stop after timeout without a
-// new ping (default 5s).
-func NewTyping(hub *Hub, timeout time.Duration) *Typing {
+// new ping (default 5s); it announces to out, the hub.
+func NewTyping(out Notifier, timeout time.Duration) *Typing {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	return &Typing{hub: hub, timeout: timeout, active: map[typingKey]*typist{}}
+	return &Typing{out: out, timeout: timeout, active: map[typingKey]*typist{}}
 }
 
 // Close stops every timer; no more events are sent.
@@ -117,7 +117,12 @@ func (t *Typing) stopLocked(k typingKey) {
 	t.announceLocked(k, ty.name, event.TypingStopped)
 }
 
+// typingNotice is a typing event for a room's members but the typist.
+func typingNotice(room, user, name, typ string) Notice {
+	data, _ := json.Marshal(typingEvent{Room: room, User: user, Name: name})
+	return Notice{Rooms: []string{room}, Except: user, Type: typ, Data: data}
+}
+
 func (t *Typing) announceLocked(k typingKey, name, typ string) {
-	data, _ := json.Marshal(typingEvent{Room: k.room, User: k.user, Name: name})
-	t.hub.SendRoomExcept(k.room, k.user, typ, data)
+	t.out.Notify([]Notice{typingNotice(k.room, k.user, name, typ)})
 }
