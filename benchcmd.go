@@ -39,7 +39,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: herald bench [--url U[,U...]] [--streams N] [--rooms M] [--publishers K] [--rate R] [--size B] [--duration D] [--json FILE] [--pid PID[,PID...]] [--idle]")
 		fmt.Fprintln(stderr, "The secret is found like the server finds it: --jwt-secret, HERALD_JWT_SECRET, or DATA_DIR/jwt-secret.")
-		fs.PrintDefaults()
+		printFlags(stderr, fs)
 	}
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {

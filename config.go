@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,13 +101,22 @@ func configFlags(name string, getenv func(string) string, output io.Writer) (*fl
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: herald %s [flags]\n", name)
+		printFlags(fs.Output(), fs)
+	}
+	checkValues(fs)
+
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		env := "HERALD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		f.Usage += " [" + env + "]"
+		if v, ok := f.Value.(*parsedValue); ok {
+			v.env = env
+		}
 		if v := getenv(env); v != "" {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+				errs = append(errs, fmt.Errorf("%s (--%s) = %q: %w", env, f.Name, v, err))
 			}
 		}
 	})
@@ -114,11 +125,19 @@ func configFlags(name string, getenv func(string) string, output io.Writer) (*fl
 	}
 	// Finish the settings that need parsing once flags are in.
 	c.finish = func() error {
+		// The set holds the flags a caller added too.
+		errs := []error{valueErrors(fs)}
 		c.CORSOrigins = nil
 		for _, o := range strings.Split(cors, ",") {
-			if o = strings.TrimSpace(o); o != "" {
-				c.CORSOrigins = append(c.CORSOrigins, o)
+			if o = strings.TrimSpace(o); o == "" {
+				continue
 			}
+			origin, err := parseOrigin(o)
+			if err != nil {
+				errs = append(errs, badSetting("cors-origins", envName("cors-origins"), o, err.Error()))
+				continue
+			}
+			c.CORSOrigins = append(c.CORSOrigins, origin)
 		}
 		switch strings.ToLower(rateLimits) {
 		case "on", "true", "1":
@@ -126,11 +145,133 @@ func configFlags(name string, getenv func(string) string, output io.Writer) (*fl
 		case "off", "false", "0":
 			c.RateLimits = false
 		default:
-			return fmt.Errorf("--rate-limits must be on or off, not %q", rateLimits)
+			errs = append(errs, badSetting("rate-limits", envName("rate-limits"), rateLimits, "on or off"))
 		}
-		return c.LogLevel.UnmarshalText([]byte(logLevel))
+		if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+			errs = append(errs, badSetting("log-level", envName("log-level"), logLevel, "debug, info, warn or error"))
+		}
+		return errors.Join(errs...)
 	}
 	return fs, c, nil
+}
+
+// envName is the environment variable of a flag: HERALD_MAX_TEXT for max-text.
+func envName(flagName string) string {
+	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// badSetting says what is wrong with a setting: its flag and variable (env
+// is empty for a flag that has none), the value given, and what is wanted.
+func badSetting(name, env, value, want string) error {
+	if env == "" {
+		return fmt.Errorf("--%s = %q: want %s", name, value, want)
+	}
+	return fmt.Errorf("--%s (%s) = %q: want %s", name, env, value, want)
+}
+
+// parseOrigin checks a browser origin as a browser sends it in Origin, and
+// returns it lowercased as browsers do. Anything else would be accepted
+// here and then never match a request.
+func parseOrigin(s string) (string, error) {
+	const want = "an origin as browsers send it, scheme://host[:port] with no path, such as https://app.example.com"
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return "", errors.New(want)
+	}
+	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(s, "#") {
+		return "", errors.New(want)
+	}
+	if port := u.Port(); (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		return "", fmt.Errorf("%s, without the default port, which browsers leave out of Origin", strings.ToLower(u.Scheme+"://"+strings.TrimSuffix(u.Host, ":"+port)))
+	}
+	return strings.ToLower(s), nil
+}
+
+// parsedValue wraps a flag's typed value, so that a value that does not
+// parse is reported after parsing like any other invalid setting (with its
+// flag, variable and expected form) instead of as the flag package's
+// "parse error". It hides the value's type from flag.PrintDefaults:
+// printFlags shows it.
+type parsedValue struct {
+	flag.Value
+	kind string // the type shown in help
+	want string // the form expected
+	env  string // the setting's environment variable; empty for a flag without one
+
+	bad    string // the last value given that did not parse
+	failed bool
+}
+
+// Set keeps the previous value when s does not parse, so that validate
+// reports the value given rather than what the flag package left instead.
+func (v *parsedValue) Set(s string) error {
+	prev := v.Value.String()
+	if v.Value.Set(s) != nil {
+		v.Value.Set(prev)
+		v.bad, v.failed = s, true
+		return nil
+	}
+	v.failed = false
+	return nil
+}
+
+// checkValues wraps the values of a set's numeric and duration flags in
+// parsedValues; flags already wrapped are left alone.
+func checkValues(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := f.Value.(*parsedValue); ok {
+			return
+		}
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		switch g.Get().(type) {
+		case time.Duration:
+			f.Value = &parsedValue{Value: f.Value, kind: "duration", want: "a Go duration such as 15s, 500ms or 1h30m"}
+		case int, int64:
+			f.Value = &parsedValue{Value: f.Value, kind: "int", want: "a whole number"}
+		case uint, uint64:
+			f.Value = &parsedValue{Value: f.Value, kind: "uint", want: "a whole number, not negative"}
+		case float64:
+			f.Value = &parsedValue{Value: f.Value, kind: "float", want: "a number such as 20 or 0.5"}
+		}
+	})
+}
+
+// valueErrors reports every value given to a set's flags that did not parse.
+func valueErrors(fs *flag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := f.Value.(*parsedValue); ok && v.failed {
+			errs = append(errs, badSetting(f.Name, v.env, v.bad, v.want))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// printFlags lists a set's flags like flag.PrintDefaults, with the types
+// that parsedValue hides from it.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		if v, ok := f.Value.(*parsedValue); ok {
+			typ = v.kind
+		}
+		fmt.Fprintf(w, "  --%s", f.Name)
+		if typ != "" {
+			fmt.Fprintf(w, " %s", typ)
+		}
+		fmt.Fprintf(w, "\n    \t%s", strings.ReplaceAll(usage, "\n", "\n    \t"))
+		switch def := f.DefValue; {
+		case def == "" || def == "0" || def == "0s" || def == "false":
+		case typ == "string":
+			fmt.Fprintf(w, " (default %q)", def)
+		default:
+			fmt.Fprintf(w, " (default %s)", def)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 // parseConfig builds the server's Config from the environment and args.
@@ -151,11 +292,28 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 
 // parseInterleaved parses flags that may come before, between or after
 // positional arguments, and returns the positional ones.
+// Values that do not parse are kept for validate to report with the other
+// invalid settings. An error is returned without the usage: thirty flags
+// printed after it would bury it. -h prints the usage, and returns
+// flag.ErrHelp.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	checkValues(fs)
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	defer func() { fs.SetOutput(out); fs.Usage = usage }()
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			if usage != nil {
+				usage()
+			} else {
+				printFlags(out, fs)
+			}
 			return nil, err
+		} else if err != nil {
+			return nil, fmt.Errorf("%w (herald %s -h lists the flags)", err, fs.Name())
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
@@ -165,42 +323,69 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// validate checks the settings once, after parsing.
+// validate checks the settings once, after parsing. Each error names the
+// setting's flag and variable, the value, and what is wanted.
 func (c *Config) validate() error {
-	if c.finish != nil {
-		if err := c.finish(); err != nil {
-			return err
-		}
-	}
 	var errs []error
-	check := func(ok bool, format string, args ...any) {
+	if c.finish != nil {
+		errs = append(errs, c.finish())
+	}
+	check := func(ok bool, name string, value any, want string) {
 		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
+			errs = append(errs, badSetting(name, envName(name), fmt.Sprint(value), want))
 		}
 	}
-	check(c.Addr != "", "--addr must not be empty")
-	check(c.DataDir != "" || c.DatabasePath != "", "--data-dir must not be empty")
-	check(c.DatabaseURL == "" && c.RedisURL == "", "cluster mode (--database-url, --redis-url) is not available in this version; unset them to run embedded")
-	check(c.JWTSecret == "" || len(c.JWTSecret) >= 32, "--jwt-secret must be at least 32 characters")
-	check(c.RateMessages >= 0 && c.RateWrites >= 0 && c.RateTyping >= 0, "rates must not be negative")
-	check(c.Heartbeat >= 10*time.Millisecond, "--heartbeat must be at least 10ms")
-	check(c.Retry >= 10*time.Millisecond, "--retry must be at least 10ms")
-	check(c.Retention >= time.Minute, "--retention must be at least 1m")
-	check(c.ReplayBuffer >= 16, "--replay-buffer must be at least 16")
-	check(c.QueueSize >= 16, "--queue-size must be at least 16")
-	check(c.WriteTimeout >= 100*time.Millisecond, "--write-timeout must be at least 100ms")
-	check(c.MaxStreams >= 0 && c.MaxStreamsPerUser >= 0, "stream caps must not be negative")
-	check(c.PresenceGrace >= 0 && c.TypingTimeout >= 10*time.Millisecond, "--presence-grace must not be negative and --typing-timeout at least 10ms")
-	check(c.PresenceBatch >= time.Millisecond && c.PresenceBatch <= 10*time.Second, "--presence-batch must be between 1ms and 10s")
-	check(c.MaxBody >= 1024, "--max-body must be at least 1024")
-	check(c.MaxText >= 1, "--max-text must be at least 1")
-	check(c.TicketTTL >= time.Second, "--ticket-ttl must be at least 1s")
+	const hostPort = "host:port or :port, such as :8080 or 127.0.0.1:8080"
+	check(isHostPort(c.Addr), "addr", c.Addr, hostPort)
+	check(c.DataDir != "" || c.DatabasePath != "", "data-dir", c.DataDir, "a directory")
+	check(c.DatabaseURL == "", "database-url", redactURL(c.DatabaseURL), "it unset: cluster mode is not available in this version")
+	check(c.RedisURL == "", "redis-url", redactURL(c.RedisURL), "it unset: cluster mode is not available in this version")
+	if n := len(c.JWTSecret); n > 0 && n < 32 {
+		// The secret itself is not repeated.
+		errs = append(errs, fmt.Errorf("--jwt-secret (%s) has %d characters: want at least 32, such as the output of openssl rand -hex 32", envName("jwt-secret"), n))
+	}
+	check(c.RateMessages >= 0, "rate-messages", c.RateMessages, "a rate that is not negative (0 disables the limit)")
+	check(c.RateWrites >= 0, "rate-writes", c.RateWrites, "a rate that is not negative (0 disables the limit)")
+	check(c.RateTyping >= 0, "rate-typing", c.RateTyping, "a rate that is not negative (0 disables the limit)")
+	check(c.Heartbeat >= 10*time.Millisecond, "heartbeat", c.Heartbeat, "at least 10ms")
+	check(c.Retry >= 10*time.Millisecond, "retry", c.Retry, "at least 10ms")
+	check(c.Retention >= time.Minute, "retention", c.Retention, "at least 1m")
+	check(c.ReplayBuffer >= 16, "replay-buffer", c.ReplayBuffer, "at least 16")
+	check(c.QueueSize >= 16, "queue-size", c.QueueSize, "at least 16")
+	check(c.WriteTimeout >= 100*time.Millisecond, "write-timeout", c.WriteTimeout, "at least 100ms")
+	check(c.MaxStreams >= 0, "max-streams", c.MaxStreams, "a number that is not negative (0: no cap)")
+	check(c.MaxStreamsPerUser >= 0, "max-streams-per-user", c.MaxStreamsPerUser, "a number that is not negative (0: no cap)")
+	check(c.PresenceGrace >= 0, "presence-grace", c.PresenceGrace, "a duration that is not negative")
+	check(c.PresenceBatch >= time.Millisecond && c.PresenceBatch <= 10*time.Second, "presence-batch", c.PresenceBatch, "between 1ms and 10s")
+	check(c.TypingTimeout >= 10*time.Millisecond, "typing-timeout", c.TypingTimeout, "at least 10ms")
+	check(c.MaxBody >= 1024, "max-body", c.MaxBody, "at least 1024 (bytes)")
+	check(c.MaxText >= 1, "max-text", c.MaxText, "at least 1 (characters)")
+	check(c.TicketTTL >= time.Second, "ticket-ttl", c.TicketTTL, "at least 1s")
 	sync := strings.ToUpper(c.SQLiteSync)
-	check(sync == "FULL" || sync == "NORMAL" || sync == "EXTRA", "--sqlite-sync must be FULL, NORMAL or EXTRA")
+	check(sync == "FULL" || sync == "NORMAL" || sync == "EXTRA", "sqlite-sync", c.SQLiteSync, "FULL, NORMAL or EXTRA")
 	c.SQLiteSync = sync
-	check(c.ShutdownTimeout > 0, "--shutdown-timeout must be positive")
-	check(c.LogFormat == "text" || c.LogFormat == "json", "--log-format must be text or json")
+	check(c.ShutdownTimeout > 0, "shutdown-timeout", c.ShutdownTimeout, "a positive duration such as 10s")
+	check(c.DebugAddr == "" || isHostPort(c.DebugAddr), "debug-addr", c.DebugAddr, "empty (off) or "+hostPort)
+	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format", c.LogFormat, "text or json")
 	return errors.Join(errs...)
+}
+
+// isHostPort reports whether addr is an address net.Listen takes: a host,
+// possibly empty, and a port.
+func isHostPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port != ""
+}
+
+// redactURL hides the password of a URL that is repeated in an error.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	if s != "" {
+		return "(a URL that does not parse)"
+	}
+	return s
 }
 
 func (c Config) dbPath() string {

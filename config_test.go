@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
@@ -11,10 +12,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"flag"
+	"io"
 	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,4 +208,146 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestConfigErrors checks that each invalid setting is refused with a
+// message that names its flag and variable, repeats the value, and says
+// what is wanted; and that every server setting that can be wrong has a
+// case here.
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		flag string   // the setting refused
+		want []string // in its message, besides the flag and variable
+	}{
+		{"heartbeat from env not a duration", map[string]string{"HERALD_HEARTBEAT": "abc"}, nil, "heartbeat", []string{`"abc"`, "Go duration such as 15s"}},
+		{"heartbeat from flag not a duration", nil, []string{"--heartbeat", "abc"}, "heartbeat", []string{`"abc"`, "Go duration such as 15s"}},
+		{"heartbeat too short", map[string]string{"HERALD_HEARTBEAT": "1ms"}, nil, "heartbeat", []string{`"1ms"`, "at least 10ms"}},
+		{"heartbeat flag overrides a bad env", map[string]string{"HERALD_HEARTBEAT": "abc"}, []string{"--heartbeat=2s", "--retry", "1ms"}, "retry", []string{`"1ms"`, "at least 10ms"}},
+		{"cors origin without scheme", nil, []string{"--cors-origins", "app.example.com"}, "cors-origins", []string{`"app.example.com"`, "scheme://host[:port]"}},
+		{"cors origin host:port without scheme", map[string]string{"HERALD_CORS_ORIGINS": "https://ok.example.com, localhost:3000"}, nil, "cors-origins", []string{`"localhost:3000"`, "scheme://host[:port]"}},
+		{"cors origin with a path", nil, []string{"--cors-origins", "https://app.example.com/"}, "cors-origins", []string{`"https://app.example.com/"`, "no path"}},
+		{"cors origin with a query", nil, []string{"--cors-origins", "https://app.example.com?x=1"}, "cors-origins", []string{`"https://app.example.com?x=1"`, "no path"}},
+		{"cors origin of another scheme", nil, []string{"--cors-origins", "ftp://app.example.com"}, "cors-origins", []string{`"ftp://app.example.com"`, "scheme://host[:port]"}},
+		{"cors origin with the default port", nil, []string{"--cors-origins", "https://app.example.com:443"}, "cors-origins", []string{`"https://app.example.com:443"`, "want https://app.example.com, without the default port"}},
+		{"cors wildcard", nil, []string{"--cors-origins", "*"}, "cors-origins", []string{`"*"`, "scheme://host[:port]"}},
+		{"addr without colon", nil, []string{"--addr", "8080"}, "addr", []string{`"8080"`, "host:port or :port"}},
+		{"addr empty", nil, []string{"--addr", ""}, "addr", []string{`""`, "host:port or :port"}},
+		{"data dir empty", nil, []string{"--data-dir", ""}, "data-dir", []string{`""`, "a directory"}},
+		{"database url", map[string]string{"HERALD_DATABASE_URL": "postgres://herald@db/herald"}, nil, "database-url", []string{`"postgres://herald@db/herald"`, "cluster mode"}},
+		{"redis url", map[string]string{"HERALD_REDIS_URL": "redis://127.0.0.1:6379"}, nil, "redis-url", []string{`"redis://127.0.0.1:6379"`, "cluster mode"}},
+		{"jwt secret short", map[string]string{"HERALD_JWT_SECRET": "short"}, nil, "jwt-secret", []string{"has 5 characters", "at least 32"}},
+		{"rate limits maybe", map[string]string{"HERALD_RATE_LIMITS": "maybe"}, nil, "rate-limits", []string{`"maybe"`, "on or off"}},
+		{"rate messages negative", map[string]string{"HERALD_RATE_MESSAGES": "-1"}, nil, "rate-messages", []string{`"-1"`, "not negative"}},
+		{"rate messages not a number", map[string]string{"HERALD_RATE_MESSAGES": "fast"}, nil, "rate-messages", []string{`"fast"`, "a number"}},
+		{"rate messages NaN", map[string]string{"HERALD_RATE_MESSAGES": "NaN"}, nil, "rate-messages", []string{`"NaN"`, "not negative"}},
+		{"rate writes negative", nil, []string{"--rate-writes", "-0.5"}, "rate-writes", []string{`"-0.5"`, "not negative"}},
+		{"rate typing negative", nil, []string{"--rate-typing=-2"}, "rate-typing", []string{`"-2"`, "not negative"}},
+		{"retry too short", nil, []string{"--retry", "1ms"}, "retry", []string{`"1ms"`, "at least 10ms"}},
+		{"retention too short", nil, []string{"--retention", "30s"}, "retention", []string{`"30s"`, "at least 1m"}},
+		{"replay buffer too small", nil, []string{"--replay-buffer", "8"}, "replay-buffer", []string{`"8"`, "at least 16"}},
+		{"queue size not a number", map[string]string{"HERALD_QUEUE_SIZE": "lots"}, nil, "queue-size", []string{`"lots"`, "a whole number"}},
+		{"queue size too small", map[string]string{"HERALD_QUEUE_SIZE": "1"}, nil, "queue-size", []string{`"1"`, "at least 16"}},
+		{"write timeout too short", nil, []string{"--write-timeout", "10ms"}, "write-timeout", []string{`"10ms"`, "at least 100ms"}},
+		{"max streams negative", map[string]string{"HERALD_MAX_STREAMS": "-1"}, nil, "max-streams", []string{`"-1"`, "not negative"}},
+		{"max streams per user negative", nil, []string{"--max-streams-per-user", "-1"}, "max-streams-per-user", []string{`"-1"`, "not negative"}},
+		{"presence grace negative", nil, []string{"--presence-grace", "-1s"}, "presence-grace", []string{`"-1s"`, "not negative"}},
+		{"presence batch too long", nil, []string{"--presence-batch", "1m"}, "presence-batch", []string{`"1m0s"`, "between 1ms and 10s"}},
+		{"typing timeout too short", nil, []string{"--typing-timeout", "1ms"}, "typing-timeout", []string{`"1ms"`, "at least 10ms"}},
+		{"max body tiny", map[string]string{"HERALD_MAX_BODY": "10"}, nil, "max-body", []string{`"10"`, "at least 1024"}},
+		{"max text zero", map[string]string{"HERALD_MAX_TEXT": "0"}, nil, "max-text", []string{`"0"`, "at least 1"}},
+		{"ticket ttl too short", nil, []string{"--ticket-ttl", "500ms"}, "ticket-ttl", []string{`"500ms"`, "at least 1s"}},
+		{"sqlite sync off", map[string]string{"HERALD_SQLITE_SYNC": "OFF"}, nil, "sqlite-sync", []string{`"OFF"`, "FULL, NORMAL or EXTRA"}},
+		{"shutdown timeout zero", nil, []string{"--shutdown-timeout", "0s"}, "shutdown-timeout", []string{`"0s"`, "positive duration"}},
+		{"debug addr without colon", map[string]string{"HERALD_DEBUG_ADDR": "6060"}, nil, "debug-addr", []string{`"6060"`, "host:port"}},
+		{"log level loud", map[string]string{"HERALD_LOG_LEVEL": "loud"}, nil, "log-level", []string{`"loud"`, "debug, info, warn or error"}},
+		{"log format xml", map[string]string{"HERALD_LOG_FORMAT": "xml"}, nil, "log-format", []string{`"xml"`, "text or json"}},
+	}
+	// Settings no value of which is refused at parsing: any path is a
+	// database path, and the public key is checked as serve reads it
+	// (TestServePublicKeyError).
+	unchecked := map[string]bool{"database-path": true, "jwt-public-key": true}
+	covered := map[string]bool{}
+	for _, tt := range tests {
+		covered[tt.flag] = true
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err == nil {
+				t.Fatalf("parseConfig(%q, %v) = nil; want an error about --%s", tt.args, tt.env, tt.flag)
+			}
+			// Other settings are valid: the error is this setting's alone.
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != 1 {
+				t.Errorf("parseConfig(%q, %v) = %d errors:\n%v\nwant one, about --%s", tt.args, tt.env, len(lines), err, tt.flag)
+			}
+			for _, want := range append([]string{"--" + tt.flag + " (", envName(tt.flag)}, tt.want...) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("parseConfig(%q, %v) = %q; want it to say %q", tt.args, tt.env, err, want)
+				}
+			}
+		})
+	}
+	fs, _, err := configFlags("serve", func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if !covered[f.Name] && !unchecked[f.Name] {
+			t.Errorf("no case refuses a value of --%s; every setting is validated, with a message that names it", f.Name)
+		}
+	})
+}
+
+// TestConfigErrorsTogether checks that every invalid setting is reported at
+// once, those that do not parse with those out of range, and that secrets
+// are not repeated.
+func TestConfigErrorsTogether(t *testing.T) {
+	env := map[string]string{
+		"HERALD_HEARTBEAT":  "abc",
+		"HERALD_JWT_SECRET": "hunter2-hunter2",
+		"HERALD_REDIS_URL":  "redis://herald:s3cr3t-pa55@127.0.0.1:6379",
+	}
+	_, err := parseConfig([]string{"--queue-size", "lots", "--cors-origins", "app.example.com", "--max-text", "0"}, func(k string) string { return env[k] }, io.Discard)
+	if err == nil {
+		t.Fatal("parseConfig with six bad settings = nil; want six errors")
+	}
+	for _, want := range []string{"--heartbeat (HERALD_HEARTBEAT)", "--jwt-secret (HERALD_JWT_SECRET)", "--redis-url (HERALD_REDIS_URL)", "--queue-size (HERALD_QUEUE_SIZE)", "--cors-origins (HERALD_CORS_ORIGINS)", "--max-text (HERALD_MAX_TEXT)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("parseConfig error =\n%v\nwant it to name %s", err, want)
+		}
+	}
+	for _, secret := range []string{"hunter2", "s3cr3t-pa55"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("parseConfig error =\n%v\nwant it not to repeat the secret %q", err, secret)
+		}
+	}
+}
+
+// TestConfigCORSOrigins checks the origins that are accepted, as browsers
+// send them in Origin.
+func TestConfigCORSOrigins(t *testing.T) {
+	c, err := parseConfig([]string{"--cors-origins", " https://app.example.com, http://localhost:3000,HTTPS://Admin.Example.com:8443,http://[::1]:5173 "}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatalf("parseConfig = %v; want no error", err)
+	}
+	want := []string{"https://app.example.com", "http://localhost:3000", "https://admin.example.com:8443", "http://[::1]:5173"}
+	if !slices.Equal(c.CORSOrigins, want) {
+		t.Errorf("CORSOrigins = %q; want %q", c.CORSOrigins, want)
+	}
+}
+
+// TestServePublicKeyError checks that a public key that cannot be used
+// stops the server with a message that names the setting.
+func TestServePublicKeyError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing.pem")
+	cfg, err := parseConfig([]string{"--jwt-public-key", path, "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = serve(context.Background(), cfg, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "--jwt-public-key (HERALD_JWT_PUBLIC_KEY)") || !strings.Contains(err.Error(), path) {
+		t.Errorf("serve with a missing public key = %v; want an error naming --jwt-public-key (HERALD_JWT_PUBLIC_KEY) and %s", err, path)
+	}
 }

@@ -47,7 +47,10 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "herald:", err)
+			// Settings are validated together, an error a line.
+			for _, line := range strings.Split(err.Error(), "\n") {
+				fmt.Fprintln(os.Stderr, "herald:", line)
+			}
 		}
 		os.Exit(1)
 	}
@@ -88,7 +91,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	}
 	publicKey, err := loadPublicKey(cfg.JWTPublicKey)
 	if err != nil {
-		return err
+		return fmt.Errorf("--jwt-public-key (%s): %w", envName("jwt-public-key"), err)
 	}
 
 	st, err := store.Open(ctx, store.Options{
@@ -271,7 +274,7 @@ func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Write
 		return err
 	}
 	if *ttl <= 0 {
-		return errors.New("--ttl must be positive")
+		return badSetting("ttl", "", ttl.String(), "a positive duration such as 24h")
 	}
 	secret, _, err := loadSecret(*cfg)
 	if err != nil {
