@@ -15,7 +15,7 @@ import (
 // resolves the secret the server uses like `herald token` does, then hands
 // the run to bench.Run.
 func benchCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs, cfg, err := configFlags("bench", getenv, stderr)
+	fs, cfg, err := configFlags("bench", getenv, stderr, secretFlags...)
 	if err != nil {
 		return err
 	}

@@ -63,8 +63,11 @@ type Config struct {
 }
 
 // configFlags defines the server's flags on a new flag set, with defaults
-// taken from the environment. Callers may add flags before parsing.
-func configFlags(name string, getenv func(string) string, output io.Writer) (*flag.FlagSet, *Config, error) {
+// taken from the environment. Callers may add flags before parsing. With
+// only, the set holds just the flags named there (a subcommand's: token
+// needs only those that find the secret), and their variables alone are
+// read; the rest of Config keeps its defaults.
+func configFlags(name string, getenv func(string) string, output io.Writer, only ...string) (*flag.FlagSet, *Config, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(output)
@@ -101,6 +104,15 @@ func configFlags(name string, getenv func(string) string, output io.Writer) (*fl
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 
+	if len(only) > 0 {
+		all := fs
+		fs = flag.NewFlagSet(name, flag.ContinueOnError)
+		fs.SetOutput(output)
+		for _, n := range only {
+			f := all.Lookup(n)
+			fs.Var(f.Value, f.Name, f.Usage)
+		}
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: herald %s [flags]\n", name)
 		printFlags(fs.Output(), fs)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdh"
@@ -12,12 +13,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"io"
 	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -349,5 +352,71 @@ func TestServePublicKeyError(t *testing.T) {
 	err = serve(context.Background(), cfg, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "--jwt-public-key (HERALD_JWT_PUBLIC_KEY)") || !strings.Contains(err.Error(), path) {
 		t.Errorf("serve with a missing public key = %v; want an error naming --jwt-public-key (HERALD_JWT_PUBLIC_KEY) and %s", err, path)
+	}
+}
+
+// TestSubcommandHelp checks that each subcommand's help lists its own
+// flags: the server's for serve, and for token and bench only those that
+// find the secret besides their own.
+func TestSubcommandHelp(t *testing.T) {
+	fs, _, err := configFlags("serve", func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var server []string
+	fs.VisitAll(func(f *flag.Flag) { server = append(server, f.Name) })
+	benchOwn := []string{"duration", "idle", "json", "pid", "prefix", "publishers", "rate", "rooms", "size", "sources", "streams", "url"}
+
+	tests := []struct {
+		args []string
+		want []string // the flags listed, in any order
+	}{
+		{[]string{"serve", "-h"}, server},
+		{[]string{"-h"}, server},
+		{[]string{"token", "--help"}, []string{"data-dir", "jwt-secret", "name", "ttl"}},
+		{[]string{"token", "alice", "-h"}, []string{"data-dir", "jwt-secret", "name", "ttl"}},
+		{[]string{"bench", "-h"}, append([]string{"data-dir", "jwt-secret"}, benchOwn...)},
+	}
+	listed := regexp.MustCompile(`(?m)^  --([a-z-]+)`)
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errw bytes.Buffer
+			err := run(context.Background(), tt.args, func(string) string { return "" }, &out, &errw)
+			if !errors.Is(err, flag.ErrHelp) {
+				t.Errorf("run(%q) = %v; want flag.ErrHelp", tt.args, err)
+			}
+			var got []string
+			for _, m := range listed.FindAllStringSubmatch(errw.String(), -1) {
+				got = append(got, m[1])
+			}
+			want := slices.Clone(tt.want)
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("run(%q) lists flags %q; want %q\n%s", tt.args, got, want, errw.String())
+			}
+			if !strings.HasPrefix(errw.String(), "usage: herald ") {
+				t.Errorf("run(%q) help starts %q; want a usage line", tt.args, strings.SplitN(errw.String(), "\n", 2)[0])
+			}
+		})
+	}
+}
+
+// TestSubcommandSettings checks that token reads only the settings it
+// lists: a server setting that is wrong in the environment is no concern
+// of it, and a server flag is unknown to it.
+func TestSubcommandSettings(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"HERALD_HEARTBEAT": "abc", "HERALD_DATA_DIR": dir}
+	var out, errw bytes.Buffer
+	if err := run(context.Background(), []string{"token", "alice"}, func(k string) string { return env[k] }, &out, &errw); err != nil {
+		t.Fatalf("herald token with HERALD_HEARTBEAT=abc = %v; want a token", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "jwt-secret")); err != nil {
+		t.Errorf("herald token did not use HERALD_DATA_DIR: %v", err)
+	}
+	err := run(context.Background(), []string{"token", "alice", "--heartbeat", "1s", "--data-dir", dir}, func(string) string { return "" }, &out, &errw)
+	if err == nil || !strings.Contains(err.Error(), "-heartbeat") || !strings.Contains(err.Error(), "herald token -h") {
+		t.Errorf("herald token --heartbeat 1s = %v; want an error about the flag that points at herald token -h", err)
 	}
 }

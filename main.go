@@ -255,20 +255,31 @@ func loadSecret(cfg Config) (secret []byte, generated bool, err error) {
 	return []byte(s), true, nil
 }
 
+// secretFlags are the settings that find the secret, which token and bench
+// share with the server.
+var secretFlags = []string{"jwt-secret", "data-dir"}
+
 // tokenCmd prints a token for USER signed with the configured secret.
 func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs, cfg, err := configFlags("token", getenv, stderr)
+	fs, cfg, err := configFlags("token", getenv, stderr, secretFlags...)
 	if err != nil {
 		return err
 	}
 	name := fs.String("name", "", "display name (the token's name claim)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the token")
+	const usage = "usage: herald token USER [--name N] [--ttl D] [--data-dir DIR | --jwt-secret S]"
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), usage)
+		fmt.Fprintln(fs.Output(), "Prints a token for USER signed with the server's secret, found like the server finds it:")
+		fmt.Fprintln(fs.Output(), "--jwt-secret, HERALD_JWT_SECRET, or DATA_DIR/jwt-secret (generated there if missing).")
+		printFlags(fs.Output(), fs)
+	}
 	users, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(users) != 1 {
-		return errors.New("usage: herald token USER [--name N] [--ttl D]")
+		return errors.New(usage)
 	}
 	if err := cfg.validate(); err != nil {
 		return err
