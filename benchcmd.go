@@ -72,7 +72,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	if generated {
-		fmt.Fprintf(stderr, "bench: warning: generated a new secret in %s; the server will refuse its tokens unless it uses that data dir\n", cfg.DataDir)
+		announceSecret(stderr, "bench", *cfg)
 	}
 	o.Secret = secret
 	o.Progress = stderr

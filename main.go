@@ -161,8 +161,10 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 
 	logger.Info("herald listening", "addr", ln.Addr().String(), "mode", "embedded", "database", cfg.dbPath(), "epoch", st.Epoch())
 	if generated {
-		logger.Info("generated a JWT secret", "file", filepath.Join(cfg.DataDir, secretFile),
-			"mint_a_token", "herald token alice --data-dir "+cfg.DataDir)
+		dir := absDir(cfg.DataDir)
+		logger.Warn("generated a new JWT secret", "file", filepath.Join(dir, secretFile),
+			"hint", "herald token and herald bench sign with it only when given --data-dir "+dir+
+				" (HERALD_DATA_DIR); or set HERALD_JWT_SECRET for the server and the commands alike")
 	}
 	if ready != nil {
 		ready <- ln.Addr().String()
@@ -255,6 +257,25 @@ func loadSecret(cfg Config) (secret []byte, generated bool, err error) {
 	return []byte(s), true, nil
 }
 
+// absDir is dir as an absolute path where it can be had: a message that
+// says ./data does not say which directory's.
+func absDir(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}
+
+// announceSecret tells on stderr that cmd generated a secret, and how the
+// server comes to verify with it. Silently, a token minted from another
+// directory than the server's would be signed with a secret the server
+// never sees, and refused.
+func announceSecret(w io.Writer, cmd string, cfg Config) {
+	dir := absDir(cfg.DataDir)
+	fmt.Fprintf(w, "herald %s: generated a new JWT secret in %s\n", cmd, filepath.Join(dir, secretFile))
+	fmt.Fprintf(w, "herald %s: a server verifies with it only if started with --data-dir %s (HERALD_DATA_DIR); or set HERALD_JWT_SECRET for both\n", cmd, dir)
+}
+
 // secretFlags are the settings that find the secret, which token and bench
 // share with the server.
 var secretFlags = []string{"jwt-secret", "data-dir"}
@@ -287,9 +308,12 @@ func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Write
 	if *ttl <= 0 {
 		return badSetting("ttl", "", ttl.String(), "a positive duration such as 24h")
 	}
-	secret, _, err := loadSecret(*cfg)
+	secret, generated, err := loadSecret(*cfg)
 	if err != nil {
 		return err
+	}
+	if generated {
+		announceSecret(stderr, "token", *cfg)
 	}
 	token, err := api.Mint(secret, users[0], *name, *ttl)
 	if err != nil {

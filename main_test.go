@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +264,81 @@ func TestServeSmoke(t *testing.T) {
 	}
 	if msg.ID != id || msg.Text != "hello" || msg.Room != room {
 		t.Fatalf("message:created = %+v; want id %d text hello room %s", msg, id, room)
+	}
+}
+
+// TestGeneratedSecretAnnounced checks that whichever command generates the
+// secret says so on stderr, with the file's absolute path and how to make
+// the server and the commands share it; and that one already there is
+// used without a word.
+func TestGeneratedSecretAnnounced(t *testing.T) {
+	noenv := func(string) string { return "" }
+	closed := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return "http://" + ln.Addr().String()
+	}()
+	tests := []struct {
+		name string
+		run  func(dataDir string, stderr io.Writer)
+	}{
+		{"token", func(dir string, stderr io.Writer) {
+			if err := run(context.Background(), []string{"token", "alice", "--data-dir", dir}, noenv, io.Discard, stderr); err != nil {
+				t.Fatalf("herald token: %v", err)
+			}
+		}},
+		{"bench", func(dir string, stderr io.Writer) {
+			// No server answers: the run fails after the secret is resolved.
+			run(context.Background(), []string{"bench", "--url", closed, "--streams", "1", "--duration", "1s", "--data-dir", dir}, noenv, io.Discard, stderr)
+		}},
+		{"serve", func(dir string, stderr io.Writer) {
+			// At log level warn, which hides the rest of the start-up.
+			cfg, err := parseConfig([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"}, noenv, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			ready := make(chan string, 1)
+			done := make(chan error, 1)
+			go func() { done <- serve(ctx, cfg, stderr, ready) }()
+			select {
+			case <-ready:
+			case err := <-done:
+				t.Fatalf("serve: %v", err)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("serve: %v", err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A relative data dir, as ./data is: the message gives its
+			// absolute path.
+			t.Chdir(t.TempDir())
+			abs, err := filepath.Abs("data")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			tt.run("data", &stderr)
+			if _, err := os.Stat(filepath.Join(abs, "jwt-secret")); err != nil {
+				t.Fatalf("herald %s generated no secret: %v", tt.name, err)
+			}
+			for _, want := range []string{"generated a new JWT secret", filepath.Join(abs, "jwt-secret"), "--data-dir " + abs, "HERALD_JWT_SECRET"} {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("herald %s, generating the secret, wrote %q on stderr; want it to say %q", tt.name, stderr.String(), want)
+				}
+			}
+			stderr.Reset()
+			tt.run("data", &stderr)
+			if strings.Contains(stderr.String(), "secret") {
+				t.Errorf("herald %s, with the secret already there, wrote %q on stderr; want nothing about it", tt.name, stderr.String())
+			}
+		})
 	}
 }
