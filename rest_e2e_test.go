@@ -117,6 +117,24 @@ func restCheckError(t testing.TB, what string, resp *http.Response, data []byte,
 	}
 }
 
+// restCheckChallenge checks the WWW-Authenticate of a 401 (RFC 6750): the
+// realm alone when no bearer token was found, and error="invalid_token"
+// with a description when one was refused.
+func restCheckChallenge(t testing.TB, what string, resp *http.Response, code string) {
+	t.Helper()
+	got := resp.Header.Values("WWW-Authenticate")
+	switch code {
+	case "invalid_token", "malformed_token", "expired_token":
+		if len(got) != 1 || !strings.HasPrefix(got[0], `Bearer realm="herald", error="invalid_token", error_description="`) || !strings.HasSuffix(got[0], `"`) {
+			t.Errorf("%s: WWW-Authenticate = %q; want Bearer realm=\"herald\", error=\"invalid_token\" and a description", what, got)
+		}
+	default:
+		if len(got) != 1 || got[0] != `Bearer realm="herald"` {
+			t.Errorf("%s: WWW-Authenticate = %q; want Bearer realm=\"herald\"", what, got)
+		}
+	}
+}
+
 // restCall is s.doResp followed by a status check; it decodes a JSON answer
 // into out when out is not nil.
 func restCall(t testing.TB, s *testServer, method, path, token string, body any, status int, out any) []byte {
@@ -1020,13 +1038,13 @@ func TestRESTTokens(t *testing.T) {
 		{"Basic scheme", "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:secret")), 401, "unauthenticated"},
 		{"token without scheme", valid, 401, "unauthenticated"},
 		{"Token scheme", "Token " + valid, 401, "unauthenticated"},
-		{"garbage token", "Bearer not-a-token", 401, "invalid_token"},
-		{"three garbage segments", "Bearer a.b.c", 401, "invalid_token"},
-		{"expired", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() })), 401, "invalid_token"},
+		{"garbage token", "Bearer not-a-token", 401, "malformed_token"},
+		{"three garbage segments", "Bearer a.b.c", 401, "malformed_token"},
+		{"expired", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() })), 401, "expired_token"},
 		{"not yet valid", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() })), 401, "invalid_token"},
-		{"exp is a string", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = "tomorrow" })), 401, "invalid_token"},
-		{"exp is a numeric string", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = strconv.FormatInt(now.Add(time.Hour).Unix(), 10) })), 401, "invalid_token"},
-		{"expired by a fraction", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = float64(now.Add(-time.Minute).Unix()) + 0.5 })), 401, "invalid_token"},
+		{"exp is a string", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = "tomorrow" })), 401, "malformed_token"},
+		{"exp is a numeric string", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = strconv.FormatInt(now.Add(time.Hour).Unix(), 10) })), 401, "malformed_token"},
+		{"expired by a fraction", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = float64(now.Add(-time.Minute).Unix()) + 0.5 })), 401, "expired_token"},
 		{"without exp", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { delete(c, "exp") })), 401, "invalid_token"},
 		{"signed with another secret", "Bearer " + restSign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-012345"), claims(nil)), 401, "invalid_token"},
 		{"HS512 with the right secret", "Bearer " + restSign(t, jwt.SigningMethodHS512, secret, claims(nil)), 401, "invalid_token"},
@@ -1042,7 +1060,7 @@ func TestRESTTokens(t *testing.T) {
 		{"empty sub", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "" })), 401, "invalid_token"},
 		{"sub with a space", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "ali ce" })), 401, "invalid_token"},
 		{"sub over 128", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("a", 129) })), 401, "invalid_token"},
-		{"sub is a number", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = 42 })), 401, "invalid_token"},
+		{"sub is a number", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = 42 })), 401, "malformed_token"},
 		{"payload swapped, signature kept", "Bearer " + parts[0] + "." + base64.RawURLEncoding.EncodeToString(mallory) + "." + parts[2], 401, "invalid_token"},
 		{"signature stripped", "Bearer " + parts[0] + "." + parts[1] + ".", 401, "invalid_token"},
 		{"signature truncated", "Bearer " + valid[:len(valid)-4], 401, "invalid_token"},
@@ -1075,6 +1093,7 @@ func TestRESTTokens(t *testing.T) {
 					continue
 				}
 				restCheckError(t, what, resp, data, tt.status, tt.code)
+				restCheckChallenge(t, what, resp, tt.code)
 			}
 		})
 	}

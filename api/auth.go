@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"strings"
@@ -146,7 +147,7 @@ func (a *Auth) verify(token string) (Identity, error) {
 		return Identity{}, err
 	}
 	if err := checkID("sub", cl.Subject); err != nil {
-		return Identity{}, fmt.Errorf("bad subject: %w", err)
+		return Identity{}, fmt.Errorf("%w: %w", errBadSubject, err)
 	}
 	return Identity{User: cl.Subject, Name: cleanName(cl.Name), Expires: numericDate(cl.ExpiresAt).Time}, nil
 }
@@ -186,10 +187,65 @@ func Mint(secret []byte, user, name string, ttl time.Duration) (string, error) {
 func bearer(r *http.Request) (string, bool) {
 	h := r.Header.Get(echo.HeaderAuthorization)
 	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 		return "", false
 	}
 	return strings.TrimSpace(token), true
+}
+
+// noBearer is the 401 of a request that bearer found no token in: without
+// an Authorization header, a token is required; with one of another form
+// (a bare token, another scheme), the answer says the form expected.
+func noBearer(r *http.Request) *Error {
+	if r.Header.Get(echo.HeaderAuthorization) == "" {
+		return errUnauthenticated
+	}
+	return errBearerFormat
+}
+
+// errBadSubject is Verify's error for a token whose sub is no user id.
+var errBadSubject = errors.New("the sub claim is not a valid user id")
+
+// tokenError is the 401 of a bearer token that Verify refused. Its code
+// and message tell the kinds of failure a client acts on apart: malformed
+// (not a JWT), a signature that does not verify (another key, an algorithm
+// not accepted), expired. None says more than that, and a token is only
+// said to be expired, or its claims refused, once its signature verified,
+// which jwt checks before the claims. Every kind is error="invalid_token"
+// in WWW-Authenticate, as RFC 6750 has it.
+func tokenError(err error) *Error {
+	code, msg := "invalid_token", "the bearer token is not accepted"
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		code, msg = "malformed_token", "the bearer token is not a well-formed JWT (header.payload.signature, three base64url parts)"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		msg = "the bearer token's signature does not verify: it was signed with another key than this server's, or with an algorithm it does not accept"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		code, msg = "expired_token", "the bearer token has expired"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		msg = "the bearer token has no exp claim, which is required"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		msg = "the bearer token is not valid yet (its nbf claim is in the future)"
+	case errors.Is(err, errBadSubject):
+		msg = "the bearer token's sub claim is not a valid user id: 1 to 128 characters, without spaces or control characters"
+	}
+	e := errorf(http.StatusUnauthorized, code, "%s", msg)
+	e.Challenge = challenge + `, error="invalid_token", error_description="` + msg + `"`
+	return e
+}
+
+// refuseToken answers a bearer token that Verify refused, and logs why at
+// info: the client learns the kind of failure, the log its detail (never
+// the token).
+func (s *Server) refuseToken(c echo.Context, err error) error {
+	e := tokenError(err)
+	s.logger.LogAttrs(c.Request().Context(), slog.LevelInfo, "token refused",
+		slog.String("code", e.Code),
+		slog.String("reason", err.Error()),
+		slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
+		slog.String("method", c.Request().Method),
+		slog.String("path", c.Path()))
+	return e
 }
 
 // authenticate is the middleware of every /v1 route but the stream.
@@ -197,11 +253,11 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		token, ok := bearer(c.Request())
 		if !ok {
-			return errUnauthenticated
+			return noBearer(c.Request())
 		}
 		id, err := s.auth.Verify(token)
 		if err != nil {
-			return errorf(http.StatusUnauthorized, "invalid_token", "the bearer token is invalid or expired")
+			return s.refuseToken(c, err)
 		}
 		c.Set(identityKey, id)
 		return next(c)

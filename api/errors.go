@@ -19,6 +19,10 @@ type Error struct {
 	Code       string
 	Message    string
 	RetryAfter int // seconds, for 429
+
+	// Challenge is the WWW-Authenticate header of a 401; when empty, the
+	// bare challenge, Bearer realm="herald".
+	Challenge string
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -30,7 +34,12 @@ func errorf(status int, code, format string, args ...any) *Error {
 // Errors used by several handlers.
 var (
 	errUnauthenticated = errorf(http.StatusUnauthorized, "unauthenticated", "a valid bearer token is required")
+	errBearerFormat    = errorf(http.StatusUnauthorized, "unauthenticated", "the Authorization header must be the word Bearer, a space and the token, as in Authorization: Bearer eyJhbGciOi...")
 )
+
+// challenge is the WWW-Authenticate of every 401 (RFC 6750): the realm,
+// and for a bearer token that was refused, why.
+const challenge = `Bearer realm="herald"`
 
 type errorBody struct {
 	Error errorDetail `json:"error"`
@@ -87,6 +96,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 			slog.String("method", c.Request().Method),
 			slog.String("path", c.Path()),
 			slog.String("err", err.Error()))
+	}
+	if status == http.StatusUnauthorized {
+		ch := challenge
+		if apiErr != nil && apiErr.Challenge != "" {
+			ch = apiErr.Challenge
+		}
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, ch)
 	}
 	if c.Request().Method == http.MethodHead {
 		c.NoContent(status)

@@ -37,7 +37,7 @@ func (s *Server) streamHandler(c echo.Context) error {
 	if token, ok := bearer(r); ok {
 		v, err := s.auth.Verify(token)
 		if err != nil {
-			return errorf(http.StatusUnauthorized, "invalid_token", "the bearer token is invalid or expired")
+			return s.refuseToken(c, err)
 		}
 		id = v
 	} else if ticket := c.QueryParam("ticket"); ticket != "" {
@@ -60,7 +60,7 @@ func (s *Server) streamHandler(c echo.Context) error {
 		}
 		id = Identity{User: p.User, Name: p.Name}
 	} else {
-		return errUnauthenticated
+		return noBearer(r)
 	}
 	last := r.Header.Get("Last-Event-ID")
 	if last == "" {
