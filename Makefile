@@ -4,13 +4,20 @@ export CGO_ENABLED := 1
 
 .PHONY: run build test bench bench-go bench-e2e lint fmt
 
+# The first build compiles SQLite's C source through cgo: minutes, with
+# nothing on screen but "go: downloading" lines. Say so before it starts.
+FIRST_BUILD = @echo "herald: building; the first build compiles SQLite (cgo) and takes a few minutes, later ones seconds"
+
 run:
+	$(FIRST_BUILD)
 	$(GO) run . serve
 
 build:
+	$(FIRST_BUILD)
 	$(GO) build -o herald .
 
 test:
+	@echo "herald: the first run compiles SQLite (cgo) with -race, which takes a few minutes"
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
