@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -19,8 +22,10 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/heraldchat/herald/api"
+	"github.com/redis/go-redis/v9"
 )
 
 // Config is every setting of the server. Each has a flag (--max-text) and
@@ -31,7 +36,11 @@ type Config struct {
 	DataDir           string
 	DatabasePath      string
 	DatabaseURL       string
+	DatabaseConns     int
 	RedisURL          string
+	RedisPrefix       string
+	InstanceID        string
+	InstanceTimeout   time.Duration
 	JWTSecret         string
 	JWTPublicKey      string
 	CORSOrigins       []string
@@ -75,8 +84,12 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.StringVar(&c.Addr, "addr", ":8080", "listen address")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the SQLite database and the generated JWT secret")
 	fs.StringVar(&c.DatabasePath, "database-path", "", "SQLite database file (default DATA_DIR/herald.db)")
-	fs.StringVar(&c.DatabaseURL, "database-url", "", "postgres:// URL for cluster mode")
-	fs.StringVar(&c.RedisURL, "redis-url", "", "redis:// URL for cluster mode")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "postgres:// URL of the cluster's shared database (cluster mode, with --redis-url)")
+	fs.IntVar(&c.DatabaseConns, "database-conns", 20, "PostgreSQL connections per instance")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "redis:// URL of the cluster's Redis (cluster mode, with --database-url)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "herald:", "prefix of every Redis key, so that deployments can share a Redis")
+	fs.StringVar(&c.InstanceID, "instance-id", "", "this instance's name in a cluster, unique among its instances (default: the host name and a random suffix)")
+	fs.DurationVar(&c.InstanceTimeout, "instance-timeout", 15*time.Second, "how long a cluster instance may miss heartbeats before its streams count as closed")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 secret (default: generated once into DATA_DIR/jwt-secret)")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "PEM file of an RSA, ECDSA P-256 or Ed25519 public key, or a certificate holding one, that also verifies tokens")
 	fs.StringVar(&cors, "cors-origins", "", "comma-separated browser origins allowed by CORS (default: same origin only)")
@@ -350,8 +363,7 @@ func (c *Config) validate() error {
 	const hostPort = "host:port or :port, such as :8080 or 127.0.0.1:8080"
 	check(isHostPort(c.Addr), "addr", c.Addr, hostPort)
 	check(c.DataDir != "" || c.DatabasePath != "", "data-dir", c.DataDir, "a directory")
-	check(c.DatabaseURL == "", "database-url", redactURL(c.DatabaseURL), "it unset: cluster mode is not available in this version")
-	check(c.RedisURL == "", "redis-url", redactURL(c.RedisURL), "it unset: cluster mode is not available in this version")
+	c.validateCluster(check)
 	if n := len(c.JWTSecret); n > 0 && n < 32 {
 		// The secret itself is not repeated.
 		errs = append(errs, fmt.Errorf("--jwt-secret (%s) has %d characters: want at least 32, such as the output of openssl rand -hex 32", envName("jwt-secret"), n))
@@ -380,6 +392,41 @@ func (c *Config) validate() error {
 	check(c.DebugAddr == "" || isHostPort(c.DebugAddr), "debug-addr", c.DebugAddr, "empty (off) or "+hostPort)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format", c.LogFormat, "text or json")
 	return errors.Join(errs...)
+}
+
+// cluster reports whether the settings ask for cluster mode.
+func (c *Config) cluster() bool { return c.DatabaseURL != "" || c.RedisURL != "" }
+
+// validateCluster checks the settings of cluster mode, and names the
+// instance when no name was given.
+func (c *Config) validateCluster(check func(ok bool, name string, value any, want string)) {
+	if u, err := url.Parse(c.DatabaseURL); c.DatabaseURL != "" {
+		check(err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") && u.Host != "",
+			"database-url", redactURL(c.DatabaseURL), "a URL such as postgres://herald:PASSWORD@db.example.com:5432/herald")
+	}
+	if c.RedisURL != "" {
+		_, err := redis.ParseURL(c.RedisURL)
+		check(err == nil, "redis-url", redactURL(c.RedisURL), "a URL such as redis://:PASSWORD@redis.example.com:6379/0 (or rediss:// for TLS)")
+	}
+	check(c.DatabaseConns >= 2, "database-conns", c.DatabaseConns, "at least 2")
+	check(len(c.RedisPrefix) <= 64 && !strings.ContainsFunc(c.RedisPrefix, unicode.IsSpace), "redis-prefix", c.RedisPrefix, "at most 64 characters, without spaces")
+	check(c.InstanceTimeout >= time.Second, "instance-timeout", c.InstanceTimeout, "at least 1s")
+	check(len(c.InstanceID) <= 64 && !strings.ContainsFunc(c.InstanceID, func(r rune) bool { return r <= ' ' || r == 0x7f }),
+		"instance-id", c.InstanceID, "at most 64 printable characters, without spaces")
+	if !c.cluster() {
+		return
+	}
+	check(c.DatabaseURL != "", "database-url", c.DatabaseURL, "a postgres:// URL: cluster mode (--redis-url is set) keeps its state in PostgreSQL")
+	check(c.RedisURL != "", "redis-url", c.RedisURL, "a redis:// URL: cluster mode (--database-url is set) carries events between instances in Redis")
+	// Each instance would generate a secret of its own, and refuse the
+	// tokens and stream tickets of the others.
+	check(c.JWTSecret != "", "jwt-secret", "", "the secret every instance shares (it also signs stream tickets): cluster mode cannot generate one per instance")
+	if c.InstanceID == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		rand.Read(b[:])
+		c.InstanceID = cmp.Or(host, "herald") + "-" + hex.EncodeToString(b[:])
+	}
 }
 
 // isHostPort reports whether addr is an address net.Listen takes: a host,

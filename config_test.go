@@ -213,6 +213,18 @@ func mustRead(t *testing.T, path string) []byte {
 	return b
 }
 
+const testSecret = "test-secret-test-secret-test-secret-0123"
+
+// cluster is a valid cluster mode's settings, with k set to v.
+func cluster(k, v string) map[string]string {
+	env := map[string]string{
+		"HERALD_DATABASE_URL": "postgres://herald@db/herald", "HERALD_REDIS_URL": "redis://127.0.0.1:6379",
+		"HERALD_JWT_SECRET": testSecret,
+	}
+	env[k] = v
+	return env
+}
+
 // TestConfigErrors checks that each invalid setting is refused with a
 // message that names its flag and variable, repeats the value, and says
 // what is wanted; and that every server setting that can be wrong has a
@@ -239,8 +251,15 @@ func TestConfigErrors(t *testing.T) {
 		{"addr without colon", nil, []string{"--addr", "8080"}, "addr", []string{`"8080"`, "host:port or :port"}},
 		{"addr empty", nil, []string{"--addr", ""}, "addr", []string{`""`, "host:port or :port"}},
 		{"data dir empty", nil, []string{"--data-dir", ""}, "data-dir", []string{`""`, "a directory"}},
-		{"database url", map[string]string{"HERALD_DATABASE_URL": "postgres://herald@db/herald"}, nil, "database-url", []string{`"postgres://herald@db/herald"`, "cluster mode"}},
-		{"redis url", map[string]string{"HERALD_REDIS_URL": "redis://127.0.0.1:6379"}, nil, "redis-url", []string{`"redis://127.0.0.1:6379"`, "cluster mode"}},
+		{"database url of another database", cluster("HERALD_DATABASE_URL", "mysql://herald@db/herald"), nil, "database-url", []string{`"mysql://herald@db/herald"`, "postgres://"}},
+		{"database url without redis", map[string]string{"HERALD_DATABASE_URL": "postgres://herald@db/herald", "HERALD_JWT_SECRET": testSecret}, nil, "redis-url", []string{`""`, "cluster mode (--database-url is set)"}},
+		{"redis url of another scheme", cluster("HERALD_REDIS_URL", "http://127.0.0.1:6379"), nil, "redis-url", []string{`"http://127.0.0.1:6379"`, "redis://"}},
+		{"redis url without a database", map[string]string{"HERALD_REDIS_URL": "redis://127.0.0.1:6379", "HERALD_JWT_SECRET": testSecret}, nil, "database-url", []string{`""`, "cluster mode (--redis-url is set)"}},
+		{"cluster without a shared secret", map[string]string{"HERALD_REDIS_URL": "redis://127.0.0.1:6379", "HERALD_DATABASE_URL": "postgres://herald@db/herald"}, nil, "jwt-secret", []string{"every instance shares"}},
+		{"database conns too few", nil, []string{"--database-conns", "1"}, "database-conns", []string{`"1"`, "at least 2"}},
+		{"redis prefix with a space", nil, []string{"--redis-prefix", "my app:"}, "redis-prefix", []string{`"my app:"`, "without spaces"}},
+		{"instance id with a space", nil, []string{"--instance-id", "web 1"}, "instance-id", []string{`"web 1"`, "without spaces"}},
+		{"instance timeout too short", nil, []string{"--instance-timeout", "100ms"}, "instance-timeout", []string{`"100ms"`, "at least 1s"}},
 		{"jwt secret short", map[string]string{"HERALD_JWT_SECRET": "short"}, nil, "jwt-secret", []string{"has 5 characters", "at least 32"}},
 		{"rate limits maybe", map[string]string{"HERALD_RATE_LIMITS": "maybe"}, nil, "rate-limits", []string{`"maybe"`, "on or off"}},
 		{"rate messages negative", map[string]string{"HERALD_RATE_MESSAGES": "-1"}, nil, "rate-messages", []string{`"-1"`, "not negative"}},
@@ -310,7 +329,7 @@ func TestConfigErrorsTogether(t *testing.T) {
 	env := map[string]string{
 		"HERALD_HEARTBEAT":  "abc",
 		"HERALD_JWT_SECRET": "hunter2-hunter2",
-		"HERALD_REDIS_URL":  "redis://herald:s3cr3t-pa55@127.0.0.1:6379",
+		"HERALD_REDIS_URL":  "redis://herald:s3cr3t-pa55@127.0.0.1:6379/not-a-db",
 	}
 	_, err := parseConfig([]string{"--queue-size", "lots", "--cors-origins", "app.example.com", "--max-text", "0"}, func(k string) string { return env[k] }, io.Discard)
 	if err == nil {

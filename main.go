@@ -28,19 +28,11 @@ import (
 
 	"github.com/heraldchat/herald/api"
 	"github.com/heraldchat/herald/store"
-	"github.com/heraldchat/herald/stream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 //go:embed openapi.yaml
 var openapiDoc []byte
-
-// Embedded, the store is the hub's log and places its streams.
-var (
-	_ stream.Log        = (*store.Store)(nil)
-	_ stream.Membership = (*store.Store)(nil)
-	_ stream.Directory  = (*store.Store)(nil)
-)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -94,40 +86,21 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		return fmt.Errorf("--jwt-public-key (%s): %w", envName("jwt-public-key"), err)
 	}
 
-	st, err := store.Open(ctx, store.Options{
-		Path:        cfg.dbPath(),
-		Retention:   cfg.Retention,
-		Synchronous: cfg.SQLiteSync,
-		Logger:      logger,
-	})
+	st, err := store.Open(ctx, cfg.storeOptions(logger))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-
-	hub, err := stream.NewHub(ctx, st, st, stream.Options{
-		QueueSize:         cfg.QueueSize,
-		Heartbeat:         cfg.Heartbeat,
-		Retry:             cfg.Retry,
-		WriteTimeout:      cfg.WriteTimeout,
-		TailSize:          cfg.ReplayBuffer,
-		MaxStreams:        cfg.MaxStreams,
-		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
-		Logger:            logger,
-	})
+	open := embedded
+	if cfg.cluster() {
+		open = clustered
+	}
+	b, err := open(ctx, cfg, st, logger)
 	if err != nil {
 		return err
 	}
-	typing := stream.NewTyping(hub, cfg.TypingTimeout)
-	defer typing.Close()
-	// Presence follows the hub's feed of streams opening and closing.
-	presence := stream.NewPresence(hub, st, stream.PresenceOptions{
-		Grace:       cfg.PresenceGrace,
-		Batch:       cfg.PresenceBatch,
-		OnLastClose: typing.StopUser,
-		Logger:      logger,
-	})
-	defer presence.Close()
+	hub := b.hub
+	defer b.close()
 
 	reg := prometheus.NewRegistry()
 	srv := api.New(st, hub, api.NewAuth(secret, publicKey), api.Config{
@@ -139,8 +112,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		OpenAPI:     openapiDoc,
 		Logger:      logger,
 		Registry:    reg,
-		Presence:    presence,
-		Typing:      typing,
+		Presence:    b.presence,
+		Typing:      b.typing,
+		Buckets:     b.shared.Buckets,
+		Tickets:     b.shared.Tickets,
+		Checks:      b.shared.Checks,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -159,7 +135,12 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 
 	debugSrv := startDebug(cfg.DebugAddr, logger)
 
-	logger.Info("herald listening", "addr", ln.Addr().String(), "mode", "embedded", "database", cfg.dbPath(), "epoch", st.Epoch())
+	if b.mode == "cluster" {
+		logger.Info("herald listening", "addr", ln.Addr().String(), "mode", b.mode, "instance", cfg.InstanceID,
+			"database", redactURL(cfg.DatabaseURL), "redis", redactURL(cfg.RedisURL), "epoch", st.Epoch())
+	} else {
+		logger.Info("herald listening", "addr", ln.Addr().String(), "mode", b.mode, "database", cfg.dbPath(), "epoch", st.Epoch())
+	}
 	if generated {
 		dir := absDir(cfg.DataDir)
 		logger.Warn("generated a new JWT secret", "file", filepath.Join(dir, secretFile),
@@ -191,8 +172,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		debugSrv.Close()
 	}
 	<-served
-	presence.Close()
-	typing.Close()
+	b.close()
 	return errors.Join(hubErr, httpErr, st.Close())
 }
 

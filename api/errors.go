@@ -84,6 +84,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 	case errors.As(err, &storeErr) && statusOf(storeErr) != http.StatusInternalServerError:
 		status, body = statusOf(storeErr), errorDetail{storeErr.Code, storeErr.Message}
+	case errors.Is(err, store.ErrUnavailable):
+		// The database is down or restarting: the client may retry.
+		status, body = http.StatusServiceUnavailable, errorDetail{"unavailable", "the service is briefly unavailable; retry shortly"}
+		c.Response().Header().Set("Retry-After", "1")
+		s.logger.LogAttrs(c.Request().Context(), slog.LevelWarn, "database unavailable",
+			slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
+			slog.String("method", c.Request().Method),
+			slog.String("path", c.Path()),
+			slog.String("err", err.Error()))
 	case errors.As(err, &httpErr) && httpErr.Code < 500:
 		// The router's own answers: unknown route, wrong method.
 		status = httpErr.Code

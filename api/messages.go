@@ -16,7 +16,7 @@ type postMessageRequest struct {
 // when the author already posted this client_id in the room.
 func (s *Server) postMessage(c echo.Context) error {
 	id := identity(c)
-	if err := s.limiter.allow(id.User, actionMessage); err != nil {
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionMessage); err != nil {
 		return err
 	}
 	var req postMessageRequest

@@ -15,7 +15,7 @@ import (
 // tracker is stream.Presence.
 type Presence interface {
 	Lookup(ctx context.Context, users []string) ([]stream.PresenceInfo, error)
-	SetStatus(user, status string) error
+	SetStatus(ctx context.Context, user, status string) error
 }
 
 // Typing is what the API needs of typing indicators; the embedded tracker
@@ -68,7 +68,7 @@ type statusRequest struct {
 // setStatus sets the caller's explicit status while they have a stream open.
 func (s *Server) setStatus(c echo.Context) error {
 	id := identity(c)
-	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	var req statusRequest
@@ -80,7 +80,7 @@ func (s *Server) setStatus(c echo.Context) error {
 	default:
 		return errorf(http.StatusUnprocessableEntity, "invalid_field", "status must be online, away or dnd")
 	}
-	err := s.cfg.Presence.SetStatus(id.User, req.Status)
+	err := s.cfg.Presence.SetStatus(c.Request().Context(), id.User, req.Status)
 	if errors.Is(err, stream.ErrOffline) {
 		return errorf(http.StatusConflict, "not_connected", "open a stream before setting a status")
 	}
@@ -96,7 +96,7 @@ type typingRequest struct {
 
 func (s *Server) setTyping(c echo.Context) error {
 	id := identity(c)
-	if err := s.limiter.allow(id.User, actionTyping); err != nil {
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionTyping); err != nil {
 		return err
 	}
 	var req typingRequest
@@ -120,7 +120,7 @@ type readRequest struct {
 
 func (s *Server) markRead(c echo.Context) error {
 	id := identity(c)
-	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	var req readRequest

@@ -1,8 +1,11 @@
 package api
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -26,10 +29,22 @@ const (
 	numActions
 )
 
-// limiter holds one token bucket per user and action. Buckets idle for a
-// while are full again, so they are swept away instead of kept forever.
+// Buckets keep the token buckets of a cluster's instances in one place, so
+// that a user's limit holds whichever instance they reach. RedisBuckets
+// implements it; without one, each instance keeps its own in memory.
+type Buckets interface {
+	// Take takes a token from key's bucket, which refills at rate per
+	// second up to burst, and returns how long to wait when it is empty.
+	Take(ctx context.Context, key string, rate float64, burst int) (wait time.Duration, err error)
+}
+
+// limiter holds one token bucket per user and action, in memory unless
+// shared is set. Buckets idle for a while are full again, so they are
+// swept away instead of kept forever.
 type limiter struct {
-	rates [numActions]float64
+	rates  [numActions]float64
+	shared Buckets
+	logger *slog.Logger
 
 	mu      sync.Mutex // guards buckets and swept
 	buckets map[bucketKey]*rate.Limiter
@@ -41,15 +56,29 @@ type bucketKey struct {
 	action action
 }
 
-func newLimiter(l RateLimits) *limiter {
-	return &limiter{rates: [numActions]float64{l.Messages, l.Writes, l.Typing}, buckets: map[bucketKey]*rate.Limiter{}}
+func newLimiter(l RateLimits, shared Buckets, logger *slog.Logger) *limiter {
+	return &limiter{rates: [numActions]float64{l.Messages, l.Writes, l.Typing}, shared: shared, logger: logger,
+		buckets: map[bucketKey]*rate.Limiter{}}
 }
 
+// burstOf is a rate's burst: twice the rate, and at least one.
+func burstOf(r float64) int { return max(1, int(math.Ceil(2*r))) }
+
 // allow takes a token or returns a 429 error saying when to retry.
-func (l *limiter) allow(user string, a action) error {
+func (l *limiter) allow(ctx context.Context, user string, a action) error {
 	r := l.rates[a]
 	if r <= 0 {
 		return nil
+	}
+	if l.shared != nil {
+		wait, err := l.shared.Take(ctx, user+":"+strconv.Itoa(int(a)), r, burstOf(r))
+		if err == nil {
+			return tooMany(wait)
+		}
+		// Fail open: a limit is not worth refusing every action while the
+		// shared buckets are out of reach. This instance's own buckets
+		// hold meanwhile.
+		l.logger.Warn("shared rate limit unavailable: limiting per instance", "err", err)
 	}
 	now := time.Now()
 	l.mu.Lock()
@@ -64,15 +93,23 @@ func (l *limiter) allow(user string, a action) error {
 	k := bucketKey{user, a}
 	b := l.buckets[k]
 	if b == nil {
-		b = rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(2*r))))
+		b = rate.NewLimiter(rate.Limit(r), burstOf(r))
 		l.buckets[k] = b
 	}
 	res := b.ReserveN(now, 1)
 	l.mu.Unlock()
-	if d := res.DelayFrom(now); d > 0 {
+	d := res.DelayFrom(now)
+	if d > 0 {
 		res.CancelAt(now)
-		return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many requests; slow down",
-			RetryAfter: max(1, int(math.Ceil(d.Seconds())))}
 	}
-	return nil
+	return tooMany(d)
+}
+
+// tooMany is the 429 for a wait, or nil when there is none.
+func tooMany(wait time.Duration) error {
+	if wait <= 0 {
+		return nil
+	}
+	return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many requests; slow down",
+		RetryAfter: max(1, int(math.Ceil(wait.Seconds())))}
 }

@@ -16,7 +16,7 @@ type createRoomRequest struct {
 
 func (s *Server) createRoom(c echo.Context) error {
 	id := identity(c)
-	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	var req createRoomRequest
@@ -51,7 +51,7 @@ type membership struct {
 
 func (s *Server) joinRoom(c echo.Context) error {
 	id := identity(c)
-	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	room := c.Param("room")
@@ -64,7 +64,7 @@ func (s *Server) joinRoom(c echo.Context) error {
 
 func (s *Server) leaveRoom(c echo.Context) error {
 	id := identity(c)
-	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	room := c.Param("room")
@@ -102,7 +102,7 @@ type addMemberRequest struct {
 
 func (s *Server) addMember(c echo.Context) error {
 	id := identity(c)
-	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	var req addMemberRequest
@@ -126,7 +126,7 @@ func (s *Server) addMember(c echo.Context) error {
 
 func (s *Server) removeMember(c echo.Context) error {
 	id := identity(c)
-	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	room, user := c.Param("room"), c.Param("user")

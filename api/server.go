@@ -44,6 +44,15 @@ type Config struct {
 	// Presence and Typing track the ephemeral state of streams. Required.
 	Presence Presence
 	Typing   Typing
+	// Buckets and Tickets, when set, keep rate limits and spent stream
+	// tickets where every instance of a cluster sees them; without, each
+	// instance keeps its own in memory.
+	Buckets Buckets
+	Tickets Tickets
+	// Checks are the components besides the store that readiness reports
+	// on, by name (a cluster's Redis). One that fails makes the instance
+	// degraded, not unready: it still serves.
+	Checks map[string]func(context.Context) error
 }
 
 // Server is the HTTP API over a store and a stream hub.
@@ -85,7 +94,7 @@ func New(st *store.Store, hub *stream.Hub, auth *Auth, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: st, hub: hub, auth: auth, logger: cfg.Logger, limiter: newLimiter(cfg.Limits)}
+	s := &Server{cfg: cfg, store: st, hub: hub, auth: auth, logger: cfg.Logger, limiter: newLimiter(cfg.Limits, cfg.Buckets, cfg.Logger)}
 	s.metrics = newMetrics(cfg.Registry, st, hub)
 	s.echo = s.routes()
 	return s
@@ -194,18 +203,37 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readiness is the body of /readyz.
+type readiness struct {
+	Status string            `json:"status"` // ready, degraded, store unavailable, shutting down
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
 // readyz answers 200 while the store answers and the hub accepts streams,
-// so a load balancer stops sending traffic to an instance that drains.
+// so a load balancer stops sending traffic to an instance that drains or
+// lost its database. A failing check (Redis) answers 200 "degraded": the
+// instance still serves, and so would every other one.
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
+	r := readiness{Status: "ready", Checks: map[string]string{"store": "ok"}}
+	status := http.StatusOK
 	if err := s.store.Ping(ctx); err != nil {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
+		r.Status, r.Checks["store"], status = "store unavailable", "unavailable", http.StatusServiceUnavailable
+	}
+	for name, check := range s.cfg.Checks {
+		r.Checks[name] = "ok"
+		if err := check(ctx); err != nil {
+			r.Checks[name] = "unavailable"
+			if status == http.StatusOK {
+				r.Status = "degraded"
+			}
+		}
 	}
 	if s.hub.Closed() {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		r.Status, status = "shutting down", http.StatusServiceUnavailable
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	return c.JSON(status, r)
 }
 
 func (s *Server) openapi(c echo.Context) error {

@@ -17,7 +17,7 @@ type ticketResponse struct {
 // which cannot send an Authorization header.
 func (s *Server) createTicket(c echo.Context) error {
 	id := identity(c)
-	if err := s.limiter.allow(id.User, actionWrite); err != nil {
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusCreated, ticketResponse{
@@ -44,6 +44,16 @@ func (s *Server) streamHandler(c echo.Context) error {
 		p, fresh, err := s.auth.redeem(ticket)
 		if err != nil {
 			return errorf(http.StatusUnauthorized, "invalid_ticket", "the ticket is invalid")
+		}
+		if fresh && s.cfg.Tickets != nil {
+			// Spent here first; now in the whole cluster. While the shared
+			// record is out of reach, this instance's own one holds.
+			shared, err := s.cfg.Tickets.Spend(r.Context(), p.Nonce, time.Unix(p.Expires, 0))
+			if err != nil {
+				s.logger.Warn("shared ticket record unavailable", "err", err)
+			} else {
+				fresh = shared
+			}
 		}
 		if fresh {
 			value, exp := s.auth.cookieFor(p, s.cfg.CookieTTL)

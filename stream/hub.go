@@ -372,6 +372,17 @@ func (h *Hub) RoomsOf(user string) (rooms []string, ok bool) {
 	return nil, false
 }
 
+// StreamCounts returns how many streams each user has open here.
+func (h *Hub) StreamCounts() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]int, len(h.users))
+	for u, cs := range h.users {
+		out[u] = len(cs)
+	}
+	return out
+}
+
 func (h *Hub) addRoomLocked(c *conn, room string) {
 	if _, ok := c.rooms[room]; ok {
 		return

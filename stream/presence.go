@@ -187,7 +187,7 @@ func (p *Presence) expire(user string, gen int) {
 }
 
 // SetStatus sets an online user's explicit status (online, away, dnd).
-func (p *Presence) SetStatus(user, status string) error {
+func (p *Presence) SetStatus(_ context.Context, user, status string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.syncLocked()

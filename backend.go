@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/heraldchat/herald/api"
+	"github.com/heraldchat/herald/store"
+	"github.com/heraldchat/herald/stream"
+	"github.com/redis/go-redis/v9"
+)
+
+// Embedded, the store is the hub's log and places its streams; in a
+// cluster it places them, and is behind the Redis log.
+var (
+	_ stream.Log        = (*store.Store)(nil)
+	_ stream.Durable    = (*store.Store)(nil)
+	_ stream.Membership = (*store.Store)(nil)
+	_ stream.Directory  = (*store.Store)(nil)
+	_ stream.Sequencer  = (*store.Leader)(nil)
+)
+
+// backend is what a deployment mode gives the server besides the store:
+// the hub and the log it follows, presence and typing, and in a cluster
+// the Redis client and the leader's loop.
+type backend struct {
+	mode     string
+	hub      *stream.Hub
+	presence api.Presence
+	typing   api.Typing
+	shared   api.Config // Buckets, Tickets and Checks, for a cluster
+	stop     func()
+	once     sync.Once
+}
+
+// close stops what the backend started, once the hub has closed and the
+// HTTP server has stopped. It is idempotent.
+func (b *backend) close() { b.once.Do(b.stop) }
+
+func (cfg Config) hubOptions(logger *slog.Logger) stream.Options {
+	return stream.Options{
+		QueueSize:         cfg.QueueSize,
+		Heartbeat:         cfg.Heartbeat,
+		Retry:             cfg.Retry,
+		WriteTimeout:      cfg.WriteTimeout,
+		TailSize:          cfg.ReplayBuffer,
+		MaxStreams:        cfg.MaxStreams,
+		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
+		Logger:            logger,
+	}
+}
+
+func (cfg Config) storeOptions(logger *slog.Logger) store.Options {
+	opts := store.Options{Retention: cfg.Retention, Logger: logger}
+	if cfg.cluster() {
+		opts.URL, opts.Conns = cfg.DatabaseURL, cfg.DatabaseConns
+	} else {
+		opts.Path, opts.Synchronous = cfg.dbPath(), cfg.SQLiteSync
+	}
+	return opts
+}
+
+// embedded is one instance on its own: the store's writer feeds the hub
+// from memory, and presence and typing are in memory.
+func embedded(ctx context.Context, cfg Config, st *store.Store, logger *slog.Logger) (*backend, error) {
+	hub, err := stream.NewHub(ctx, st, st, cfg.hubOptions(logger))
+	if err != nil {
+		return nil, err
+	}
+	typing := stream.NewTyping(hub, cfg.TypingTimeout)
+	// Presence follows the hub's feed of streams opening and closing.
+	presence := stream.NewPresence(hub, st, stream.PresenceOptions{
+		Grace:       cfg.PresenceGrace,
+		Batch:       cfg.PresenceBatch,
+		OnLastClose: typing.StopUser,
+		Logger:      logger,
+	})
+	return &backend{mode: "embedded", hub: hub, presence: presence, typing: typing, stop: func() {
+		presence.Close()
+		typing.Close()
+	}}, nil
+}
+
+// leaderPoll is how often an instance that does not lead tries the
+// leader's lock: a sequencer that died is replaced within it.
+const leaderPoll = time.Second
+
+// clustered is one of N instances over PostgreSQL and Redis: the log is
+// the Redis Stream that the leader fills, and presence, typing, spent
+// tickets and rate-limit buckets live in Redis.
+func clustered(ctx context.Context, cfg Config, st *store.Store, logger *slog.Logger) (*backend, error) {
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	redis.SetLogger(redisLogger{logger})
+	rdb := redis.NewClient(opts)
+	// A Redis that is down at start is no reason to stop: the log reads
+	// PostgreSQL meanwhile, and the rest waits for it.
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		logger.Warn("redis unavailable at start; serving from postgres until it answers", "url", redactURL(cfg.RedisURL), "err", err)
+	}
+	rlog := stream.NewRedisLog(rdb, st, stream.RedisOptions{Prefix: cfg.RedisPrefix, MaxLen: cfg.ReplayBuffer, Logger: logger})
+	hub, err := stream.NewHub(ctx, rlog, st, cfg.hubOptions(logger))
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	feed := stream.NewRedisFeed(rdb, cfg.RedisPrefix, hub, logger)
+	typing := stream.NewRedisTyping(rdb, feed, cfg.TypingTimeout, cfg.RedisPrefix, logger)
+	presence := stream.NewRedisPresence(rdb, hub, feed, st, stream.RedisPresenceOptions{
+		Prefix:          cfg.RedisPrefix,
+		Instance:        cfg.InstanceID,
+		Grace:           cfg.PresenceGrace,
+		Batch:           cfg.PresenceBatch,
+		InstanceTimeout: cfg.InstanceTimeout,
+		OnLastClose:     typing.StopUser,
+		Logger:          logger,
+	})
+
+	// Every instance runs the leader's loop; the one holding the lock
+	// sequences and fills Redis, the others wait to take over.
+	leadCtx, stopLeading := context.WithCancel(context.Background())
+	var led sync.WaitGroup
+	led.Go(func() {
+		st.Lead(leadCtx, leaderPoll, func(ctx context.Context, l *store.Leader) error {
+			logger.Info("this instance sequences the cluster's log", "instance", cfg.InstanceID)
+			return rlog.Pump(ctx, l)
+		})
+	})
+	return &backend{
+		mode: "cluster", hub: hub, presence: presence, typing: typing,
+		shared: api.Config{
+			Buckets: api.NewRedisBuckets(rdb, cfg.RedisPrefix),
+			Tickets: api.NewRedisTickets(rdb, cfg.RedisPrefix),
+			Checks:  map[string]func(context.Context) error{"redis": rlog.Ping},
+		},
+		stop: func() {
+			presence.Close() // this instance's streams leave the cluster's presence
+			typing.Close()
+			feed.Close()
+			stopLeading()
+			led.Wait()
+			if err := rdb.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+				logger.Warn("close redis", "err", err)
+			}
+		},
+	}, nil
+}
+
+// redisLogger sends go-redis's own messages (a pool that cannot dial) to
+// the server's log, at debug: the components that use Redis say what a
+// failure means for them, once.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if r.l.Enabled(ctx, slog.LevelDebug) {
+		r.l.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+	}
+}

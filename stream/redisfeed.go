@@ -1,0 +1,107 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisFeed carries ephemeral notices (presence, typing) between the
+// instances of a cluster on one Redis channel: Notify publishes, and a
+// goroutine of its own subscribes and hands every message to the local
+// hub. Pub/sub delivers at most once, which is what ephemeral events need:
+// a stream that misses one refetches presence over REST when it comes
+// back, and typing is over by then.
+type RedisFeed struct {
+	rdb     redis.UniversalClient
+	channel string
+	local   Notifier
+	logger  *slog.Logger
+
+	ps     *redis.PubSub
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+
+	mu     sync.Mutex // guards warned
+	warned time.Time
+}
+
+var _ Notifier = (*RedisFeed)(nil)
+
+// NewRedisFeed subscribes to the feed's channel and delivers what comes to
+// local (the hub) until Close. It waits a short while for the subscription
+// to be confirmed; go-redis subscribes again after reconnecting.
+func NewRedisFeed(rdb redis.UniversalClient, prefix string, local Notifier, logger *slog.Logger) *RedisFeed {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &RedisFeed{rdb: rdb, channel: prefix + "notices", local: local, logger: logger, cancel: cancel, done: make(chan struct{})}
+	f.ps = rdb.Subscribe(ctx, f.channel)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	if _, err := f.ps.Receive(wctx); err != nil {
+		logger.Warn("subscribe to the notice feed (retrying in the background)", "err", err)
+	}
+	wcancel()
+	go f.run(ctx)
+	return f
+}
+
+func (f *RedisFeed) run(ctx context.Context) {
+	defer close(f.done)
+	ch := f.ps.Channel(redis.WithChannelSize(1024))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			var notices []Notice
+			if err := json.Unmarshal([]byte(m.Payload), &notices); err != nil {
+				f.logger.Error("undecodable notice", "err", err)
+				continue
+			}
+			f.local.Notify(notices)
+		}
+	}
+}
+
+// Notify publishes notices to every instance, this one included. While
+// Redis is unreachable they reach this instance's streams only.
+func (f *RedisFeed) Notify(notices []Notice) {
+	if len(notices) == 0 {
+		return
+	}
+	payload, err := json.Marshal(notices)
+	if err != nil {
+		f.logger.Error("encode notices", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := f.rdb.Publish(ctx, f.channel, payload).Err(); err != nil {
+		f.mu.Lock()
+		if time.Since(f.warned) > 10*time.Second {
+			f.warned = time.Now()
+			f.logger.Warn("redis unavailable: presence and typing reach this instance only", "err", err)
+		}
+		f.mu.Unlock()
+		f.local.Notify(notices)
+	}
+}
+
+// Close stops the subscriber and waits for it. Idempotent.
+func (f *RedisFeed) Close() {
+	f.once.Do(func() {
+		f.cancel()
+		f.ps.Close()
+	})
+	<-f.done
+}

@@ -1,0 +1,466 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/heraldchat/herald/internal/event"
+	"github.com/redis/go-redis/v9"
+)
+
+// Presence across the instances of a cluster lives in Redis:
+//
+//	PREFIX pres:USER          hash: instance → that instance's streams of USER
+//	PREFIX inst:ID:users      set: users with streams on instance ID
+//	PREFIX instances          zset: instance → its last heartbeat (ms)
+//	PREFIX grace              zset: user → when their last stream closed (ms)
+//	PREFIX status:USER        away or dnd, while online
+//
+// A user is online while their hash has a field, or while in grace. Each
+// instance applies its hub's session feed to Redis and announces the
+// changes its own streams made; every instance sweeps the grace set and
+// the heartbeats, and the one whose script claims an entry announces it,
+// so each change is announced once. An instance that dies without saying
+// goodbye stops heartbeating: after InstanceTimeout another one removes
+// its streams, and its users go offline unless they have streams
+// elsewhere.
+
+// RedisPresenceOptions configure a RedisPresence. Zero values take the
+// defaults.
+type RedisPresenceOptions struct {
+	// Prefix starts every key (default "herald:").
+	Prefix string
+	// Instance names this instance; it must be unique in the cluster.
+	Instance string
+	// Grace is how long a user stays online after their last stream
+	// anywhere closes (default 5s).
+	Grace time.Duration
+	// Batch is how long announcements are gathered to be sent together
+	// (default 200ms).
+	Batch time.Duration
+	// InstanceTimeout is how long an instance may go without a heartbeat
+	// before its streams count as gone (default 15s); it heartbeats every
+	// third of it.
+	InstanceTimeout time.Duration
+	// OnLastClose, when set, is called when a user's last stream anywhere
+	// closes (typing stops at once).
+	OnLastClose func(user string)
+	Logger      *slog.Logger
+}
+
+// RedisPresence is the presence tracker of a cluster. It owns one
+// goroutine, which applies the hub's session feed to Redis, sweeps and
+// announces; Close stops it.
+type RedisPresence struct {
+	rdb  redis.UniversalClient
+	hub  *Hub
+	feed *SessionFeed
+	out  Notifier
+	dir  Directory
+	opts RedisPresenceOptions
+
+	mu     sync.Mutex // held while applying the feed, so lookups see every stream opened
+	queue  []announcement
+	signal chan struct{} // capacity 1: an announcement was queued outside run
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+}
+
+// NewRedisPresence starts a tracker of hub's streams that announces to out
+// (the cluster's feed). It first removes what a previous instance of the
+// same name left behind.
+func NewRedisPresence(rdb redis.UniversalClient, hub *Hub, out Notifier, dir Directory, opts RedisPresenceOptions) *RedisPresence {
+	if opts.Prefix == "" {
+		opts.Prefix = "herald:"
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = 5 * time.Second
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 200 * time.Millisecond
+	}
+	if opts.InstanceTimeout <= 0 {
+		opts.InstanceTimeout = 15 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &RedisPresence{rdb: rdb, hub: hub, feed: hub.Sessions(), out: out, dir: dir, opts: opts,
+		signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	p.bury(ctx, opts.Instance, 0)
+	cancel()
+	go p.run()
+	return p
+}
+
+// Close stops the tracker and removes this instance's streams from Redis:
+// its users go offline (after grace) unless they have streams elsewhere.
+// Idempotent.
+func (p *RedisPresence) Close() {
+	p.once.Do(func() { close(p.stop) })
+	<-p.done
+}
+
+func (p *RedisPresence) key(parts ...string) string {
+	k := p.opts.Prefix
+	for i, s := range parts {
+		if i > 0 {
+			k += ":"
+		}
+		k += s
+	}
+	return k
+}
+
+func nowMillis() int64 { return time.Now().UnixMilli() }
+
+// openedScript counts a stream; it returns 1 when it is the user's first
+// anywhere and the user was not in grace: they come online.
+var openedScript = redis.NewScript(`
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('SADD', KEYS[2], ARGV[2])
+if n == 1 and redis.call('HLEN', KEYS[1]) == 1 then
+  if redis.call('ZREM', KEYS[3], ARGV[2]) == 1 then return 0 end
+  return 1
+end
+return 0
+`)
+
+// closedScript uncounts a stream; it returns 1 when it was the user's last
+// anywhere: their grace starts.
+var closedScript = redis.NewScript(`
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[2], ARGV[2])
+end
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// expireScript ends the grace of users whose last stream closed before
+// ARGV[1]: those still without a stream go offline. It returns user, time
+// of closing, for each; the ZREM makes one instance announce each.
+var expireScript = redis.NewScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, 200)
+local out = {}
+for i = 1, #due, 2 do
+  local u = due[i]
+  redis.call('ZREM', KEYS[1], u)
+  if redis.call('HLEN', ARGV[2] .. 'pres:' .. u) == 0 then
+    redis.call('DEL', ARGV[2] .. 'status:' .. u)
+    table.insert(out, u)
+    table.insert(out, due[i+1])
+  end
+end
+return out
+`)
+
+// buryScript removes a dead instance's streams (ARGV[1]) if this call
+// claims it from the heartbeat set; its users whose last stream it held
+// enter grace as of its last heartbeat, or of ARGV[3] when it is not 0
+// (an instance leaving in good order). It returns false when another
+// instance claimed it first.
+var buryScript = redis.NewScript(`
+local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not seen then return false end
+if ARGV[3] ~= '0' then seen = ARGV[3] end
+redis.call('ZREM', KEYS[1], ARGV[1])
+local set = ARGV[2] .. 'inst:' .. ARGV[1] .. ':users'
+for _, u in ipairs(redis.call('SMEMBERS', set)) do
+  local k = ARGV[2] .. 'pres:' .. u
+  redis.call('HDEL', k, ARGV[1])
+  if redis.call('HLEN', k) == 0 then
+    redis.call('ZADD', ARGV[2] .. 'grace', 'NX', seen, u)
+  end
+end
+redis.call('DEL', set)
+return seen
+`)
+
+// statusScript sets an online user's status; it returns -1 when the user
+// is offline, 0 when the status was already that, 1 when it changed.
+var statusScript = redis.NewScript(`
+if redis.call('HLEN', KEYS[1]) == 0 and not redis.call('ZSCORE', KEYS[3], ARGV[2]) then return -1 end
+local old = redis.call('GET', KEYS[2]) or 'online'
+if old == ARGV[1] then return 0 end
+if ARGV[1] == 'online' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], ARGV[1]) end
+return 1
+`)
+
+// syncLocked applies the sessions the hub reported since the last call.
+func (p *RedisPresence) syncLocked(ctx context.Context) {
+	sessions := p.feed.Take()
+	if len(sessions) == 0 {
+		return
+	}
+	now := strconv.FormatInt(nowMillis(), 10)
+	instUsers := p.key("inst", p.opts.Instance, "users")
+	cmds := make([]*redis.Cmd, len(sessions))
+	// Scripts go whole (EVAL, not EVALSHA) in a pipeline, whose replies
+	// come too late to load a missing one.
+	_, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, s := range sessions {
+			keys := []string{p.key("pres", s.User), instUsers, p.key("grace")}
+			if s.Opened {
+				cmds[i] = openedScript.Eval(ctx, pipe, keys, p.opts.Instance, s.User)
+			} else {
+				cmds[i] = closedScript.Eval(ctx, pipe, keys, p.opts.Instance, s.User, now)
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		// The hub's streams are the truth: rebuild Redis's view from them
+		// at the next heartbeat.
+		p.opts.Logger.Error("record presence in redis", "err", err)
+	}
+	for i, s := range sessions {
+		n, err := cmds[i].Int()
+		if err != nil || n != 1 {
+			continue
+		}
+		if s.Opened {
+			p.queue = append(p.queue, announcement{user: s.User, info: PresenceInfo{User: s.User, Status: StatusOnline}})
+		} else {
+			p.queue = append(p.queue, announcement{user: s.User, lastClose: true})
+		}
+	}
+}
+
+// run applies the feed as it comes, sweeps grace and heartbeats, and
+// announces in batches.
+func (p *RedisPresence) run() {
+	defer close(p.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sweep := time.NewTicker(min(250*time.Millisecond, p.opts.Grace/4+time.Millisecond))
+	defer sweep.Stop()
+	beat := time.NewTicker(p.opts.InstanceTimeout / 3)
+	defer beat.Stop()
+	p.heartbeat(ctx)
+	var flush <-chan time.Time
+	for {
+		select {
+		case <-p.stop:
+			p.leave()
+			return
+		case <-p.feed.Ready():
+			p.mu.Lock()
+			p.syncLocked(ctx)
+			p.mu.Unlock()
+		case <-p.signal:
+		case <-sweep.C:
+			p.sweep(ctx)
+		case <-beat.C:
+			p.heartbeat(ctx)
+		case <-flush:
+			flush = nil
+			p.announce(ctx)
+		}
+		p.mu.Lock()
+		pending := len(p.queue) > 0
+		p.mu.Unlock()
+		if pending && flush == nil {
+			flush = time.After(p.opts.Batch)
+		}
+	}
+}
+
+// heartbeat tells the cluster this instance lives. Finding itself missing
+// from the set (it was taken for dead, or Redis lost its data), it
+// records its streams again from the hub, which knows them.
+func (p *RedisPresence) heartbeat(ctx context.Context) {
+	added, err := p.rdb.ZAdd(ctx, p.key("instances"), redis.Z{Score: float64(nowMillis()), Member: p.opts.Instance}).Result()
+	if err != nil {
+		p.opts.Logger.Warn("presence heartbeat", "err", err)
+		return
+	}
+	if added == 0 {
+		return
+	}
+	counts := p.hub.StreamCounts()
+	if len(counts) == 0 {
+		return
+	}
+	_, err = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for user, n := range counts {
+			pipe.HSet(ctx, p.key("pres", user), p.opts.Instance, n)
+			pipe.SAdd(ctx, p.key("inst", p.opts.Instance, "users"), user)
+			pipe.ZRem(ctx, p.key("grace"), user)
+		}
+		return nil
+	})
+	if err != nil {
+		p.opts.Logger.Warn("record presence in redis", "err", err)
+	}
+}
+
+// sweep ends expired graces and buries instances that stopped
+// heartbeating.
+func (p *RedisPresence) sweep(ctx context.Context) {
+	now := nowMillis()
+	dead, err := p.rdb.ZRangeByScore(ctx, p.key("instances"), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(now-p.opts.InstanceTimeout.Milliseconds(), 10), Count: 10,
+	}).Result()
+	if err == nil {
+		for _, inst := range dead {
+			if inst != p.opts.Instance {
+				p.bury(ctx, inst, 0)
+			}
+		}
+	}
+	res, err := expireScript.Run(ctx, p.rdb, []string{p.key("grace")},
+		now-p.opts.Grace.Milliseconds(), p.opts.Prefix).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		p.opts.Logger.Warn("presence sweep", "err", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := 0; i+1 < len(res); i += 2 {
+		ms, _ := strconv.ParseInt(res[i+1], 10, 64)
+		seen := time.UnixMilli(ms).UTC()
+		p.queue = append(p.queue, announcement{user: res[i], info: PresenceInfo{User: res[i], Status: StatusOffline, LastSeen: &seen}})
+	}
+}
+
+// bury removes an instance's streams if it claims them; asOf, when not 0,
+// is when they closed.
+func (p *RedisPresence) bury(ctx context.Context, inst string, asOf int64) {
+	err := buryScript.Run(ctx, p.rdb, []string{p.key("instances")}, inst, p.opts.Prefix, asOf).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		p.opts.Logger.Warn("remove a dead instance's presence", "instance", inst, "err", err)
+		return
+	}
+	if err == nil && asOf == 0 && inst != p.opts.Instance {
+		p.opts.Logger.Info("an instance stopped heartbeating: its streams are gone", "instance", inst)
+	}
+}
+
+// leave removes this instance's streams as it shuts down: the hub has
+// told them to reconnect elsewhere.
+func (p *RedisPresence) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	p.bury(ctx, p.opts.Instance, nowMillis())
+}
+
+// announce sends the queued changes, in order.
+func (p *RedisPresence) announce(ctx context.Context) {
+	p.mu.Lock()
+	queue := p.queue
+	p.queue = nil
+	p.mu.Unlock()
+	var notices []Notice
+	for _, a := range queue {
+		if a.lastClose {
+			if p.opts.OnLastClose != nil {
+				p.opts.OnLastClose(a.user)
+			}
+			continue
+		}
+		if a.info.Status == StatusOffline && a.info.LastSeen != nil {
+			if err := p.dir.SaveLastSeen(ctx, a.user, *a.info.LastSeen); err != nil {
+				p.opts.Logger.Error("save last seen", "err", err, "user", a.user)
+			}
+		}
+		rooms, ok := p.hub.RoomsOf(a.user)
+		if !ok {
+			var err error
+			if rooms, err = p.dir.UserRooms(ctx, a.user); err != nil {
+				p.opts.Logger.Error("presence rooms", "err", err, "user", a.user)
+				continue
+			}
+		}
+		if len(rooms) == 0 {
+			continue
+		}
+		data, _ := json.Marshal(a.info)
+		notices = append(notices, Notice{Rooms: rooms, Type: event.PresenceChanged, Data: data})
+	}
+	if len(notices) > 0 {
+		p.out.Notify(notices)
+	}
+}
+
+// SetStatus sets an online user's explicit status (online, away, dnd).
+func (p *RedisPresence) SetStatus(ctx context.Context, user, status string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.syncLocked(ctx)
+	n, err := statusScript.Run(ctx, p.rdb, []string{p.key("pres", user), p.key("status", user), p.key("grace")}, status, user).Int()
+	if err != nil {
+		return err
+	}
+	switch n {
+	case -1:
+		return ErrOffline
+	case 1:
+		p.queue = append(p.queue, announcement{user: user, info: PresenceInfo{User: user, Status: status}})
+		select {
+		case p.signal <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Lookup returns the presence of users.
+func (p *RedisPresence) Lookup(ctx context.Context, users []string) ([]PresenceInfo, error) {
+	p.mu.Lock()
+	p.syncLocked(ctx)
+	p.mu.Unlock()
+	type probe struct {
+		streams *redis.IntCmd
+		grace   *redis.FloatCmd
+		status  *redis.StringCmd
+	}
+	probes := make([]probe, len(users))
+	_, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, u := range users {
+			probes[i] = probe{pipe.HLen(ctx, p.key("pres", u)), pipe.ZScore(ctx, p.key("grace"), u), pipe.Get(ctx, p.key("status", u))}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([]PresenceInfo, len(users))
+	var offline []string
+	for i, u := range users {
+		out[i] = PresenceInfo{User: u, Status: StatusOffline}
+		inGrace := probes[i].grace.Err() == nil
+		if probes[i].streams.Val() > 0 || inGrace {
+			out[i].Status = StatusOnline
+			if s := probes[i].status.Val(); s != "" {
+				out[i].Status = s
+			}
+			continue
+		}
+		offline = append(offline, u)
+	}
+	if len(offline) == 0 {
+		return out, nil
+	}
+	seen, err := p.dir.LastSeen(ctx, offline)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if t, ok := seen[out[i].User]; ok && out[i].Status == StatusOffline {
+			out[i].LastSeen = &t
+		}
+	}
+	return out, nil
+}
