@@ -93,12 +93,11 @@ const leaderPoll = time.Second
 // the Redis Stream that the leader fills, and presence, typing, spent
 // tickets and rate-limit buckets live in Redis.
 func clustered(ctx context.Context, cfg Config, st *store.Store, logger *slog.Logger) (*backend, error) {
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	redis.SetLogger(redisLogger{logger})
+	rdb, err := stream.NewRedisClient(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("--redis-url: %w", err)
 	}
-	redis.SetLogger(redisLogger{logger})
-	rdb := redis.NewClient(opts)
 	// A Redis that is down at start is no reason to stop: the log reads
 	// PostgreSQL meanwhile, and the rest waits for it.
 	if err := rdb.Ping(ctx).Err(); err != nil {

@@ -6,9 +6,11 @@ package main
 // stream must hold across instances.
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/heraldchat/herald/store/storetest"
@@ -216,4 +218,101 @@ func TestClusterReadyz(t *testing.T) {
 	if r.Status != "degraded" || r.Checks["redis"] != "unavailable" {
 		t.Fatalf("readyz with redis down = %+v; want 200 degraded, redis unavailable", r)
 	}
+}
+
+// waitEphemeral reads c until an ephemeral event of type typ about user
+// (and status, for presence) and returns the presence changes about user
+// seen on the way, as "status" strings.
+func waitEphemeral(t *testing.T, c *streamtest.Client, who, typ, user, status string) []string {
+	t.Helper()
+	var about []string
+	for {
+		f := c.Next()
+		var p struct{ User, Status string }
+		if f.Event == "presence:changed" || strings.HasPrefix(f.Event, "typing:") {
+			if err := json.Unmarshal([]byte(f.Data), &p); err != nil {
+				t.Fatalf("%s: %s data %q: %v", who, f.Event, f.Data, err)
+			}
+			if f.HasID {
+				t.Fatalf("%s: %s has id %q; want none (ephemeral)", who, f.Event, f.ID)
+			}
+		}
+		if p.User != user {
+			continue
+		}
+		if f.Event == "presence:changed" {
+			about = append(about, p.Status)
+		}
+		if f.Event == typ && (status == "" || p.Status == status) {
+			return about
+		}
+		if strings.HasPrefix(f.Event, "typing:") && f.Event != typ {
+			t.Fatalf("%s: %s by %s while waiting for %s", who, f.Event, user, typ)
+		}
+	}
+}
+
+// TestClusterPresenceAndTyping: presence counts a user's streams on every
+// instance and announces each change once, everywhere; typing started on
+// one instance is extended or stopped on another; and an instance killed
+// without a goodbye leaves no one online or typing for long.
+func TestClusterPresenceAndTyping(t *testing.T) {
+	c := startCluster(t, 3, false, false, map[string]string{
+		"HERALD_PRESENCE_GRACE": "300ms", "HERALD_TYPING_TIMEOUT": "1s",
+	})
+	n0, n1, n2 := c.nodes[0], c.nodes[1], c.nodes[2]
+	room := n0.room("alice", "lobby", false)
+	n0.join("bob", room)
+	n0.join("carol", room)
+	carol := n2.open("carol", "")
+
+	b0 := n0.open("bob", "")
+	if got := waitEphemeral(t, carol, "carol", "presence:changed", "bob", "online"); len(got) != 1 {
+		t.Fatalf("carol saw bob %v before online; want online once", got)
+	}
+	// A second device on another instance announces nothing: alice's
+	// status change on that same instance comes next.
+	b1 := n1.open("bob", "")
+	n1.open("alice", "")
+	waitEphemeral(t, carol, "carol", "presence:changed", "alice", "online")
+	n1.must(http.StatusNoContent, "POST", "/v1/presence", n1.tok("bob"), map[string]string{"status": "away"}, nil)
+	if got := waitEphemeral(t, carol, "carol", "presence:changed", "bob", "away"); len(got) != 1 {
+		t.Fatalf("carol saw bob %v; want only away after his second device", got)
+	}
+	for _, n := range []*streamScene{n0, n1, n2} {
+		if p := getPresence(t, n.testServer, n.tok("carol"), "bob")[0]; p.Status != "away" {
+			t.Fatalf("GET /v1/presence bob on %s = %s; want away on every instance", n.URL, p.Status)
+		}
+	}
+
+	// Typing on n0, a ping on n1 extends it, a stop on n2 ends it.
+	setTyping(t, n0.testServer, n0.tok("bob"), room, true)
+	waitEphemeral(t, carol, "carol", "typing:started", "bob", "")
+	setTyping(t, n1.testServer, n1.tok("bob"), room, true)
+	setTyping(t, n2.testServer, n2.tok("bob"), room, false)
+	waitEphemeral(t, carol, "carol", "typing:stopped", "bob", "")
+
+	// Closing both devices: offline once, after the grace.
+	b0.Close()
+	b1.Close()
+	if got := waitEphemeral(t, carol, "carol", "presence:changed", "bob", "offline"); len(got) != 1 {
+		t.Fatalf("carol saw bob %v; want offline once", got)
+	}
+
+	// An instance killed without a goodbye: its user goes offline and its
+	// typist stops, announced by the instances left.
+	victim := startProc(t, withEnv(c.env, "HERALD_INSTANCE_ID", "victim", "HERALD_PRESENCE_GRACE", "300ms", "HERALD_TYPING_TIMEOUT", "1s"))
+	h := http.Header{"Authorization": {"Bearer " + n0.tok("bob")}}
+	dead := streamtest.Connect(t, victim.URL+"/v1/stream", h)
+	dead.Expect("ready")
+	waitEphemeral(t, carol, "carol", "presence:changed", "bob", "online")
+	req, _ := http.NewRequest("POST", victim.URL+"/v1/rooms/"+room+"/typing", strings.NewReader(`{"typing":true}`))
+	req.Header = h.Clone()
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("typing on the victim = %v, %v; want 204", resp, err)
+	}
+	waitEphemeral(t, carol, "carol", "typing:started", "bob", "")
+	victim.kill()
+	waitEphemeral(t, carol, "carol", "typing:stopped", "bob", "")
+	waitEphemeral(t, carol, "carol", "presence:changed", "bob", "offline")
 }

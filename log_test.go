@@ -10,7 +10,6 @@ import (
 	"github.com/heraldchat/herald/store/storetest"
 	"github.com/heraldchat/herald/stream"
 	"github.com/heraldchat/herald/stream/streamtest"
-	"github.com/redis/go-redis/v9"
 )
 
 // storeLog drives a store through its repositories: the embedded Log.
@@ -98,11 +97,10 @@ func startClusterLog(t *testing.T, live int) (*store.Store, *stream.RedisLog) {
 		t.Fatalf("open store: %v", err)
 	}
 	url, prefix := streamtest.RedisURL(t)
-	opts, err := redis.ParseURL(url)
+	rdb, err := stream.NewRedisClient(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(opts)
 	rlog := stream.NewRedisLog(rdb, st, stream.RedisOptions{Prefix: prefix, MaxLen: live, Block: 200 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	led := make(chan struct{})

@@ -36,6 +36,22 @@ type Sequencer interface {
 	Head(ctx context.Context) (int64, error)
 }
 
+// NewRedisClient connects to the Redis at url (redis://, rediss:// or
+// unix://) with the settings Herald's components expect: a call to a
+// Redis that is down fails fast, after one more try, because each caller
+// has a fallback (the durable log, this instance's own memory) that serves
+// better than waiting.
+func NewRedisClient(url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	opts.MaxRetries = 1
+	opts.DialerRetries = 1
+	opts.DialTimeout = 2 * time.Second
+	return redis.NewClient(opts), nil
+}
+
 // RedisOptions configure a RedisLog. Zero values take the defaults.
 type RedisOptions struct {
 	// Prefix starts every key (default "herald:").
