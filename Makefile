@@ -16,7 +16,10 @@ build:
 	$(FIRST_BUILD)
 	$(GO) build -o herald .
 
+# The tests start real redis-server and PostgreSQL processes on random
+# local ports; .ci/deps installs them first when they are missing.
 test:
+	@sh .ci/deps
 	@echo "herald: the first run compiles SQLite (cgo) with -race, which takes a few minutes"
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
