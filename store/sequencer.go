@@ -55,7 +55,6 @@ func (s *Store) Lead(ctx context.Context, poll time.Duration, fn func(ctx contex
 			}
 			continue
 		}
-		s.opts.Logger.Info("leading the cluster's log")
 		err = fn(ctx, l)
 		l.release()
 		if err != nil && ctx.Err() == nil {
