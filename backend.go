@@ -103,7 +103,12 @@ func clustered(ctx context.Context, cfg Config, st *store.Store, logger *slog.Lo
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		logger.Warn("redis unavailable at start; serving from postgres until it answers", "url", redactURL(cfg.RedisURL), "err", err)
 	}
-	rlog := stream.NewRedisLog(rdb, st, stream.RedisOptions{Prefix: cfg.RedisPrefix, MaxLen: cfg.ReplayBuffer, Logger: logger})
+	ropts := stream.RedisOptions{Prefix: cfg.RedisPrefix, MaxLen: cfg.ReplayBuffer, Logger: logger}
+	if err := checkEpoch(ctx, st, stream.NewRedisLog(rdb, st, ropts), logger); err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	rlog := stream.NewRedisLog(rdb, st, ropts)
 	hub, err := stream.NewHub(ctx, rlog, st, cfg.hubOptions(logger))
 	if err != nil {
 		rdb.Close()
@@ -149,6 +154,32 @@ func clustered(ctx context.Context, cfg Config, st *store.Store, logger *slog.Lo
 			}
 		},
 	}, nil
+}
+
+// checkEpoch gives the log a new epoch when Redis holds positions that
+// PostgreSQL does not: the database went back (it was restored from an
+// older backup), and the positions it gives next were already given to
+// other events, which clients may hold. Redis never runs ahead otherwise,
+// since the sequencer appends only what it committed.
+func checkEpoch(ctx context.Context, st *store.Store, rlog *stream.RedisLog, logger *slog.Logger) error {
+	end, err := rlog.End(ctx)
+	if err != nil {
+		return nil // Redis is down: nothing to compare with
+	}
+	head, err := st.Head(ctx)
+	if err != nil {
+		return err
+	}
+	if end <= head {
+		return nil
+	}
+	old := st.Epoch()
+	if err := st.RotateEpoch(ctx, old); err != nil {
+		return err
+	}
+	logger.Warn("the database's log is behind Redis's (restored from an older backup?): the log gets a new epoch, and clients resync",
+		"redis_end", end, "database_head", head, "old_epoch", old, "epoch", st.Epoch())
+	return nil
 }
 
 // redisLogger sends go-redis's own messages (a pool that cannot dial) to

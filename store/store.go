@@ -198,6 +198,19 @@ func (s *Store) Close() error {
 // from another log are recognised instead of misread.
 func (s *Store) Epoch() string { return s.epoch }
 
+// RotateEpoch gives the log a new epoch if its epoch is still old. A log
+// that went back (PostgreSQL restored from an older backup) would give
+// positions that clients already hold to other events: with a new epoch,
+// their ids get resync instead. Instances that run while it changes keep
+// the old one until they restart.
+func (s *Store) RotateEpoch(ctx context.Context, old string) error {
+	_, err := s.r.ExecContext(ctx, s.r.Rebind(`UPDATE meta SET value = ? WHERE key = 'epoch' AND value = ?`), newEpoch(), old)
+	if err != nil {
+		return fmt.Errorf("store: rotate epoch: %w", unavailable(err))
+	}
+	return s.loadMeta(ctx)
+}
+
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return unavailable(s.r.PingContext(ctx)) }
 

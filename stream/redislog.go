@@ -274,8 +274,11 @@ end
 return {1, last}
 `)
 
-// lastInRedis returns the stream's last position (0 when it is empty or
-// missing, as after a restart without data).
+// End returns the last position the Redis Stream holds (0 when it is
+// empty or missing, as after a restart without data). It never exceeds the
+// durable log's head, unless that log went back.
+func (l *RedisLog) End(ctx context.Context) (int64, error) { return l.lastInRedis(ctx) }
+
 func (l *RedisLog) lastInRedis(ctx context.Context) (int64, error) {
 	msgs, err := l.rdb.XRevRangeN(ctx, l.key, "+", "-", 1).Result()
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -188,6 +189,11 @@ func (p *Postgres) url(db string) string {
 // dropped when the test ends.
 func (p *Postgres) NewDatabase(t testing.TB) string {
 	t.Helper()
+	return p.newDatabase(t, "")
+}
+
+func (p *Postgres) newDatabase(t testing.TB, options string) string {
+	t.Helper()
 	var b [6]byte
 	rand.Read(b[:])
 	name := "t_" + hex.EncodeToString(b[:])
@@ -196,7 +202,7 @@ func (p *Postgres) NewDatabase(t testing.TB) string {
 		t.Fatalf("connect to postgres: %v", err)
 	}
 	defer admin.Close()
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+	if _, err := admin.Exec("CREATE DATABASE " + name + options); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
 	t.Cleanup(func() {
@@ -229,6 +235,16 @@ func (p *Postgres) Halt() {
 		<-p.exited
 	}
 	p.cmd = nil
+}
+
+// CopyDatabase creates a database as a copy of the one at url, on the
+// shared server, as a backup restored elsewhere would be; nobody may be
+// connected to the original meanwhile. It is dropped when the test ends.
+func CopyDatabase(t testing.TB, url string) string {
+	t.Helper()
+	name := url[strings.LastIndexByte(url, '/')+1:]
+	name, _, _ = strings.Cut(name, "?")
+	return shared.newDatabase(t, " TEMPLATE "+name)
 }
 
 // Stop shuts the server down and removes its folder.
