@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED := 1
 
-.PHONY: run build test bench bench-go bench-e2e lint fmt
+.PHONY: run build test bench bench-go bench-e2e bench-cluster lint fmt
 
 # The first build compiles SQLite's C source through cgo: minutes, with
 # nothing on screen but "go: downloading" lines. Say so before it starts.
@@ -58,6 +58,54 @@ bench-e2e: build
 	scenario "S2: 50 posts/s x 1000 streams, 5s" --streams 1000 --rooms 1 --publishers 1 --rate 50 --duration 5s; \
 	scenario "latency floor: 10 streams, 20 posts/s, 5s" --streams 10 --rooms 1 --publishers 1 --rate 20 --duration 5s; \
 	scenario "S4: 100 rooms x 50 streams, 8 publishers flat out, 5s" --streams 5000 --rooms 100 --publishers 8 --duration 5s
+
+# bench-cluster runs scenarios against a cluster of three instances on this
+# machine: a PostgreSQL and a redis-server of its own (in a throwaway folder,
+# on BENCH_PG_PORT and BENCH_REDIS_PORT), each scenario on a fresh database
+# and an emptied Redis, with fresh instances. Streams are spread over the
+# instances and publishers post through another instance than their room's
+# first stream reads from, so latency is post-on-A to receive-on-C. CPU and
+# memory are the three instances' together (PostgreSQL and Redis not
+# counted). Needs initdb/pg_ctl/psql and redis-server (see .ci/deps).
+BENCH_PG_PORT ?= 15432
+BENCH_REDIS_PORT ?= 16379
+bench-cluster: build
+	@set -eu; root=$$(mktemp -d); chmod 755 "$$root"; pids=; \
+	as_pg() { if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- "$$@"; else "$$@"; fi; }; \
+	pgbin=$$(dirname "$$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | tail -n 1)"); \
+	if [ "$$(id -u)" = 0 ]; then chown postgres "$$root"; fi; \
+	stop() { for p in $$pids; do kill $$p 2>/dev/null || true; done; for p in $$pids; do wait $$p 2>/dev/null || true; done; pids=; }; \
+	trap 'stop; redis-cli -p $(BENCH_REDIS_PORT) shutdown nosave >/dev/null 2>&1 || true; as_pg "$$pgbin/pg_ctl" -D "$$root/pg" -m fast stop >/dev/null 2>&1 || true; rm -rf "$$root"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	as_pg "$$pgbin/initdb" -D "$$root/pg" -U postgres -A trust >/dev/null; \
+	as_pg "$$pgbin/pg_ctl" -D "$$root/pg" -l "$$root/pg/server.log" -w \
+		-o "-p $(BENCH_PG_PORT) -c listen_addresses=127.0.0.1 -k $$root -c max_connections=200" start >/dev/null; \
+	redis-server --port $(BENCH_REDIS_PORT) --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+		--dir "$$root" --pidfile "$$root/redis.pid" --logfile "$$root/redis.log"; \
+	secret=$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n'); n=0; \
+	scenario() { \
+		echo "== $$1"; shift; n=$$((n+1)); db=bench$$n; urls=; pidl=; \
+		psql -q -h 127.0.0.1 -p $(BENCH_PG_PORT) -U postgres -c "CREATE DATABASE $$db" >/dev/null; \
+		redis-cli -p $(BENCH_REDIS_PORT) flushall >/dev/null; \
+		for i in 1 2 3; do \
+			addr=127.0.0.1:$$((18090 + i)); \
+			HERALD_ADDR=$$addr HERALD_INSTANCE_ID=herald-$$i HERALD_JWT_SECRET=$$secret \
+			HERALD_DATABASE_URL="postgres://postgres@127.0.0.1:$(BENCH_PG_PORT)/$$db?sslmode=disable" \
+			HERALD_REDIS_URL=redis://127.0.0.1:$(BENCH_REDIS_PORT)/0 HERALD_RATE_LIMITS=off HERALD_LOG_LEVEL=warn \
+			./herald serve & pids="$$pids $$!"; pidl=$${pidl:+$$pidl,}$$!; urls=$${urls:+$$urls,}http://$$addr; \
+		done; \
+		for u in $$(echo $$urls | tr , ' '); do \
+			for i in $$(seq 100); do curl -fsS -o /dev/null $$u/readyz 2>/dev/null && break; sleep 0.1; done; \
+			curl -fsS -o /dev/null $$u/readyz; \
+		done; \
+		./herald bench --url $$urls --jwt-secret $$secret --pid $$pidl "$$@"; \
+		stop; \
+	}; \
+	scenario "C1: 1 room x 1000 streams over 3 instances, 1 publisher flat out, 5s" --streams 1000 --rooms 1 --publishers 1 --duration 5s; \
+	scenario "C2: 50 posts/s x 1000 streams over 3 instances, post on one, receive on another, 5s" --streams 1000 --rooms 1 --publishers 1 --rate 50 --duration 5s; \
+	scenario "latency floor: 10 streams over 3 instances, 20 posts/s, 5s" --streams 10 --rooms 1 --publishers 1 --rate 20 --duration 5s; \
+	scenario "C3: 100 rooms x 50 streams over 3 instances, 8 publishers flat out, 5s" --streams 5000 --rooms 100 --publishers 8 --duration 5s; \
+	scenario "C4: 3000 idle streams over 3 instances, one room each: memory per stream" --streams 3000 --rooms 3000 --idle --duration 3s
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -85,9 +85,9 @@ func embedded(ctx context.Context, cfg Config, st *store.Store, logger *slog.Log
 	}}, nil
 }
 
-// leaderPoll is how often an instance that does not lead tries the
-// leader's lock: a sequencer that died is replaced within it.
-const leaderPoll = time.Second
+// leaderRetry is how long an instance waits to try the leader's lock
+// again after failing to reach the database.
+const leaderRetry = time.Second
 
 // clustered is one of N instances over PostgreSQL and Redis: the log is
 // the Redis Stream that the leader fills, and presence, typing, spent
@@ -127,11 +127,12 @@ func clustered(ctx context.Context, cfg Config, st *store.Store, logger *slog.Lo
 	})
 
 	// Every instance runs the leader's loop; the one holding the lock
-	// sequences and fills Redis, the others wait to take over.
+	// sequences and fills Redis, the others wait in PostgreSQL for the
+	// lock, to take over the moment it is free.
 	leadCtx, stopLeading := context.WithCancel(context.Background())
 	var led sync.WaitGroup
 	led.Go(func() {
-		st.Lead(leadCtx, leaderPoll, func(ctx context.Context, l *store.Leader) error {
+		st.Lead(leadCtx, leaderRetry, func(ctx context.Context, l *store.Leader) error {
 			logger.Info("this instance sequences the cluster's log", "instance", cfg.InstanceID)
 			return rlog.Pump(ctx, l)
 		})

@@ -26,7 +26,7 @@ type testCluster struct {
 }
 
 // clusterEnv is the shared settings of a cluster's instances.
-func clusterEnv(t *testing.T, redisURL, prefix string) map[string]string {
+func clusterEnv(t testing.TB, redisURL, prefix string) map[string]string {
 	return map[string]string{
 		"HERALD_DATABASE_URL":     storetest.DatabaseURL(t),
 		"HERALD_REDIS_URL":        redisURL,

@@ -29,9 +29,9 @@ var (
 	heraldBinOnce sync.Once
 )
 
-// buildHerald builds the herald binary once per test run, with -race like
-// the tests, so the build reuses what compiling the tests cached.
-func buildHerald(t *testing.T) string {
+// buildHerald builds the herald binary once per test run, with -race when
+// the tests have it, so the build reuses what compiling them cached.
+func buildHerald(t testing.TB) string {
 	t.Helper()
 	heraldBinOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "herald-bin-")
@@ -40,7 +40,11 @@ func buildHerald(t *testing.T) string {
 			return
 		}
 		heraldBin = filepath.Join(dir, "herald")
-		cmd := exec.Command("go", "build", "-race", "-o", heraldBin, ".")
+		args := []string{"build", "-o", heraldBin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, ".")...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			heraldBinErr = fmt.Errorf("go build: %w: %s", err, out)
 		}
@@ -60,7 +64,7 @@ type proc struct {
 
 // startProc runs `herald serve` with env on a free loopback port and waits
 // until it is ready; it is killed when the test ends.
-func startProc(t *testing.T, env map[string]string) *proc {
+func startProc(t testing.TB, env map[string]string) *proc {
 	t.Helper()
 	bin := buildHerald(t)
 	port, err := storetest.FreePort()

@@ -34,24 +34,25 @@ type Leader struct {
 }
 
 // Lead runs fn whenever this instance holds the leader lock, until ctx
-// ends. Every instance calls it; one at a time holds the lock, and when
-// its connection is lost (the instance or its network died) PostgreSQL
-// releases the lock and another instance takes over within poll. fn's
-// context ends when the lock is lost; fn returning an error gives the lock
-// up, to be taken again.
-func (s *Store) Lead(ctx context.Context, poll time.Duration, fn func(ctx context.Context, l *Leader) error) error {
+// ends. Every instance calls it and waits for the lock in PostgreSQL; when
+// the holder's connection ends (its instance died, or its machine: the
+// server's keepalives on that connection notice within seconds) the lock
+// passes at once to a waiting instance. fn's context ends if the lock is
+// lost; fn returning an error gives the lock up, to be taken again. After
+// a failure to reach the database, Lead tries again after retry.
+func (s *Store) Lead(ctx context.Context, retry time.Duration, fn func(ctx context.Context, l *Leader) error) error {
 	if _, ok := s.db.(*pgDB); !ok {
 		return ErrNotCluster
 	}
 	for ctx.Err() == nil {
 		l, err := s.acquire(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.opts.Logger.Warn("leader lock", "err", err)
-		}
-		if l == nil {
+		if err != nil {
+			if ctx.Err() == nil {
+				s.opts.Logger.Warn("leader lock", "err", err)
+			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(poll):
+			case <-time.After(retry):
 			}
 			continue
 		}
@@ -64,15 +65,22 @@ func (s *Store) Lead(ctx context.Context, poll time.Duration, fn func(ctx contex
 	return nil
 }
 
-// acquire tries the leader lock once; nil when another instance holds it.
+// acquire waits for the leader lock on a connection of its own.
 func (s *Store) acquire(ctx context.Context) (*Leader, error) {
 	conn, err := s.r.Conn(ctx)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	var ok bool
-	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, int64(leaderLock)).Scan(&ok); err != nil || !ok {
-		conn.Close()
+	// The lock lasts as long as this session: let the server notice a
+	// vanished machine in about 11s rather than its default two hours.
+	for _, q := range []string{`SET tcp_keepalives_idle = 5`, `SET tcp_keepalives_interval = 2`, `SET tcp_keepalives_count = 3`} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			discard(conn)
+			return nil, unavailable(err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, int64(leaderLock)); err != nil {
+		discard(conn) // a wait cut short may leave the lock to come to it
 		return nil, unavailable(err)
 	}
 	if _, err := conn.ExecContext(ctx, `LISTEN `+outboxChannel); err != nil {
