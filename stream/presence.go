@@ -218,10 +218,15 @@ func (p *Presence) Lookup(ctx context.Context, users []string) ([]PresenceInfo, 
 		}
 	}
 	p.mu.Unlock()
+	return fillLastSeen(ctx, p.dir, out, offline)
+}
+
+// fillLastSeen gives the offline users among out their last-seen times.
+func fillLastSeen(ctx context.Context, dir Directory, out []PresenceInfo, offline []string) ([]PresenceInfo, error) {
 	if len(offline) == 0 {
 		return out, nil
 	}
-	seen, err := p.dir.LastSeen(ctx, offline)
+	seen, err := dir.LastSeen(ctx, offline)
 	if err != nil {
 		return nil, err
 	}
@@ -301,26 +306,33 @@ func (p *Presence) notice(ctx context.Context, a announcement) (Notice, bool) {
 		}
 		return Notice{}, false
 	}
-	if a.info.Status == StatusOffline && a.info.LastSeen != nil {
-		if err := p.dir.SaveLastSeen(ctx, a.user, *a.info.LastSeen); err != nil {
-			p.opts.Logger.Error("save last seen", "err", err, "user", a.user)
+	return presenceNotice(ctx, p.hub, p.dir, a.info, p.opts.Logger)
+}
+
+// presenceNotice records an offline user's last-seen time and returns the
+// event of a presence change, for everyone who shares a room with the user:
+// none when they share none.
+func presenceNotice(ctx context.Context, hub *Hub, dir Directory, info PresenceInfo, logger *slog.Logger) (Notice, bool) {
+	if info.Status == StatusOffline && info.LastSeen != nil {
+		if err := dir.SaveLastSeen(ctx, info.User, *info.LastSeen); err != nil {
+			logger.Error("save last seen", "err", err, "user", info.User)
 		}
 	}
 	// The members of the user's rooms are the users who share one with
 	// them; the hub's room index finds their local streams, each once. A
 	// user with a stream here has their rooms in that index too, at the
 	// same position as the audience; only others need the store.
-	rooms, ok := p.hub.RoomsOf(a.user)
+	rooms, ok := hub.RoomsOf(info.User)
 	if !ok {
 		var err error
-		if rooms, err = p.dir.UserRooms(ctx, a.user); err != nil {
-			p.opts.Logger.Error("presence rooms", "err", err, "user", a.user)
+		if rooms, err = dir.UserRooms(ctx, info.User); err != nil {
+			logger.Error("presence rooms", "err", err, "user", info.User)
 			return Notice{}, false
 		}
 	}
 	if len(rooms) == 0 {
 		return Notice{}, false
 	}
-	data, _ := json.Marshal(a.info)
+	data, _ := json.Marshal(info)
 	return Notice{Rooms: rooms, Type: event.PresenceChanged, Data: data}, true
 }

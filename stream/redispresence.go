@@ -2,14 +2,12 @@ package stream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/heraldchat/herald/internal/event"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -370,24 +368,9 @@ func (p *RedisPresence) announce(ctx context.Context) {
 			}
 			continue
 		}
-		if a.info.Status == StatusOffline && a.info.LastSeen != nil {
-			if err := p.dir.SaveLastSeen(ctx, a.user, *a.info.LastSeen); err != nil {
-				p.opts.Logger.Error("save last seen", "err", err, "user", a.user)
-			}
+		if n, ok := presenceNotice(ctx, p.hub, p.dir, a.info, p.opts.Logger); ok {
+			notices = append(notices, n)
 		}
-		rooms, ok := p.hub.RoomsOf(a.user)
-		if !ok {
-			var err error
-			if rooms, err = p.dir.UserRooms(ctx, a.user); err != nil {
-				p.opts.Logger.Error("presence rooms", "err", err, "user", a.user)
-				continue
-			}
-		}
-		if len(rooms) == 0 {
-			continue
-		}
-		data, _ := json.Marshal(a.info)
-		notices = append(notices, Notice{Rooms: rooms, Type: event.PresenceChanged, Data: data})
 	}
 	if len(notices) > 0 {
 		p.out.Notify(notices)
@@ -450,17 +433,5 @@ func (p *RedisPresence) Lookup(ctx context.Context, users []string) ([]PresenceI
 		}
 		offline = append(offline, u)
 	}
-	if len(offline) == 0 {
-		return out, nil
-	}
-	seen, err := p.dir.LastSeen(ctx, offline)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		if t, ok := seen[out[i].User]; ok && out[i].Status == StatusOffline {
-			out[i].LastSeen = &t
-		}
-	}
-	return out, nil
+	return fillLastSeen(ctx, p.dir, out, offline)
 }
