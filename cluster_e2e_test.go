@@ -6,6 +6,7 @@ package main
 // stream must hold across instances.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/heraldchat/herald/store"
 	"github.com/heraldchat/herald/store/storetest"
 	"github.com/heraldchat/herald/stream/streamtest"
 )
@@ -367,5 +369,42 @@ func TestClusterRestoredDatabase(t *testing.T) {
 		if f.Event != "resync" || !strings.Contains(f.Data, "unknown_epoch") {
 			t.Fatalf("resuming from %s after the restore: %s %s; want resync unknown_epoch", from.ID, f.Event, f.Data)
 		}
+	}
+}
+
+// TestClusterRetention: a client further behind than the retained log gets
+// resync on any instance, never a replay with a hole.
+func TestClusterRetention(t *testing.T) {
+	c := startCluster(t, 1, false, false, nil)
+	n := c.nodes[0]
+	room := n.room("alice", "r", false)
+	n.join("bob", room)
+	bob := n.open("bob", "")
+	texts := sseNumbered("old", 5)
+	for _, text := range texts {
+		n.say("alice", room, text)
+	}
+	sseEventsBefore(t, bob, texts[1])
+	from := bob.LastID // the second message's
+
+	// Retention deletes everything so far (as the pruner of any instance
+	// would, a day later).
+	st, err := store.Open(context.Background(), store.Options{URL: c.env["HERALD_DATABASE_URL"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := st.Head(context.Background())
+	if err == nil {
+		err = st.Trim(context.Background(), head)
+	}
+	st.Close()
+	if err != nil {
+		t.Fatalf("trim: %v", err)
+	}
+
+	other := c.add("n1")
+	again := other.stream(other.tok("bob"), from)
+	if f := again.Next(); f.Event != "resync" || !strings.Contains(f.Data, "expired") {
+		t.Fatalf("resuming from %s, before the retained log: %s %s; want resync expired", from, f.Event, f.Data)
 	}
 }
