@@ -35,8 +35,9 @@ const (
 	leaderLock  = 0x6865_7261_6c64_0002
 )
 
-// outboxChannel is NOTIFYed by every transaction that wrote to the outbox,
-// so the sequencer wakes at once rather than at its next poll.
+// outboxChannel is NOTIFYed by every transaction that wrote to the outbox
+// (a trigger of the outbox table does it), so the sequencer wakes at once
+// rather than at its next poll.
 const outboxChannel = "herald_outbox"
 
 // pgDB is the PostgreSQL dialect. Several instances write at once, so
@@ -198,11 +199,6 @@ func (p *pgDB) try(ctx context.Context, fn func(*Tx) error) error {
 	t := &Tx{q: pgTx{ctx: ctx, tx: tx}, now: now()}
 	if err := fn(t); err != nil {
 		return unavailable(err)
-	}
-	if len(t.events) > 0 {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, '')`, outboxChannel); err != nil {
-			return fmt.Errorf("store: notify the sequencer: %w", unavailable(err))
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", unavailable(err))
