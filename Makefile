@@ -39,11 +39,15 @@ bench-go:
 # trap stops the server and removes the data even when a step fails or make
 # is interrupted (a background job ignores SIGINT: it gets SIGTERM).
 BENCH_ADDR ?= 127.0.0.1:18090
+# BENCH_ONLY runs only the scenarios whose title contains it, such as
+# BENCH_ONLY=latency or BENCH_ONLY=S2.
+BENCH_ONLY ?=
 bench-e2e: build
 	@set -eu; root=$$(mktemp -d); pid=; \
 	stop() { if [ -n "$$pid" ]; then kill $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true; pid=; fi; }; \
 	trap 'stop; rm -rf "$$root"' EXIT; trap 'exit 130' INT TERM; \
 	scenario() { \
+		case "$$1" in *"$(BENCH_ONLY)"*) ;; *) return 0 ;; esac; \
 		echo "== $$1"; shift; dir=$$(mktemp -d -p "$$root"); \
 		HERALD_ADDR=$(BENCH_ADDR) HERALD_DATA_DIR=$$dir HERALD_RATE_LIMITS=off HERALD_LOG_LEVEL=warn ./herald serve & pid=$$!; \
 		for i in $$(seq 100); do \
@@ -57,7 +61,8 @@ bench-e2e: build
 	scenario "S1: 1 room x 1000 streams, 1 publisher flat out, 5s" --streams 1000 --rooms 1 --publishers 1 --duration 5s; \
 	scenario "S2: 50 posts/s x 1000 streams, 5s" --streams 1000 --rooms 1 --publishers 1 --rate 50 --duration 5s; \
 	scenario "latency floor: 10 streams, 20 posts/s, 5s" --streams 10 --rooms 1 --publishers 1 --rate 20 --duration 5s; \
-	scenario "S4: 100 rooms x 50 streams, 8 publishers flat out, 5s" --streams 5000 --rooms 100 --publishers 8 --duration 5s
+	scenario "S4: 100 rooms x 50 streams, 8 publishers flat out, 5s" --streams 5000 --rooms 100 --publishers 8 --duration 5s; \
+	scenario "log: 100 rooms x 1 stream, 16 publishers flat out, 5s" --streams 100 --rooms 100 --publishers 16 --duration 5s
 
 # bench-cluster runs scenarios against a cluster of three instances on this
 # machine: a PostgreSQL and a redis-server of its own (in a throwaway folder,
@@ -84,6 +89,7 @@ bench-cluster: build
 		--dir "$$root" --pidfile "$$root/redis.pid" --logfile "$$root/redis.log"; \
 	secret=$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n'); n=0; \
 	scenario() { \
+		case "$$1" in *"$(BENCH_ONLY)"*) ;; *) return 0 ;; esac; \
 		echo "== $$1"; shift; n=$$((n+1)); db=bench$$n; urls=; pidl=; \
 		psql -q -h 127.0.0.1 -p $(BENCH_PG_PORT) -U postgres -c "CREATE DATABASE $$db" >/dev/null; \
 		redis-cli -p $(BENCH_REDIS_PORT) flushall >/dev/null; \
@@ -105,7 +111,8 @@ bench-cluster: build
 	scenario "C2: 50 posts/s x 1000 streams over 3 instances, post on one, receive on another, 5s" --streams 1000 --rooms 1 --publishers 1 --rate 50 --duration 5s; \
 	scenario "latency floor: 10 streams over 3 instances, 20 posts/s, 5s" --streams 10 --rooms 1 --publishers 1 --rate 20 --duration 5s; \
 	scenario "C3: 100 rooms x 50 streams over 3 instances, 8 publishers flat out, 5s" --streams 5000 --rooms 100 --publishers 8 --duration 5s; \
-	scenario "C4: 3000 idle streams over 3 instances, one room each: memory per stream" --streams 3000 --rooms 3000 --idle --duration 3s
+	scenario "C4: 3000 idle streams over 3 instances, one room each: memory per stream" --streams 3000 --rooms 3000 --idle --duration 3s; \
+	scenario "log: 100 rooms x 1 stream over 3 instances, 16 publishers flat out, 5s" --streams 100 --rooms 100 --publishers 16 --duration 5s
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -24,22 +24,30 @@ var (
 	_ stream.Sequencer  = (*store.Leader)(nil)
 )
 
-// backend is what a deployment mode gives the server besides the store:
-// the hub and the log it follows, presence and typing, and in a cluster
-// the Redis client and the leader's loop.
+// backend is what a deployment mode gives the server: the store, the hub
+// and the log it follows, presence and typing, and in a cluster the Redis
+// client and the leader's loop.
 type backend struct {
 	mode     string
+	store    *store.Store
 	hub      *stream.Hub
 	presence api.Presence
 	typing   api.Typing
 	shared   api.Config // Buckets, Tickets and Checks, for a cluster
-	stop     func()
+	stop     func()     // stops what the mode started, but the store
 	once     sync.Once
+	err      error
 }
 
-// close stops what the backend started, once the hub has closed and the
-// HTTP server has stopped. It is idempotent.
-func (b *backend) close() { b.once.Do(b.stop) }
+// close stops what the backend started and closes the store, once the hub
+// has closed and the HTTP server has stopped. It is idempotent.
+func (b *backend) close() error {
+	b.once.Do(func() {
+		b.stop()
+		b.err = b.store.Close()
+	})
+	return b.err
+}
 
 func (cfg Config) hubOptions(logger *slog.Logger) stream.Options {
 	return stream.Options{
@@ -54,21 +62,18 @@ func (cfg Config) hubOptions(logger *slog.Logger) stream.Options {
 	}
 }
 
-func (cfg Config) storeOptions(logger *slog.Logger) store.Options {
-	opts := store.Options{Retention: cfg.Retention, Logger: logger}
-	if cfg.cluster() {
-		opts.URL, opts.Conns = cfg.DatabaseURL, cfg.DatabaseConns
-	} else {
-		opts.Path, opts.Synchronous = cfg.dbPath(), cfg.SQLiteSync
+// embedded is one instance on its own: the store is a SQLite file whose
+// writer feeds the hub from memory, and presence and typing are in memory.
+func embedded(ctx context.Context, cfg Config, logger *slog.Logger) (*backend, error) {
+	st, err := store.Open(ctx, store.Options{
+		Path: cfg.dbPath(), Synchronous: cfg.SQLiteSync, Retention: cfg.Retention, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
 	}
-	return opts
-}
-
-// embedded is one instance on its own: the store's writer feeds the hub
-// from memory, and presence and typing are in memory.
-func embedded(ctx context.Context, cfg Config, st *store.Store, logger *slog.Logger) (*backend, error) {
 	hub, err := stream.NewHub(ctx, st, st, cfg.hubOptions(logger))
 	if err != nil {
+		st.Close()
 		return nil, err
 	}
 	typing := stream.NewTyping(hub, cfg.TypingTimeout)
@@ -79,7 +84,7 @@ func embedded(ctx context.Context, cfg Config, st *store.Store, logger *slog.Log
 		OnLastClose: typing.StopUser,
 		Logger:      logger,
 	})
-	return &backend{mode: "embedded", hub: hub, presence: presence, typing: typing, stop: func() {
+	return &backend{mode: "embedded", store: st, hub: hub, presence: presence, typing: typing, stop: func() {
 		presence.Close()
 		typing.Close()
 	}}, nil
@@ -92,7 +97,7 @@ const leaderRetry = time.Second
 // clustered is one of N instances over PostgreSQL and Redis: the log is
 // the Redis Stream that the leader fills, and presence, typing, spent
 // tickets and rate-limit buckets live in Redis.
-func clustered(ctx context.Context, cfg Config, st *store.Store, logger *slog.Logger) (*backend, error) {
+func clustered(ctx context.Context, cfg Config, logger *slog.Logger) (b *backend, err error) {
 	redis.SetLogger(redisLogger{logger})
 	rdb, err := stream.NewRedisClient(cfg.RedisURL)
 	if err != nil {
@@ -103,15 +108,30 @@ func clustered(ctx context.Context, cfg Config, st *store.Store, logger *slog.Lo
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		logger.Warn("redis unavailable at start; serving from postgres until it answers", "url", redactURL(cfg.RedisURL), "err", err)
 	}
+	waker := stream.NewWaker(rdb, cfg.RedisPrefix)
+	st, err := store.Open(ctx, store.Options{
+		URL: cfg.DatabaseURL, Conns: cfg.DatabaseConns, Retention: cfg.Retention, Logger: logger,
+		OnCommit: waker.Wake,
+	})
+	if err != nil {
+		waker.Close()
+		rdb.Close()
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+			waker.Close()
+			rdb.Close()
+		}
+	}()
 	ropts := stream.RedisOptions{Prefix: cfg.RedisPrefix, MaxLen: cfg.ReplayBuffer, Logger: logger}
 	if err := checkEpoch(ctx, st, stream.NewRedisLog(rdb, st, ropts), logger); err != nil {
-		rdb.Close()
 		return nil, err
 	}
 	rlog := stream.NewRedisLog(rdb, st, ropts)
 	hub, err := stream.NewHub(ctx, rlog, st, cfg.hubOptions(logger))
 	if err != nil {
-		rdb.Close()
 		return nil, err
 	}
 	feed := stream.NewRedisFeed(rdb, cfg.RedisPrefix, hub, logger)
@@ -138,7 +158,7 @@ func clustered(ctx context.Context, cfg Config, st *store.Store, logger *slog.Lo
 		})
 	})
 	return &backend{
-		mode: "cluster", hub: hub, presence: presence, typing: typing,
+		mode: "cluster", store: st, hub: hub, presence: presence, typing: typing,
 		shared: api.Config{
 			Buckets: api.NewRedisBuckets(rdb, cfg.RedisPrefix),
 			Tickets: api.NewRedisTickets(rdb, cfg.RedisPrefix),
@@ -150,6 +170,7 @@ func clustered(ctx context.Context, cfg Config, st *store.Store, logger *slog.Lo
 			feed.Close()
 			stopLeading()
 			led.Wait()
+			waker.Close()
 			if err := rdb.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 				logger.Warn("close redis", "err", err)
 			}

@@ -267,6 +267,10 @@ func TestClusterPresenceAndTyping(t *testing.T) {
 	n0.join("bob", room)
 	n0.join("carol", room)
 	carol := n2.open("carol", "")
+	// The joins may reach the log after carol's stream opened: once this
+	// message is in it, her stream is in the room.
+	n0.say("alice", room, "joined")
+	sseEventsBefore(t, carol, "joined")
 
 	b0 := n0.open("bob", "")
 	if got := waitEphemeral(t, carol, "carol", "presence:changed", "bob", "online"); len(got) != 1 {

@@ -92,14 +92,15 @@ func TestClusterLog(t *testing.T) {
 // log beside it, and runs the leader loop until the test ends.
 func startClusterLog(t *testing.T, live int) (*store.Store, *stream.RedisLog) {
 	t.Helper()
-	st, err := store.Open(context.Background(), store.Options{URL: storetest.DatabaseURL(t)})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
 	url, prefix := streamtest.RedisURL(t)
 	rdb, err := stream.NewRedisClient(url)
 	if err != nil {
 		t.Fatal(err)
+	}
+	waker := stream.NewWaker(rdb, prefix)
+	st, err := store.Open(context.Background(), store.Options{URL: storetest.DatabaseURL(t), OnCommit: waker.Wake})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
 	}
 	rlog := stream.NewRedisLog(rdb, st, stream.RedisOptions{Prefix: prefix, MaxLen: live, Block: 200 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -112,6 +113,7 @@ func startClusterLog(t *testing.T, live int) (*store.Store, *stream.RedisLog) {
 		cancel()
 		<-led
 		st.Close()
+		waker.Close()
 		rdb.Close()
 	})
 	return st, rlog

@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/heraldchat/herald/api"
-	"github.com/heraldchat/herald/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -86,21 +85,16 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		return fmt.Errorf("--jwt-public-key (%s): %w", envName("jwt-public-key"), err)
 	}
 
-	st, err := store.Open(ctx, cfg.storeOptions(logger))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	open := embedded
 	if cfg.cluster() {
 		open = clustered
 	}
-	b, err := open(ctx, cfg, st, logger)
+	b, err := open(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	hub := b.hub
 	defer b.close()
+	st, hub := b.store, b.hub
 
 	reg := prometheus.NewRegistry()
 	srv := api.New(st, hub, api.NewAuth(secret, publicKey), api.Config{
@@ -172,8 +166,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		debugSrv.Close()
 	}
 	<-served
-	b.close()
-	return errors.Join(hubErr, httpErr, st.Close())
+	return errors.Join(hubErr, httpErr, b.close())
 }
 
 // startDebug serves pprof on a separate, opt-in listener.

@@ -35,11 +35,6 @@ const (
 	leaderLock  = 0x6865_7261_6c64_0002
 )
 
-// outboxChannel is NOTIFYed by every transaction that wrote to the outbox
-// (a trigger of the outbox table does it), so the sequencer wakes at once
-// rather than at its next poll.
-const outboxChannel = "herald_outbox"
-
 // pgDB is the PostgreSQL dialect. Several instances write at once, so
 // there is no writer goroutine and no membership cache: each request runs
 // in its own transaction from the pool, and PostgreSQL's row locks order
@@ -48,6 +43,10 @@ const outboxChannel = "herald_outbox"
 type pgDB struct {
 	db      *sqlx.DB
 	retries int
+	// onCommit is called after each commit that wrote to the outbox, to
+	// wake the sequencer. (PostgreSQL's NOTIFY would do it, but it makes
+	// every committing transaction that sent one wait for the others.)
+	onCommit func()
 
 	closeMu  sync.RWMutex // held for reading by each write in flight
 	closed   bool         // guarded by closeMu
@@ -88,7 +87,7 @@ func openPostgres(ctx context.Context, opts Options) (*pgDB, *sqlx.DB, error) {
 		db.Close()
 		return nil, nil, err
 	}
-	return &pgDB{db: db, retries: 5}, db, nil
+	return &pgDB{db: db, retries: 5, onCommit: opts.OnCommit}, db, nil
 }
 
 func migrateLocked(ctx context.Context, db *sqlx.DB) error {
@@ -204,6 +203,9 @@ func (p *pgDB) try(ctx context.Context, fn func(*Tx) error) error {
 		return fmt.Errorf("store: commit: %w", unavailable(err))
 	}
 	p.commits.Add(1)
+	if len(t.events) > 0 && p.onCommit != nil {
+		p.onCommit()
+	}
 	return nil
 }
 

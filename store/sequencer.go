@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/heraldchat/herald/internal/event"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // The cluster's log. API transactions write their change and an
@@ -25,8 +24,7 @@ import (
 var ErrNotCluster = errors.New("store: sequencing is for a PostgreSQL store")
 
 // Leader is this instance's tenure as the cluster's sequencer; it holds
-// the leader lock on a connection of its own, which also listens for
-// transactions that wrote to the outbox.
+// the leader lock on a connection of its own.
 type Leader struct {
 	s     *Store
 	conn  *sql.Conn
@@ -83,15 +81,11 @@ func (s *Store) acquire(ctx context.Context) (*Leader, error) {
 		discard(conn) // a wait cut short may leave the lock to come to it
 		return nil, unavailable(err)
 	}
-	if _, err := conn.ExecContext(ctx, `LISTEN `+outboxChannel); err != nil {
-		discard(conn)
-		return nil, unavailable(err)
-	}
 	return &Leader{s: s, conn: conn, alive: time.Now()}, nil
 }
 
 // release closes the lock's connection rather than returning it to the
-// pool, where the lock and the LISTEN would stay with it.
+// pool, where the lock would stay with it.
 func (l *Leader) release() { discard(l.conn) }
 
 func discard(conn *sql.Conn) {
@@ -99,33 +93,16 @@ func discard(conn *sql.Conn) {
 	conn.Close()
 }
 
-// Wait returns when a transaction wrote to the outbox, or after d. An
-// error means the lock's connection failed: leadership is lost.
-func (l *Leader) Wait(ctx context.Context, d time.Duration) error {
-	err := l.conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("store: unexpected driver connection %T", dc)
-		}
-		wctx, cancel := context.WithTimeout(ctx, d)
-		defer cancel()
-		_, err := c.Conn().WaitForNotification(wctx)
-		if err != nil && wctx.Err() != nil && ctx.Err() == nil {
-			return nil // the wait ran out: poll
-		}
-		return err
-	})
-	if err != nil {
+// Alive checks, at most once a second, that the lock's connection still
+// answers: an error means leadership is lost.
+func (l *Leader) Alive(ctx context.Context) error {
+	if time.Since(l.alive) < time.Second {
+		return nil
+	}
+	if err := l.conn.PingContext(ctx); err != nil {
 		return unavailable(err)
 	}
-	// A connection that waits in vain for notifications never learns that
-	// the server is gone: ask it now and then.
-	if time.Since(l.alive) > time.Second {
-		if err := l.conn.PingContext(ctx); err != nil {
-			return unavailable(err)
-		}
-		l.alive = time.Now()
-	}
+	l.alive = time.Now()
 	return nil
 }
 

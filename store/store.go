@@ -68,6 +68,9 @@ type Options struct {
 	URL string
 	// Conns is the size of PostgreSQL's connection pool (default 20).
 	Conns int
+	// OnCommit, with a PostgreSQL URL, is called after every commit that
+	// wrote events to the outbox, to wake the sequencer. It must not block.
+	OnCommit func()
 	// Retention is how long events stay in the log for replay (default 24h).
 	Retention time.Duration
 	// MaxBatch caps how many write requests share one transaction (default 256).

@@ -311,8 +311,9 @@ func (p *Presence) notice(ctx context.Context, a announcement) (Notice, bool) {
 
 // presenceNotice records an offline user's last-seen time and returns the
 // event of a presence change, for everyone who shares a room with the user:
-// none when they share none.
-func presenceNotice(ctx context.Context, hub *Hub, dir Directory, info PresenceInfo, logger *slog.Logger) (Notice, bool) {
+// none when they share none. The rooms come from index, the hub, when the
+// user has a stream there and index is not nil; else from the store.
+func presenceNotice(ctx context.Context, index *Hub, dir Directory, info PresenceInfo, logger *slog.Logger) (Notice, bool) {
 	if info.Status == StatusOffline && info.LastSeen != nil {
 		if err := dir.SaveLastSeen(ctx, info.User, *info.LastSeen); err != nil {
 			logger.Error("save last seen", "err", err, "user", info.User)
@@ -322,7 +323,13 @@ func presenceNotice(ctx context.Context, hub *Hub, dir Directory, info PresenceI
 	// them; the hub's room index finds their local streams, each once. A
 	// user with a stream here has their rooms in that index too, at the
 	// same position as the audience; only others need the store.
-	rooms, ok := hub.RoomsOf(info.User)
+	var (
+		rooms []string
+		ok    bool
+	)
+	if index != nil {
+		rooms, ok = index.RoomsOf(info.User)
+	}
 	if !ok {
 		var err error
 		if rooms, err = dir.UserRooms(ctx, info.User); err != nil {

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,14 +27,13 @@ type Durable interface {
 // Sequencer is the leader's side of the durable log: it turns committed
 // changes into positioned events. The store's Leader implements it.
 type Sequencer interface {
-	// Wait returns when new changes may be waiting, or after d; an error
-	// means leadership was lost.
-	Wait(ctx context.Context, d time.Duration) error
 	// Sequence gives up to max waiting changes their positions and returns
 	// them, in order.
 	Sequence(ctx context.Context, max int) ([]event.Event, error)
 	// Head is the newest position given.
 	Head(ctx context.Context) (int64, error)
+	// Alive returns an error once leadership is lost.
+	Alive(ctx context.Context) error
 }
 
 // NewRedisClient connects to the Redis at url (redis://, rediss:// or
@@ -352,19 +352,29 @@ func (l *RedisLog) Append(ctx context.Context, head int64, fresh []event.Event) 
 	}
 }
 
+// pumpPoll is how long the leader waits for a wake-up before it looks at
+// the outbox anyway: the longest a change waits when Redis, which carries
+// the wake-ups, is down.
+const pumpPoll = 250 * time.Millisecond
+
 // Pump is the leader's loop: it sequences what transactions committed and
-// appends it to the Redis Stream, until ctx ends or leadership is lost. An
-// unreachable Redis does not stop sequencing: the events are appended
-// when it is back.
+// appends it to the Redis Stream, until ctx ends or leadership is lost. It
+// wakes on the Waker's channel, and polls. An unreachable Redis does not
+// stop sequencing: the events are appended when it is back.
 func (l *RedisLog) Pump(ctx context.Context, seq Sequencer) error {
 	const batch = 1000
 	l.mu.Lock()
 	l.appended = -1 // another leader may have appended since
 	l.mu.Unlock()
+	wake := l.rdb.Subscribe(ctx, l.opts.Prefix+wakeChannel)
+	defer wake.Close()
+	woken := wake.Channel(redis.WithChannelSize(16))
 	var (
 		head    int64 = -1
 		backoff time.Duration
 	)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for ctx.Err() == nil {
 		evs, err := seq.Sequence(ctx, batch)
 		if err != nil {
@@ -389,13 +399,70 @@ func (l *RedisLog) Pump(ctx context.Context, seq Sequencer) error {
 		if len(evs) == batch && backoff == 0 {
 			continue
 		}
-		wait := 250 * time.Millisecond
-		if backoff > 0 {
-			wait = backoff
-		}
-		if err := seq.Wait(ctx, wait); err != nil {
+		if err := seq.Alive(ctx); err != nil {
 			return err
+		}
+		timer.Reset(cmp.Or(backoff, pumpPoll))
+		select {
+		case <-ctx.Done():
+		case <-woken:
+		case <-timer.C:
 		}
 	}
 	return nil
+}
+
+// wakeChannel is the Redis channel on which instances wake the leader.
+const wakeChannel = "outbox"
+
+// Waker tells the cluster's leader, wherever it runs, that a transaction
+// committed events to the outbox: a message on a Redis channel, sent from
+// a goroutine of its own so that a commit never waits on Redis, one for
+// any number of commits that come while it is sending. (PostgreSQL's
+// NOTIFY would reach the leader too, but it makes every committing
+// transaction that sent one wait for the others.) Close stops it.
+type Waker struct {
+	rdb     redis.UniversalClient
+	channel string
+	wake    chan struct{} // capacity 1: a message is due
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+// NewWaker starts a waker publishing under prefix.
+func NewWaker(rdb redis.UniversalClient, prefix string) *Waker {
+	w := &Waker{rdb: rdb, channel: prefix + wakeChannel,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Wake asks for a message to the leader. It never blocks.
+func (w *Waker) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Waker) run() {
+	defer close(w.done)
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.wake:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		// A message lost while Redis is down costs the leader's poll.
+		w.rdb.Publish(ctx, w.channel, "")
+		cancel()
+	}
+}
+
+// Close stops the waker's goroutine. Idempotent.
+func (w *Waker) Close() {
+	w.once.Do(func() { close(w.stop) })
+	<-w.done
 }

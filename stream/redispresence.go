@@ -368,7 +368,10 @@ func (p *RedisPresence) announce(ctx context.Context) {
 			}
 			continue
 		}
-		if n, ok := presenceNotice(ctx, p.hub, p.dir, a.info, p.opts.Logger); ok {
+		// The rooms come from the store: the hub's index lags behind a
+		// join that another instance committed and the sequencer has not
+		// placed yet, and the audience is on every instance anyway.
+		if n, ok := presenceNotice(ctx, nil, p.dir, a.info, p.opts.Logger); ok {
 			notices = append(notices, n)
 		}
 	}

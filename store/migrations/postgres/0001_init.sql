@@ -60,17 +60,6 @@ CREATE TABLE outbox (
     created_at BIGINT NOT NULL
 );
 
--- Every transaction that writes to the outbox wakes the sequencer as it
--- commits (a NOTIFY is delivered at commit, once per transaction).
-CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('herald_outbox', '');
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
-
 -- The log: positions given by the sequencer, dense and in commit order.
 CREATE TABLE events (
     seq        BIGINT PRIMARY KEY,
