@@ -27,7 +27,10 @@ func TestPruneKeepsTheWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	head, _ := st.Head(ctx)
+	head, err := st.Head(ctx)
+	if err != nil || head != 6 {
+		t.Fatalf("Head = %d, %v; want 6 (a join, five messages)", head, err)
+	}
 	const aged = 3 // the room's member:joined and two messages
 	old := Millis(time.Now().Add(-2 * time.Hour).UnixMilli())
 	err = st.write(ctx, func(tx *Tx) error {
@@ -46,10 +49,19 @@ func TestPruneKeepsTheWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(evs) != int(head)-aged || evs[0].Seq != aged+1 {
-			t.Fatalf("round %d: %d events left starting at %d; want %d starting at %d", round, len(evs), evs[0].Seq, int(head)-aged, aged+1)
+			t.Fatalf("round %d: events left = %v; want %d to %d", round, seqs(evs), aged+1, head)
 		}
 		if got := st.TrimmedThrough(); got != aged {
 			t.Fatalf("round %d: TrimmedThrough = %d; want %d", round, got, aged)
 		}
 	}
+}
+
+// seqs lists events' positions, for failure messages.
+func seqs(evs []event.Event) []int64 {
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.Seq
+	}
+	return out
 }

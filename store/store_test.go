@@ -76,17 +76,22 @@ func TestRoomsAndMembership(t *testing.T) {
 func TestLogMatchesChanges(t *testing.T) {
 	ctx := context.Background()
 	st := open(t)
-	room, _ := st.CreateRoom(ctx, alice, "r", false)
+	room, err := st.CreateRoom(ctx, alice, "r", false)
+	if err != nil {
+		t.Fatalf("CreateRoom = %v", err)
+	}
 	var wg sync.WaitGroup
 	for i := range 64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			target := room.ID
+			target, want := room.ID, error(nil)
 			if i%4 == 0 {
-				target = "r_missing" // fails inside the batch
+				target, want = "r_missing", store.ErrRoomNotFound // fails inside the batch
 			}
-			st.PostMessage(ctx, alice, target, fmt.Sprint("m", i), "")
+			if _, _, err := st.PostMessage(ctx, alice, target, fmt.Sprint("m", i), ""); !errors.Is(err, want) {
+				t.Errorf("PostMessage(%s) = %v; want %v", target, err, want)
+			}
 		}()
 	}
 	wg.Wait()
@@ -102,9 +107,9 @@ func TestLogMatchesChanges(t *testing.T) {
 			t.Fatalf("positions not dense and increasing: %d after %d", got[i].Seq, got[i-1].Seq)
 		}
 	}
-	head, _ := st.Head(ctx)
-	if head != got[len(got)-1].Seq {
-		t.Errorf("Head = %d; want %d", head, got[len(got)-1].Seq)
+	head, err := st.Head(ctx)
+	if err != nil || head != got[len(got)-1].Seq {
+		t.Errorf("Head = %d, %v; want %d", head, err, got[len(got)-1].Seq)
 	}
 	evs, err := st.Range(ctx, event.Query{After: 0, UpTo: head, Limit: 1000})
 	if err != nil || len(evs) != len(got) {
@@ -117,8 +122,13 @@ func TestLogMatchesChanges(t *testing.T) {
 func TestIdempotentPost(t *testing.T) {
 	ctx := context.Background()
 	st := open(t)
-	room, _ := st.CreateRoom(ctx, alice, "r", false)
-	st.Join(ctx, bob, room.ID)
+	room, err := st.CreateRoom(ctx, alice, "r", false)
+	if err != nil {
+		t.Fatalf("CreateRoom = %v", err)
+	}
+	if _, err := st.Join(ctx, bob, room.ID); err != nil {
+		t.Fatalf("Join(bob) = %v", err)
+	}
 	first, created, err := st.PostMessage(ctx, alice, room.ID, "hello", "c-1")
 	if err != nil || !created {
 		t.Fatalf("first post = %v, %v; want created", created, err)
@@ -136,9 +146,17 @@ func TestIdempotentPost(t *testing.T) {
 func TestSnapshotAndReplayQuery(t *testing.T) {
 	ctx := context.Background()
 	st := open(t)
-	a, _ := st.CreateRoom(ctx, alice, "a", false)
-	b, _ := st.CreateRoom(ctx, alice, "b", false)
-	st.Join(ctx, bob, a.ID)
+	a, err := st.CreateRoom(ctx, alice, "a", false)
+	if err != nil {
+		t.Fatalf("CreateRoom(a) = %v", err)
+	}
+	b, err := st.CreateRoom(ctx, alice, "b", false)
+	if err != nil {
+		t.Fatalf("CreateRoom(b) = %v", err)
+	}
+	if _, err := st.Join(ctx, bob, a.ID); err != nil {
+		t.Fatalf("Join(bob, a) = %v", err)
+	}
 	rooms0, head0, err := st.Snapshot(ctx, "bob")
 	if err != nil || len(rooms0) != 1 || rooms0[0] != a.ID || head0 == 0 {
 		t.Fatalf("Snapshot(bob) = %v, %d, %v; want room a at a position", rooms0, head0, err)
@@ -150,9 +168,14 @@ func TestSnapshotAndReplayQuery(t *testing.T) {
 	if err != nil || !slices.Equal(both, want) || headA != head0 {
 		t.Fatalf("Snapshot(alice) = %v, %d, %v; want %v at %d", both, headA, err, want, head0)
 	}
-	st.PostMessage(ctx, alice, a.ID, "1", "")
-	st.PostMessage(ctx, alice, b.ID, "2", "")
-	st.Leave(ctx, "bob", a.ID)
+	for _, room := range []string{a.ID, b.ID} {
+		if _, _, err := st.PostMessage(ctx, alice, room, "hi", ""); err != nil {
+			t.Fatalf("PostMessage(%s) = %v", room, err)
+		}
+	}
+	if err := st.Leave(ctx, "bob", a.ID); err != nil {
+		t.Fatalf("Leave(bob, a) = %v", err)
+	}
 	rooms, head, err := st.Snapshot(ctx, "bob")
 	if err != nil || len(rooms) != 0 || head != head0+3 {
 		t.Fatalf("Snapshot(bob) = %v, %d, %v; want no rooms at %d", rooms, head, err, head0+3)
@@ -178,18 +201,25 @@ func TestReopenKeepsEpochAndLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.CreateRoom(ctx, alice, "r", false)
+	if _, err := st.CreateRoom(ctx, alice, "r", false); err != nil {
+		t.Fatalf("CreateRoom = %v", err)
+	}
 	epoch := st.Epoch()
-	head, _ := st.Head(ctx)
-	st.Close()
+	head, err := st.Head(ctx)
+	if err != nil || head == 0 {
+		t.Fatalf("Head = %d, %v; want a position", head, err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
 	st, err = store.Open(ctx, store.Options{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	head2, _ := st.Head(ctx)
-	if st.Epoch() != epoch || head2 != head {
-		t.Errorf("after reopen epoch, head = %s, %d; want %s, %d", st.Epoch(), head2, epoch, head)
+	head2, err := st.Head(ctx)
+	if err != nil || st.Epoch() != epoch || head2 != head {
+		t.Errorf("after reopen epoch, head = %s, %d, %v; want %s, %d", st.Epoch(), head2, err, epoch, head)
 	}
 	other, err := store.Open(ctx, store.Options{Path: filepath.Join(t.TempDir(), "other.db")})
 	if err != nil {
@@ -216,9 +246,17 @@ func TestRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	room, _ := st.CreateRoom(ctx, alice, "r", false)
-	st.PostMessage(ctx, alice, room.ID, "old", "")
-	head, _ := st.Head(ctx)
+	room, err := st.CreateRoom(ctx, alice, "r", false)
+	if err != nil {
+		t.Fatalf("CreateRoom = %v", err)
+	}
+	if _, _, err := st.PostMessage(ctx, alice, room.ID, "old", ""); err != nil {
+		t.Fatalf("PostMessage = %v", err)
+	}
+	head, err := st.Head(ctx)
+	if err != nil || head == 0 {
+		t.Fatalf("Head = %d, %v; want a position", head, err)
+	}
 	// The mark rises before the rows go (so that a concurrent replay never
 	// misses a deletion): wait for both.
 	deadline := time.Now().Add(10 * time.Second)
@@ -235,8 +273,8 @@ func TestRetention(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if h, _ := st.Head(ctx); h != head {
-		t.Errorf("Head after pruning = %d; want %d (positions are never reused)", h, head)
+	if h, err := st.Head(ctx); err != nil || h != head {
+		t.Errorf("Head after pruning = %d, %v; want %d (positions are never reused)", h, err, head)
 	}
 	// Messages are history, not log: they stay.
 	msgs, _, err := st.Messages(ctx, "alice", room.ID, store.HistoryQuery{Limit: 10})
@@ -255,7 +293,10 @@ func BenchmarkPostMessage_64Writers(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	room, _ := st.CreateRoom(ctx, alice, "bench", false)
+	room, err := st.CreateRoom(ctx, alice, "bench", false)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.SetParallelism(32)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -281,8 +322,13 @@ func BenchmarkSnapshot(b *testing.B) {
 	}
 	defer st.Close()
 	for i := range 3 {
-		room, _ := st.CreateRoom(ctx, alice, fmt.Sprint("r", i), false)
-		st.Join(ctx, bob, room.ID)
+		room, err := st.CreateRoom(ctx, alice, fmt.Sprint("r", i), false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := st.Join(ctx, bob, room.ID); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ReportAllocs()
 	for b.Loop() {
