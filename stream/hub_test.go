@@ -1,0 +1,74 @@
+package stream
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"testing"
+
+	"github.com/heraldchat/herald/internal/event"
+)
+
+// A stream opens in three steps: a membership snapshot at some head, a wait
+// for the dispatcher to reach that head, and register, which brings the
+// membership forward with the member events the dispatcher routed since.
+// Here bob leaves room r between the snapshot and register, and the
+// dispatcher routes the leave and a message of r before register runs:
+// register must apply the leave, or the stream would receive r's events.
+// When the tail no longer holds the events since the snapshot, place must
+// take a new snapshot rather than trust the old one.
+func TestPlaceAppliesLeaveBetweenSnapshotAndRegister(t *testing.T) {
+	tests := []struct {
+		name      string
+		tailSize  int
+		messages  int // messages in r after bob's leave, before register
+		snapshots int // how many snapshots of bob place takes
+	}{
+		{"caught up from the tail", 1000, 1, 1},
+		{"tail evicted the leave: snapshot again", 4, 10, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newMemLog()
+			for _, room := range []string{"r", "b"} {
+				l.append(room, event.MemberJoined, "alice")
+				l.append(room, event.MemberJoined, "bob")
+			}
+			h := newMemHub(t, l, Options{TailSize: tt.tailSize})
+			snapshots := 0
+			var last int64
+			l.hook(func(string) {
+				snapshots++
+				if snapshots > 1 {
+					return
+				}
+				l.append("r", event.MemberLeft, "bob")
+				for range tt.messages {
+					last = l.append("r", event.MessageCreated, "")
+				}
+				reach(t, h, last)
+			}, nil)
+
+			c := newConn("bob", 64)
+			pos, rooms, err := h.place(context.Background(), c)
+			if err != nil {
+				t.Fatalf("place(bob) = %v", err)
+			}
+			if pos != last || !maps.Equal(rooms, map[string]bool{"b": true}) || snapshots != tt.snapshots {
+				t.Errorf("place(bob) = %d, %v after %d snapshots; want %d, [b] after %d", pos, rooms, snapshots, last, tt.snapshots)
+			}
+			if got, ok := h.RoomsOf("bob"); !ok || !slices.Equal(got, []string{"b"}) {
+				t.Errorf("RoomsOf(bob) = %v, %v; want [b]", got, ok)
+			}
+
+			// Later events of r must not reach bob; the marker in b shows
+			// that anything routed before it has been queued.
+			l.append("r", event.MessageCreated, "")
+			marker := l.append("b", event.MessageCreated, "")
+			reach(t, h, marker)
+			if got := ids(queued(t, c)); !slices.Equal(got, idsOf(marker)) {
+				t.Errorf("bob's queue = %v; want only the marker %v", got, idsOf(marker))
+			}
+		})
+	}
+}
