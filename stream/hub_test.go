@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -71,4 +72,50 @@ func TestPlaceAppliesLeaveBetweenSnapshotAndRegister(t *testing.T) {
 			}
 		})
 	}
+}
+
+// When the log no longer serves the hub's position live (Read answers
+// event.ErrTrimmed, as the store does once its memory has moved past), the
+// dispatcher catches up with Range, page after page, then reads live
+// again: every event reaches the stream once, in order.
+func TestHubCatchesUpByRangeWhenReadIsTrimmed(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	h := newMemHub(t, l, Options{})
+	c := newConn("bob", 1<<14)
+	start, _, err := h.place(context.Background(), c)
+	if err != nil {
+		t.Fatalf("place(bob) = %v", err)
+	}
+	// More than one page of Range behind, as a hub that stalled would be.
+	const behind = 5000
+	l.refuseLiveBefore(start + behind)
+	caughtUp := l.appendMessages("r", behind)
+	reach(t, h, caughtUp)
+	live := l.append("r", event.MessageCreated, "")
+	reach(t, h, live)
+
+	var want []int64
+	for seq := start + 1; seq <= live; seq++ {
+		want = append(want, seq)
+	}
+	if got := ids(queued(t, c)); !slices.Equal(got, idsOf(want...)) {
+		t.Errorf("bob received %s", diffIDs(got, idsOf(want...)))
+	}
+}
+
+// diffIDs describes how got differs from want, for failure messages about
+// long sequences.
+func diffIDs(got, want []string) string {
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	at := func(s []string) string {
+		if i < len(s) {
+			return s[i]
+		}
+		return "nothing"
+	}
+	return fmt.Sprintf("%d events; want %d; event %d is %s; want %s", len(got), len(want), i, at(got), at(want))
 }

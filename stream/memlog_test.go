@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -220,4 +221,114 @@ func idsOf(seqs ...int64) []string {
 		out[i] = Position{"mem", s}.String()
 	}
 	return out
+}
+
+// appendMessages adds n messages to room at once: a reader woken by the
+// first finds them all.
+func (l *memLog) appendMessages(room string, n int) (last int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for range n {
+		seq := int64(len(l.events)) + 1
+		data := fmt.Appendf(nil, `{"room":%q,"n":%d}`, room, seq)
+		l.events = append(l.events, event.Event{Seq: seq, Room: room, Type: event.MessageCreated, Data: data})
+	}
+	close(l.notify)
+	l.notify = make(chan struct{})
+	return int64(len(l.events))
+}
+
+// streamHandler serves h's streams: the user comes from the query, and the
+// position from Last-Event-ID, as the api package passes them.
+func streamHandler(h *Hub) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.Serve(w, r, Subscriber{User: r.URL.Query().Get("user"), LastEventID: r.Header.Get("Last-Event-ID")})
+	})
+}
+
+// sseStream is one stream read by a real client; its frames arrive on a
+// channel, closed at the end of the stream.
+type sseStream struct {
+	t      *testing.T
+	resp   *http.Response
+	frames chan Frame
+	cancel context.CancelFunc
+}
+
+// dialStream opens user's stream at url with client, resuming after
+// lastID unless it is empty. The test's end closes it.
+func dialStream(t *testing.T, client *http.Client, url, user, lastID string) *sseStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"?user="+user, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	// A server that never answers fails the test rather than hang it.
+	timer := time.AfterFunc(testTimeout, cancel)
+	resp, err := client.Do(req)
+	timer.Stop()
+	if err != nil {
+		cancel()
+		t.Fatalf("GET %s as %s = %v", url, user, err)
+	}
+	s := &sseStream{t: t, resp: resp, frames: make(chan Frame, 1024), cancel: cancel}
+	t.Cleanup(cancel)
+	go func() {
+		defer resp.Body.Close()
+		defer close(s.frames)
+		dec := NewDecoder(resp.Body)
+		for {
+			f, err := dec.Next()
+			if err != nil {
+				return
+			}
+			s.frames <- f
+		}
+	}()
+	return s
+}
+
+// frame returns the next frame of any kind, or ok false at the end of the
+// stream.
+func (s *sseStream) frame() (f Frame, ok bool) {
+	s.t.Helper()
+	select {
+	case f, ok = <-s.frames:
+		return f, ok
+	case <-time.After(testTimeout):
+		s.t.Fatalf("no frame within %v", testTimeout)
+		return f, false
+	}
+}
+
+// next returns the next frame with data (one EventSource dispatches), and
+// fails the test if the stream ends first.
+func (s *sseStream) next() Frame {
+	s.t.Helper()
+	for {
+		f, ok := s.frame()
+		if !ok {
+			s.t.Fatal("stream ended; want an event")
+		}
+		if f.HasData {
+			return f
+		}
+	}
+}
+
+// expectClosing fails the test unless the next frame is the closing
+// comment with reason and a retry hint, and the stream then ends.
+func (s *sseStream) expectClosing(reason string) {
+	s.t.Helper()
+	f, ok := s.frame()
+	if !ok || f.HasData || f.Comment != "closing "+reason || f.Retry == 0 {
+		s.t.Fatalf("next frame = %+v (ok %v); want a retry hint and the comment %q", f, ok, "closing "+reason)
+	}
+	if f, ok := s.frame(); ok {
+		s.t.Fatalf("after closing: %+v; want the end of the stream", f)
+	}
 }
