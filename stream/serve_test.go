@@ -1,0 +1,170 @@
+package stream
+
+import (
+	"context"
+	"net/http/httptest"
+	"slices"
+	"testing"
+
+	"github.com/heraldchat/herald/internal/event"
+)
+
+// A Last-Event-ID older than what retention kept cannot be replayed in
+// full: the stream says resync, with the reason expired, and goes live from
+// the head. The position retention trimmed through is still honoured: the
+// client has seen everything up to it, and the rest is there.
+func TestServeResyncWhenExpired(t *testing.T) {
+	tests := []struct {
+		name   string
+		lastID string
+		ready  string   // ready's id: where the stream continues from
+		resync string   // "" for none
+		replay []string // the ids replayed before the marker
+	}{
+		{"from the start", "mem-0", "mem-6", "expired", nil},
+		{"inside the trimmed part", "mem-2", "mem-6", "expired", nil},
+		{"the last trimmed", "mem-3", "mem-3", "", idsOf(4, 5, 6)},
+		{"after the trim", "mem-5", "mem-5", "", idsOf(6)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newMemLog()
+			l.append("r", event.MemberJoined, "bob")
+			l.appendMessages("r", 5)
+			l.trim(3)
+			h := newMemHub(t, l, Options{})
+			srv := httptest.NewServer(streamHandler(h))
+			t.Cleanup(srv.Close)
+
+			s := dialStream(t, srv.Client(), srv.URL, "bob", tt.lastID)
+			if ready := s.next(); ready.Event != event.Ready || ready.ID != tt.ready {
+				t.Fatalf("first event = %s %q; want ready %q", ready.Event, ready.ID, tt.ready)
+			}
+			if tt.resync != "" {
+				if f := s.next(); f.Event != event.Resync || f.HasID || f.Data != `{"reason":"`+tt.resync+`"}` {
+					t.Fatalf("after ready = %s id %q %s; want resync without id, reason %s", f.Event, f.ID, f.Data, tt.resync)
+				}
+			}
+			marker := idsOf(l.append("r", event.MessageCreated, ""))[0]
+			var got []string
+			for f := s.next(); f.ID != marker; f = s.next() {
+				got = append(got, f.Event+" "+f.ID)
+			}
+			var want []string
+			for _, id := range tt.replay {
+				want = append(want, event.MessageCreated+" "+id)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("events before the marker = %v; want %v", got, want)
+			}
+		})
+	}
+}
+
+// Retention may delete events that a replay from the durable log still
+// has to send. The stream must not send what is left, with a gap: it ends
+// with a retry hint, and the client's next attempt gets resync.
+func TestServeEndsReplayTrimmedMidway(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	l.appendMessages("r", 10)
+	// The hub starts at the head: the replay below reads the log, not the
+	// tail.
+	h := newMemHub(t, l, Options{})
+	srv := httptest.NewServer(streamHandler(h))
+	t.Cleanup(srv.Close)
+
+	// Retention runs while the replay reads bob's rooms.
+	l.hook(nil, func(q event.Query) {
+		if q.Rooms != nil {
+			l.trim(4)
+		}
+	})
+	s := dialStream(t, srv.Client(), srv.URL, "bob", "mem-1")
+	if ready := s.next(); ready.Event != event.Ready || ready.ID != "mem-1" {
+		t.Fatalf("first event = %s %q; want ready mem-1", ready.Event, ready.ID)
+	}
+	s.expectClosing(errUnavailable.Error())
+
+	l.hook(nil, nil)
+	s = dialStream(t, srv.Client(), srv.URL, "bob", "mem-1")
+	if ready := s.next(); ready.Event != event.Ready || ready.ID != "mem-11" {
+		t.Fatalf("again: first event = %s %q; want ready mem-11", ready.Event, ready.ID)
+	}
+	if f := s.next(); f.Event != event.Resync || f.Data != `{"reason":"expired"}` {
+		t.Fatalf("again: after ready = %s %s; want resync expired", f.Event, f.Data)
+	}
+}
+
+// Over HTTP/2 a stream cannot leave net/http: it is written through the
+// handler's ResponseWriter, flushed after each batch, and ends when the
+// client resets it or the hub closes.
+func TestServeHTTP2(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	h := newMemHub(t, l, Options{})
+	srv := httptest.NewUnstartedServer(streamHandler(h))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	s := dialStream(t, srv.Client(), srv.URL, "bob", "")
+	if s.resp.ProtoMajor != 2 {
+		t.Fatalf("stream over %s; want HTTP/2", s.resp.Proto)
+	}
+	for k, want := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+		if got := s.resp.Header.Get(k); got != want {
+			t.Errorf("%s = %q; want %q", k, got, want)
+		}
+	}
+	if ready := s.next(); ready.Event != event.Ready || ready.ID != "mem-1" {
+		t.Fatalf("first event = %s %q; want ready mem-1", ready.Event, ready.ID)
+	}
+	waitSession(t, h, Session{User: "bob", Opened: true})
+	live := l.append("r", event.MessageCreated, "")
+	if f := s.next(); f.ID != idsOf(live)[0] {
+		t.Fatalf("live event = %s %q; want %s", f.Event, f.ID, idsOf(live)[0])
+	}
+
+	// The client leaves: the stream leaves the hub.
+	s.cancel()
+	waitSession(t, h, Session{User: "bob"})
+
+	// A replay, then live events, through the same writer.
+	s = dialStream(t, srv.Client(), srv.URL, "bob", "mem-1")
+	if ready := s.next(); ready.ID != "mem-1" {
+		t.Fatalf("resumed ready id = %q; want mem-1", ready.ID)
+	}
+	if f := s.next(); f.ID != idsOf(live)[0] {
+		t.Fatalf("replayed %s %q; want %s", f.Event, f.ID, idsOf(live)[0])
+	}
+	after := l.append("r", event.MessageCreated, "")
+	if f := s.next(); f.ID != idsOf(after)[0] {
+		t.Fatalf("live after replay = %s %q; want %s", f.Event, f.ID, idsOf(after)[0])
+	}
+
+	// Close ends it with a retry hint.
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := h.Close(ctx); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	s.expectClosing(errShutdown.Error())
+}
+
+// waitSession reads the hub's session feed until want comes.
+func waitSession(t *testing.T, h *Hub, want Session) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for {
+		if slices.Contains(h.Sessions().Take(), want) {
+			return
+		}
+		select {
+		case <-h.Sessions().Ready():
+		case <-ctx.Done():
+			t.Fatalf("session feed: no %+v", want)
+		}
+	}
+}
