@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -900,6 +901,60 @@ func TestStreamResync(t *testing.T) {
 			})
 		}
 	}
+}
+
+// A position that retention has since deleted gets resync with the reason
+// expired; the last position it deleted is still honoured, as the client
+// has seen everything up to it. Retention is a day at least, so the test
+// ages the log's rows in the file while the server is stopped; the pruner,
+// which runs as the server starts, deletes them.
+func TestStreamResyncExpired(t *testing.T) {
+	sc := newStreamScene(t, nil)
+	room := sc.room("alice", "lobby", false)
+	sc.join("bob", room)
+	bob := sc.open("bob", "")
+	before := bob.LastID
+	sc.say("alice", room, "aged")
+	aged := sseExpectMessage(t, bob, room, "aged").ID
+	sc.say("alice", room, "kept")
+	sseExpectMessage(t, bob, room, "kept")
+	bob.Close()
+
+	sc.testServer.stop()
+	db, err := sql.Open("sqlite3", "file:"+sc.cfg.dbPath()+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	old := time.Now().Add(-2 * sc.cfg.Retention).UnixMilli()
+	if _, err := db.Exec(`UPDATE events SET created_at = ? WHERE seq <= ?`, old, sseSeq(t, aged)); err != nil {
+		t.Fatalf("age the log: %v", err)
+	}
+	sc.restartServer()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var through int64
+		err := db.QueryRow(`SELECT value FROM meta WHERE key = 'pruned_through'`).Scan(&through)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			t.Fatalf("read the pruned mark: %v", err)
+		}
+		if through == sseSeq(t, aged) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s the log is pruned through %d; want %d", through, sseSeq(t, aged))
+		}
+	}
+
+	expired := sc.open("bob", before)
+	var data struct{ Reason string }
+	if f := expired.ExpectData("resync", &data); f.HasID || data.Reason != "expired" {
+		t.Fatalf("resync from %s = id %q reason %q; want no id, reason expired", before, f.ID, data.Reason)
+	}
+	resumed := sc.open("bob", aged)
+	sseExpectMessage(t, resumed, room, "kept")
+	sc.say("alice", room, "live")
+	sseExpectMessage(t, expired, room, "live")
+	sseExpectMessage(t, resumed, room, "live")
 }
 
 // ---------------------------------------------------------------------------
