@@ -182,18 +182,17 @@ func restEvent(t testing.TB, c *streamtest.Client) stream.Frame {
 	}
 }
 
-// restExpect fails unless the next room event on c has type typ; it decodes
-// the event's data into v when v is not nil.
+// restExpect fails unless the next room event on c has type typ, and
+// decodes the event's data into v, for the caller to check: an event of the
+// right type may still announce the wrong thing.
 func restExpect(t testing.TB, c *streamtest.Client, typ string, v any) stream.Frame {
 	t.Helper()
 	f := restEvent(t, c)
 	if f.Event != typ {
 		t.Fatalf("next event = %s %s; want %s", f.Event, f.Data, typ)
 	}
-	if v != nil {
-		if err := json.Unmarshal([]byte(f.Data), v); err != nil {
-			t.Fatalf("decode %s data %q: %v", typ, f.Data, err)
-		}
+	if err := json.Unmarshal([]byte(f.Data), v); err != nil {
+		t.Fatalf("decode %s data %q: %v", typ, f.Data, err)
 	}
 	return f
 }
@@ -503,7 +502,11 @@ func TestRESTMessagesPost(t *testing.T) {
 			if resp.StatusCode != http.StatusCreated {
 				t.Fatalf("POST message with Content-Type %q = %d %s; want 201", ct, resp.StatusCode, data)
 			}
-			restExpect(t, sb, "message:created", nil)
+			var ev restMessage
+			restExpect(t, sb, "message:created", &ev)
+			if ev.Room != room || ev.User != "alice" || ev.Text != "via "+ct {
+				t.Errorf("message:created = %+v; want alice's %q in %s", ev, "via "+ct, room)
+			}
 		})
 	}
 }
@@ -519,7 +522,10 @@ func TestRESTMessagesIdempotent(t *testing.T) {
 
 	var orig restMessage
 	origRaw := restCall(t, s, "POST", path, alice, map[string]any{"text": "once", "client_id": "c-1"}, http.StatusCreated, &orig)
-	restExpect(t, sa, "message:created", nil)
+	var ev restMessage
+	if restExpect(t, sa, "message:created", &ev); !reflect.DeepEqual(ev, orig) {
+		t.Fatalf("message:created = %+v; want the message posted, %+v", ev, orig)
+	}
 
 	retries := []struct {
 		name string
@@ -550,7 +556,10 @@ func TestRESTMessagesIdempotent(t *testing.T) {
 		if m.ID == orig.ID || m.User != "bob" || m.Text != "bob's" {
 			t.Errorf("bob's post with alice's client_id = %+v; want a new message by bob", m)
 		}
-		restExpect(t, sa, "message:created", nil)
+		var ev restMessage
+		if restExpect(t, sa, "message:created", &ev); !reflect.DeepEqual(ev, m) {
+			t.Errorf("message:created = %+v; want bob's, %+v", ev, m)
+		}
 	})
 	t.Run("the same author in another room", func(t *testing.T) {
 		var m restMessage
@@ -558,7 +567,10 @@ func TestRESTMessagesIdempotent(t *testing.T) {
 		if m.ID == orig.ID || m.Room != other {
 			t.Errorf("post to another room with the same client_id = %+v; want a new message in %s", m, other)
 		}
-		restExpect(t, sa, "message:created", nil)
+		var ev restMessage
+		if restExpect(t, sa, "message:created", &ev); !reflect.DeepEqual(ev, m) {
+			t.Errorf("message:created = %+v; want the one in the other room, %+v", ev, m)
+		}
 	})
 	t.Run("concurrent retries store one message", func(t *testing.T) {
 		const n = 8
@@ -603,7 +615,10 @@ func TestRESTMessagesIdempotent(t *testing.T) {
 		if created != 1 {
 			t.Errorf("concurrent posts with one client_id: %d answered 201; want exactly 1", created)
 		}
-		restExpect(t, sa, "message:created", nil)
+		var ev restMessage
+		if restExpect(t, sa, "message:created", &ev); !reflect.DeepEqual(ev, results[0].msg) {
+			t.Errorf("message:created = %+v; want the one stored, %+v", ev, results[0].msg)
+		}
 		restMarker(t, s, sa, alice, room, "marker after race")
 	})
 
@@ -899,7 +914,10 @@ func TestRESTBadInput(t *testing.T) {
 	// Nothing wedged: the server still answers and accepts good input.
 	s.must(http.StatusOK, "GET", "/healthz", "", nil, nil)
 	s.must(http.StatusCreated, "POST", memberPath, alice, map[string]any{"user": "bob"}, nil)
-	restExpect(t, sa, "member:joined", nil)
+	var joined struct{ Room, User, By string }
+	if restExpect(t, sa, "member:joined", &joined); joined.Room != room || joined.User != "bob" || joined.By != "alice" {
+		t.Errorf("member:joined = %+v; want bob added to %s by alice", joined, room)
+	}
 	restMarker(t, s, sa, bob, room, "bob got in")
 }
 
@@ -1150,7 +1168,9 @@ func TestRESTTokenClaims(t *testing.T) {
 			}
 			for ev.ID == 0 {
 				if f := restEvent(t, sa); f.Event == "message:created" {
-					json.Unmarshal([]byte(f.Data), &ev)
+					if err := json.Unmarshal([]byte(f.Data), &ev); err != nil {
+						t.Fatalf("message:created data %q: %v", f.Data, err)
+					}
 				}
 			}
 			if ev.ID != m.ID || ev.Name != tt.wantName {

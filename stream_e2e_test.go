@@ -1044,7 +1044,9 @@ func TestStreamSlowConsumerIsDroppedAndResumes(t *testing.T) {
 		}
 		if f.Event == "message:created" {
 			e := sseEvent{Frame: f}
-			json.Unmarshal([]byte(f.Data), &e.p)
+			if err := json.Unmarshal([]byte(f.Data), &e.p); err != nil {
+				t.Fatalf("message:created data %q: %v", f.Data, err)
+			}
 			got = append(got, e)
 		}
 	}
