@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -54,7 +55,10 @@ func newTestHangups(t *testing.T) *hangups {
 }
 
 // A client that closes, or resets, is reported; bytes it sends are not a
-// hang-up. Each case uses real TCP connections on loopback.
+// hang-up. Each case uses real TCP connections on loopback. Absence is
+// shown by a marker, never by a wait: the watcher reports in the order
+// things happened, so once a later hang-up is reported, a report of
+// something that came before it would have been made.
 func TestHangupsReportLeavingClients(t *testing.T) {
 	w := newTestHangups(t)
 
@@ -64,13 +68,7 @@ func TestHangupsReportLeavingClients(t *testing.T) {
 	if _, err := client.Write([]byte("stray bytes")); err != nil {
 		t.Fatal(err)
 	}
-	if hungUp(c, 50*time.Millisecond) {
-		t.Fatal("bytes from the client were taken for a hang-up")
-	}
-	client.Close()
-	if !hungUp(c, 10*time.Second) {
-		t.Fatal("a client that closed was not reported")
-	}
+	peek(t, server) // the bytes have arrived, and are still unread
 
 	server2, client2 := tcpPair(t)
 	c2 := newConn("resets", 8)
@@ -80,11 +78,20 @@ func TestHangupsReportLeavingClients(t *testing.T) {
 	if !hungUp(c2, 10*time.Second) {
 		t.Fatal("a client that reset was not reported")
 	}
+	if hungUp(c, 0) {
+		t.Fatal("bytes from the client were taken for a hang-up")
+	}
+	client.Close()
+	if !hungUp(c, 10*time.Second) {
+		t.Fatal("a client that closed was not reported")
+	}
 
 	// Gone before the watch began: reported all the same.
 	server3, client3 := tcpPair(t)
 	client3.Close()
-	time.Sleep(10 * time.Millisecond)
+	if _, err := server3.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read from a closed client = %v; want EOF", err)
+	}
 	c3 := newConn("gone", 8)
 	defer w.watch(server3, c3)()
 	if !hungUp(c3, 10*time.Second) {
@@ -100,8 +107,8 @@ func TestHangupsStop(t *testing.T) {
 	old := newConn("old", 8)
 	w.watch(server, old)() // the watch ends before the client leaves
 	client.Close()
-	if hungUp(old, 100*time.Millisecond) {
-		t.Fatal("a connection whose watch ended was reported")
+	if _, err := server.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read from a closed client = %v; want EOF", err)
 	}
 
 	server2, client2 := tcpPair(t)
@@ -110,6 +117,9 @@ func TestHangupsStop(t *testing.T) {
 	client2.Close()
 	if !hungUp(c, 10*time.Second) {
 		t.Fatal("a later connection's hang-up was not reported")
+	}
+	if hungUp(old, 0) {
+		t.Fatal("a connection whose watch ended was reported")
 	}
 }
 
@@ -120,7 +130,16 @@ func TestHangupsFallbackReader(t *testing.T) {
 	server, client := net.Pipe()
 	c := newConn("pipe", 8)
 	stop := w.watch(server, c)
-	if hungUp(c, 50*time.Millisecond) {
+	// A pipe is synchronous: the second write returns once the reader has
+	// taken the first and is reading again, so a report of the bytes, or of
+	// the watch starting, would have been made.
+	client.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	for _, b := range []string{"stray", "bytes"} {
+		if _, err := client.Write([]byte(b)); err != nil {
+			t.Fatalf("write %q: %v; want the watcher to read it", b, err)
+		}
+	}
+	if hungUp(c, 0) {
 		t.Fatal("reported before the client left")
 	}
 	client.Close()
