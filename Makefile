@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED := 1
 
-.PHONY: run build test bench bench-go bench-e2e bench-cluster lint fmt
+.PHONY: run build test bench bench-go bench-e2e bench-cluster lint fmt mutate
 
 # The first build compiles SQLite's C source through cgo: minutes, with
 # nothing on screen but "go: downloading" lines. Say so before it starts.
@@ -120,3 +120,17 @@ lint:
 
 fmt:
 	gofmt -w .
+
+# mutate runs mutation testing over stream/, store/ and api/; it is not part
+# of `make test` (about ten minutes on 2 cores). gremlins changes one
+# operator at a time (< into <=, == into !=, + into -, ...) and runs that
+# package's own tests against each change; README.md says how to read its
+# report. The tool is installed into .bin/, pinned, not into go.mod.
+GREMLINS := github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
+MUTATE_PKGS ?= stream store api
+mutate:
+	GOBIN=$(CURDIR)/.bin $(GO) install $(GREMLINS)
+	@set -e; for p in $(MUTATE_PKGS); do \
+		echo "== mutants of $$p/"; \
+		./.bin/gremlins unleash --workers 2 --timeout-coefficient 15 ./$$p; \
+	done
