@@ -119,3 +119,63 @@ func diffIDs(got, want []string) string {
 	}
 	return fmt.Sprintf("%d events; want %d; event %d is %s; want %s", len(got), len(want), i, at(got), at(want))
 }
+
+// The dispatcher routes each event to the streams of the room's members at
+// the time of the event: a join takes effect at once on every stream of the
+// user, the join included; a leave is the last event of the room the user
+// gets; a stream that ends gets nothing more, and the room's other streams
+// still do.
+func TestHubRoutesByMembershipAtEventTime(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	l.append("r", event.MemberJoined, "carol")
+	h := newMemHub(t, l, Options{})
+	open := func(user string) *conn {
+		c := newConn(user, 1024)
+		if _, _, err := h.place(context.Background(), c); err != nil {
+			t.Fatalf("place(%s) = %v", user, err)
+		}
+		return c
+	}
+	bob1, bob2, carol := open("bob"), open("bob"), open("carol")
+	want := map[*conn][]int64{}
+	var last int64
+	send := func(room, typ, subject string, to ...*conn) {
+		last = l.append(room, typ, subject)
+		for _, c := range to {
+			want[c] = append(want[c], last)
+		}
+	}
+	send("r", event.MessageCreated, "", bob1, bob2, carol)
+	send("s", event.MemberJoined, "bob", bob1, bob2)
+	send("s", event.MessageCreated, "", bob1, bob2)
+	send("r", event.MemberLeft, "carol", bob1, bob2, carol)
+	send("r", event.MessageCreated, "", bob1, bob2)
+	reach(t, h, last)
+	h.unregister(bob1)
+	if n := h.Stats().Streams; n != 2 {
+		t.Errorf("Streams after one ended = %d; want 2", n)
+	}
+	send("r", event.MessageCreated, "", bob2)
+	send("s", event.MemberLeft, "bob", bob2)
+	send("s", event.MessageCreated, "")
+	send("r", event.MessageCreated, "", bob2)
+	reach(t, h, last)
+
+	for name, c := range map[string]*conn{"bob#1": bob1, "bob#2": bob2, "carol": carol} {
+		if got := ids(queued(t, c)); !slices.Equal(got, idsOf(want[c]...)) {
+			t.Errorf("%s received %v; want %v", name, got, idsOf(want[c]...))
+		}
+	}
+	if rooms, ok := h.RoomsOf("bob"); !ok || !slices.Equal(rooms, []string{"r"}) {
+		t.Errorf("RoomsOf(bob) = %v, %v; want [r]", rooms, ok)
+	}
+	h.unregister(bob2)
+	h.unregister(carol)
+	if rooms, ok := h.RoomsOf("bob"); ok {
+		t.Errorf("RoomsOf(bob) with no stream = %v; want none", rooms)
+	}
+	if n := h.Stats().Streams; n != 0 {
+		t.Errorf("Streams after all ended = %d; want 0", n)
+	}
+}

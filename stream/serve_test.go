@@ -168,3 +168,72 @@ func waitSession(t *testing.T, h *Hub, want Session) {
 		}
 	}
 }
+
+// A replay sends the events of the rooms the user belonged to at the time
+// of each event: their own leave, nothing of that room after it, and a room
+// they joined from their join on. It reads the tail when the tail holds the
+// whole range and the log otherwise, page by page; both must agree.
+func TestServeReplayFollowsMembershipAtEventTime(t *testing.T) {
+	// history appends what bob missed after position 2, and returns the
+	// positions he must be sent.
+	history := func(l *memLog) []int64 {
+		var want []int64
+		keep := func(seq int64) { want = append(want, seq) }
+		keep(l.append("a", event.MessageCreated, ""))
+		l.append("e", event.MessageCreated, "")
+		keep(l.append("b", event.MessageCreated, ""))
+		keep(l.append("b", event.MemberLeft, "bob"))
+		l.append("b", event.MessageCreated, "")
+		l.append("c", event.MessageCreated, "")
+		keep(l.append("c", event.MemberJoined, "bob"))
+		keep(l.append("c", event.MessageCreated, ""))
+		l.append("b", event.MemberJoined, "carol")
+		keep(l.append("a", event.MessageCreated, ""))
+		keep(l.append("a", event.MemberLeft, "bob"))
+		l.append("a", event.MessageCreated, "")
+		// More than a page of the log's Range, of bob's rooms and of his
+		// member events, so that reading the log takes several.
+		for range replayPage/2 + 1 {
+			keep(l.append("d", event.MemberJoined, "bob"))
+			keep(l.append("d", event.MemberLeft, "bob"))
+		}
+		keep(l.append("e", event.MemberJoined, "bob")) // past the first page
+		keep(l.append("e", event.MessageCreated, ""))
+		last := l.appendMessages("c", replayPage+1)
+		for seq := last - replayPage; seq <= last; seq++ {
+			keep(seq)
+		}
+		return want
+	}
+	for _, from := range []string{"tail", "log"} {
+		t.Run(from, func(t *testing.T) {
+			l := newMemLog()
+			l.append("a", event.MemberJoined, "bob")
+			l.append("b", event.MemberJoined, "bob")
+			var want []int64
+			if from == "log" {
+				want = history(l) // before the hub starts: only the log has it
+			}
+			h := newMemHub(t, l, Options{TailSize: 1 << 16})
+			if from == "tail" {
+				want = history(l)
+			}
+			reach(t, h, want[len(want)-1])
+			srv := httptest.NewServer(streamHandler(h))
+			t.Cleanup(srv.Close)
+
+			s := dialStream(t, srv.Client(), srv.URL, "bob", "mem-2")
+			if ready := s.next(); ready.Event != event.Ready || ready.ID != "mem-2" {
+				t.Fatalf("first event = %s %q; want ready mem-2", ready.Event, ready.ID)
+			}
+			marker := l.append("c", event.MessageCreated, "")
+			var got []string
+			for f := s.next(); f.ID != idsOf(marker)[0]; f = s.next() {
+				got = append(got, f.ID)
+			}
+			if !slices.Equal(got, idsOf(want...)) {
+				t.Errorf("replay from %s: %s", from, diffIDs(got, idsOf(want...)))
+			}
+		})
+	}
+}
