@@ -122,10 +122,11 @@ fmt:
 	gofmt -w .
 
 # mutate runs mutation testing over stream/, store/ and api/; it is not part
-# of `make test` (about ten minutes on 2 cores). gremlins changes one
-# operator at a time (< into <=, == into !=, + into -, ...) and runs that
-# package's own tests against each change; README.md says how to read its
-# report. The tool is installed into .bin/, pinned, not into go.mod.
+# of `make test` (about 15 minutes on 2 cores: a change that hangs the tests
+# costs its timeout). gremlins changes one operator at a time (< into <=,
+# == into !=, + into -, ...) and runs that package's own tests against each
+# change; README.md says how to read its report. The tool is installed into
+# .bin/, pinned, not into go.mod.
 GREMLINS := github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
 MUTATE_PKGS ?= stream store api
 mutate:
