@@ -426,7 +426,7 @@ func TestClusterStoreUnavailable(t *testing.T) {
 	room := a.room("alice", "r", false)
 	pg.Halt()
 	resp, body := a.doResp("POST", "/v1/rooms/"+room+"/messages", a.tok("alice"), map[string]string{"text": "hi"}, nil)
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || errorCode(body) != "unavailable" {
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || errorCode(t, body) != "unavailable" {
 		t.Fatalf("post with postgres down = %d %s (Retry-After %q); want 503 unavailable with Retry-After", resp.StatusCode, body, resp.Header.Get("Retry-After"))
 	}
 	if err := pg.Start(); err != nil {
