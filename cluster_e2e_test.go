@@ -338,6 +338,7 @@ func TestClusterRestoredDatabase(t *testing.T) {
 		n.say("alice", room, text)
 	}
 	sseEventsBefore(t, bob, "before-002")
+	seen := bob.LastID
 	bob.Close()
 	n.stop()
 	backup := storetest.CopyDatabase(t, c.env["HERALD_DATABASE_URL"])
@@ -348,7 +349,7 @@ func TestClusterRestoredDatabase(t *testing.T) {
 	for _, text := range texts {
 		n.say("alice", room, text)
 	}
-	bob = n.open("bob", "")
+	bob = n.open("bob", seen)
 	var lost []sseEvent
 	for len(lost) < len(texts) {
 		if e := sseNext(t, bob); e.Event == "message:created" {
