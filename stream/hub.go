@@ -216,6 +216,17 @@ func (h *Hub) run(ctx context.Context) {
 		if errors.Is(err, event.ErrTrimmed) {
 			// We fell behind what the log serves live: catch up by range.
 			evs, err = h.log.Range(ctx, event.Query{After: pos, UpTo: 1<<63 - 1, Limit: 4096})
+			if err == nil && len(evs) == 0 {
+				err = errNothingToCatchUp
+			}
+			if err == nil && evs[0].Seq != pos+1 {
+				// Retention deleted events this hub never dispatched (it is
+				// a retention period behind). Its streams would miss them:
+				// they reconnect instead, and get resync.
+				h.opts.Logger.Error("the log was trimmed past this instance's position: streams must resync",
+					"position", pos, "next", evs[0].Seq)
+				h.dropAll()
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -232,6 +243,22 @@ func (h *Hub) run(ctx context.Context) {
 		}
 		backoff = 10 * time.Millisecond
 		h.dispatch(evs)
+	}
+}
+
+// errNothingToCatchUp: the log said the hub is behind what it serves live,
+// yet its range has nothing after the hub's position. Wait, and read again.
+var errNothingToCatchUp = errors.New("stream: the log is behind, but its range is empty")
+
+// dropAll drops every stream; each resumes by reconnecting.
+func (h *Hub) dropAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, cs := range h.users {
+		for c := range cs {
+			h.dropLocked(c)
+			h.dropped.Add(1)
+		}
 	}
 }
 

@@ -104,6 +104,32 @@ func TestHubCatchesUpByRangeWhenReadIsTrimmed(t *testing.T) {
 	}
 }
 
+// A hub that falls a whole retention period behind finds, when it catches
+// up, that events it never dispatched are gone: its streams must not go on
+// as if nothing was missed. They are dropped, to resume and get resync.
+func TestHubDropsStreamsWhenTrimmedPastIt(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	h := newMemHub(t, l, Options{})
+	c := newConn("bob", 1<<14)
+	start, _, err := h.place(context.Background(), c)
+	if err != nil {
+		t.Fatalf("place(bob) = %v", err)
+	}
+	l.refuseLiveBefore(start + 10)
+	l.appendMessages("r", 10)
+	l.trim(start + 5)
+	last := l.append("r", event.MessageCreated, "")
+	reach(t, h, last)
+	frames, notes := c.take(nil)
+	if notes&noteDropped == 0 {
+		t.Fatalf("bob's stream after the hub skipped trimmed events: %d frames, notes %b; want it dropped", len(frames), notes)
+	}
+	if got := h.Stats().Dropped; got != 1 {
+		t.Errorf("Stats().Dropped = %d; want 1", got)
+	}
+}
+
 // diffIDs describes how got differs from want, for failure messages about
 // long sequences.
 func diffIDs(got, want []string) string {
