@@ -33,8 +33,21 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 		if !member {
 			return ErrNotMember
 		}
+		if err := t.ensureUser(author); err != nil {
+			return err
+		}
+		name := author.Name
+		if name == "" {
+			// ensureUser kept the known name: answer and announce the message
+			// as history and retries will show it.
+			if err := t.get(&name, `SELECT name FROM users WHERE id = ?`, author.ID); err != nil {
+				return fmt.Errorf("store: get author name: %w", err)
+			}
+		}
 		// Ids order a room's history, so they must commit in order: where
-		// writers run concurrently, the room's posts take turns.
+		// writers run concurrently, the room's posts take turns, from here
+		// to the commit. A retry's lookup comes after, so that two racing
+		// retries of one post find each other.
 		if err := t.q.lockRoom(roomID); err != nil {
 			return fmt.Errorf("store: lock room: %w", err)
 		}
@@ -50,17 +63,7 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 				return fmt.Errorf("store: find message by client id: %w", err)
 			}
 		}
-		if err := t.ensureUser(author); err != nil {
-			return err
-		}
-		msg = Message{Room: roomID, Author: author.ID, Name: author.Name, Text: text, CreatedAt: t.now}
-		if msg.Name == "" {
-			// ensureUser kept the known name: answer and announce the message
-			// as history and retries will show it.
-			if err := t.get(&msg.Name, `SELECT name FROM users WHERE id = ?`, author.ID); err != nil {
-				return fmt.Errorf("store: get author name: %w", err)
-			}
-		}
+		msg = Message{Room: roomID, Author: author.ID, Name: name, Text: text, CreatedAt: t.now}
 		if clientID != "" {
 			msg.ClientID = &clientID
 		}
