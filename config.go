@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -24,8 +25,11 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/heraldchat/herald/api"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
 )
 
 // Config is every setting of the server. Each has a flag (--max-text) and
@@ -43,6 +47,9 @@ type Config struct {
 	InstanceTimeout   time.Duration
 	JWTSecret         string
 	JWTPublicKey      string
+	JWKSURL           string
+	JWTIssuer         string
+	JWTAudience       string
 	CORSOrigins       []string
 	RateLimits        bool
 	RateMessages      float64
@@ -91,6 +98,9 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.StringVar(&c.InstanceID, "instance-id", "", "this instance's name in a cluster, unique among its instances (default: the host name and a random suffix)")
 	fs.DurationVar(&c.InstanceTimeout, "instance-timeout", 15*time.Second, "how long a cluster instance may miss heartbeats before its streams count as closed")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 secret (default: generated once into DATA_DIR/jwt-secret)")
+	fs.StringVar(&c.JWKSURL, "jwks-url", "", "https URL of an identity provider's published keys (JWKS), which also verify tokens, chosen by kid")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "the iss every token must have (required with --jwt-public-key or --jwks-url)")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "a value every token's aud must hold (required with --jwt-public-key or --jwks-url)")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "PEM file of an RSA, ECDSA P-256 or Ed25519 public key, or a certificate holding one, that also verifies tokens")
 	fs.StringVar(&cors, "cors-origins", "", "comma-separated browser origins allowed by CORS (default: same origin only)")
 	fs.StringVar(&rateLimits, "rate-limits", "on", "on or off: off disables every per-user rate limit")
@@ -368,6 +378,7 @@ func (c *Config) validate() error {
 		// The secret itself is not repeated.
 		errs = append(errs, fmt.Errorf("--jwt-secret (%s) has %d characters: want at least 32, such as the output of openssl rand -hex 32", envName("jwt-secret"), n))
 	}
+	c.validateTokens(check)
 	check(c.RateMessages >= 0, "rate-messages", c.RateMessages, "a rate that is not negative (0 disables the limit)")
 	check(c.RateWrites >= 0, "rate-writes", c.RateWrites, "a rate that is not negative (0 disables the limit)")
 	check(c.RateTyping >= 0, "rate-typing", c.RateTyping, "a rate that is not negative (0 disables the limit)")
@@ -392,6 +403,22 @@ func (c *Config) validate() error {
 	check(c.DebugAddr == "" || isHostPort(c.DebugAddr), "debug-addr", c.DebugAddr, "empty (off) or "+hostPort)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format", c.LogFormat, "text or json")
 	return errors.Join(errs...)
+}
+
+// validateTokens checks the settings of tokens signed by an identity
+// provider: its key accepts every token it signs, so the issuer and the
+// audience must say which of them are for this server.
+func (c *Config) validateTokens(check func(ok bool, name string, value any, want string)) {
+	if c.JWKSURL != "" {
+		u, err := url.Parse(c.JWKSURL)
+		loopback := err == nil && u.Scheme == "http" && (u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost" || u.Hostname() == "::1")
+		check(err == nil && u.Host != "" && (u.Scheme == "https" || loopback), "jwks-url", c.JWKSURL,
+			"an https:// URL such as https://id.example.com/.well-known/jwks.json (http:// only on loopback, for testing)")
+	}
+	if c.JWTPublicKey != "" || c.JWKSURL != "" {
+		check(c.JWTIssuer != "", "jwt-issuer", c.JWTIssuer, "the issuer of your tokens (their iss), required with a public key or JWKS: the provider signs tokens for other applications with the same key")
+		check(c.JWTAudience != "", "jwt-audience", c.JWTAudience, "this API's name in your tokens (their aud), required with a public key or JWKS")
+	}
 }
 
 // cluster reports whether the settings ask for cluster mode.
@@ -502,4 +529,29 @@ func loadPublicKey(path string) (crypto.PublicKey, error) {
 		return key, nil
 	}
 	return nil, fmt.Errorf("%s holds a %T, not an RSA, ECDSA P-256 or Ed25519 public key", path, key)
+}
+
+// jwks fetches an identity provider's published keys now, then every 10
+// minutes and, at most every 30 seconds, when a token names a key it does
+// not know (the provider rotated its keys), until ctx ends. A provider that
+// does not answer at start is logged, not fatal: tokens signed with the
+// secret still work, and its keys are fetched when it answers.
+func jwks(ctx context.Context, url string, logger *slog.Logger) (jwt.Keyfunc, error) {
+	k, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{url}, keyfunc.Override{
+		HTTPTimeout:       10 * time.Second,
+		RefreshInterval:   10 * time.Minute,
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(30*time.Second), 1),
+		// A request with an unknown kid does not wait for the next fetch
+		// the limit allows: it is refused now.
+		RateLimitWaitMax: time.Millisecond,
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(ctx context.Context, err error) {
+				logger.Warn("fetch the identity provider's keys", "url", u, "err", err)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k.Keyfunc, nil
 }

@@ -12,17 +12,22 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -183,8 +188,12 @@ func TestServePublicKey(t *testing.T) {
 	for i, f := range fams {
 		t.Run(f.name, func(t *testing.T) {
 			path := pemFile(t, t.TempDir(), "key.pem", "PUBLIC KEY", pkixDER(t, f.key.Public()))
-			s := startServer(t, map[string]string{"HERALD_JWT_PUBLIC_KEY": path})
-			claims := jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}
+			s := startServer(t, map[string]string{"HERALD_JWT_PUBLIC_KEY": path,
+				"HERALD_JWT_ISSUER": "https://id.example.com/", "HERALD_JWT_AUDIENCE": "herald"})
+			claims := jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
+				"iss": "https://id.example.com/", "aud": "herald"}
+			forOther := jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
+				"iss": "https://id.example.com/", "aud": "another-app"}
 			tests := []struct {
 				name   string
 				token  string
@@ -194,6 +203,7 @@ func TestServePublicKey(t *testing.T) {
 				{"HS256 signed with the secret", restSign(t, jwt.SigningMethodHS256, s.secret, claims), http.StatusOK},
 				{f.method.Alg() + " signed with another key", restSign(t, f.method, others[i].key, claims), http.StatusUnauthorized},
 				{"HS256 keyed with the public key file", restSign(t, jwt.SigningMethodHS256, mustRead(t, path), claims), http.StatusUnauthorized},
+				{f.method.Alg() + " for another application", restSign(t, f.method, f.key, forOther), http.StatusUnauthorized},
 			}
 			for _, tt := range tests {
 				if status, body := s.do("GET", "/v1/rooms", tt.token, nil); status != tt.status {
@@ -261,6 +271,9 @@ func TestConfigErrors(t *testing.T) {
 		{"instance id with a space", nil, []string{"--instance-id", "web 1"}, "instance-id", []string{`"web 1"`, "without spaces"}},
 		{"instance timeout too short", nil, []string{"--instance-timeout", "100ms"}, "instance-timeout", []string{`"100ms"`, "at least 1s"}},
 		{"jwt secret short", map[string]string{"HERALD_JWT_SECRET": "short"}, nil, "jwt-secret", []string{"has 5 characters", "at least 32"}},
+		{"jwks url over http", map[string]string{"HERALD_JWKS_URL": "http://id.example.com/jwks.json", "HERALD_JWT_ISSUER": "i", "HERALD_JWT_AUDIENCE": "a"}, nil, "jwks-url", []string{`"http://id.example.com/jwks.json"`, "https://"}},
+		{"public key without an issuer", map[string]string{"HERALD_JWT_PUBLIC_KEY": "key.pem", "HERALD_JWT_AUDIENCE": "a"}, nil, "jwt-issuer", []string{"required with a public key or JWKS"}},
+		{"jwks without an audience", map[string]string{"HERALD_JWKS_URL": "https://id.example.com/jwks.json", "HERALD_JWT_ISSUER": "i"}, nil, "jwt-audience", []string{"required with a public key or JWKS"}},
 		{"rate limits maybe", map[string]string{"HERALD_RATE_LIMITS": "maybe"}, nil, "rate-limits", []string{`"maybe"`, "on or off"}},
 		{"rate messages negative", map[string]string{"HERALD_RATE_MESSAGES": "-1"}, nil, "rate-messages", []string{`"-1"`, "not negative"}},
 		{"rate messages not a number", map[string]string{"HERALD_RATE_MESSAGES": "fast"}, nil, "rate-messages", []string{`"fast"`, "a number"}},
@@ -364,7 +377,8 @@ func TestConfigCORSOrigins(t *testing.T) {
 // stops the server with a message that names the setting.
 func TestServePublicKeyError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "missing.pem")
-	cfg, err := parseConfig([]string{"--jwt-public-key", path, "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
+	cfg, err := parseConfig([]string{"--jwt-public-key", path, "--jwt-issuer", "i", "--jwt-audience", "a",
+		"--data-dir", t.TempDir(), "--addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,5 +451,91 @@ func TestSubcommandSettings(t *testing.T) {
 	err := run(context.Background(), []string{"token", "alice", "--heartbeat", "1s", "--data-dir", dir}, func(string) string { return "" }, &out, &errw)
 	if err == nil || !strings.Contains(err.Error(), "-heartbeat") || !strings.Contains(err.Error(), "herald token -h") {
 		t.Errorf("herald token --heartbeat 1s = %v; want an error about the flag that points at herald token -h", err)
+	}
+}
+
+// jwksHandler serves a JWKS of the RSA keys in keys (kid → key) and counts
+// the fetches.
+type jwksHandler struct {
+	mu      sync.Mutex
+	keys    map[string]*rsa.PublicKey
+	fetches int
+}
+
+func (h *jwksHandler) set(keys map[string]*rsa.PublicKey) {
+	h.mu.Lock()
+	h.keys = keys
+	h.mu.Unlock()
+}
+
+func (h *jwksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fetches++
+	type jwk struct{ Kty, Kid, Alg, Use, N, E string }
+	var set struct {
+		Keys []map[string]string `json:"keys"`
+	}
+	for kid, k := range h.keys {
+		set.Keys = append(set.Keys, map[string]string{
+			"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+			"n": base64.RawURLEncoding.EncodeToString(k.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.E)).Bytes()),
+		})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(set)
+}
+
+// TestServeJWKS: a server given an identity provider's JWKS accepts the
+// tokens its keys sign for this API, picks the key by kid, follows a
+// rotation, and refuses the rest, without fetching the keys on every
+// unknown kid.
+func TestServeJWKS(t *testing.T) {
+	k1, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &jwksHandler{keys: map[string]*rsa.PublicKey{"k1": &k1.PublicKey}}
+	provider := httptest.NewServer(keys)
+	defer provider.Close()
+	s := startServer(t, map[string]string{"HERALD_JWKS_URL": provider.URL + "/jwks.json",
+		"HERALD_JWT_ISSUER": "https://id.example.com/", "HERALD_JWT_AUDIENCE": "herald"})
+	sign := func(kid string, key *rsa.PrivateKey, aud string) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
+			"iss": "https://id.example.com/", "aud": aud})
+		tok.Header["kid"] = kid
+		out, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	check := func(name, token string, want int) {
+		t.Helper()
+		if status, body := s.do("GET", "/v1/rooms", token, nil); status != want {
+			t.Errorf("GET /v1/rooms with %s = %d %s; want %d", name, status, body, want)
+		}
+	}
+	check("a token of key k1", sign("k1", k1, "herald"), http.StatusOK)
+	check("k1's kid signed by another key", sign("k1", k2, "herald"), http.StatusUnauthorized)
+	check("a token of k1 for another application", sign("k1", k1, "another-app"), http.StatusUnauthorized)
+
+	// The provider rotates to k2: a token naming it makes the server fetch
+	// the keys again, once.
+	keys.set(map[string]*rsa.PublicKey{"k1": &k1.PublicKey, "k2": &k2.PublicKey})
+	check("a token of the new key k2", sign("k2", k2, "herald"), http.StatusOK)
+	for i := range 5 {
+		check(fmt.Sprintf("a token of unknown key k3 (%d)", i), sign("k3", k2, "herald"), http.StatusUnauthorized)
+	}
+	keys.mu.Lock()
+	fetches := keys.fetches
+	keys.mu.Unlock()
+	if fetches > 2 {
+		t.Errorf("the keys were fetched %d times; want at most 2 (at start, and once for the new kid)", fetches)
 	}
 }

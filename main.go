@@ -84,6 +84,14 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	if err != nil {
 		return fmt.Errorf("--jwt-public-key (%s): %w", envName("jwt-public-key"), err)
 	}
+	authOpts := api.AuthOptions{PublicKey: publicKey, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
+	if cfg.JWKSURL != "" {
+		keysCtx, stopKeys := context.WithCancel(context.Background())
+		defer stopKeys()
+		if authOpts.Keys, err = jwks(keysCtx, cfg.JWKSURL, logger); err != nil {
+			return fmt.Errorf("--jwks-url (%s): %w", envName("jwks-url"), err)
+		}
+	}
 
 	open := embedded
 	if cfg.cluster() {
@@ -97,7 +105,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	st, hub := b.store, b.hub
 
 	reg := prometheus.NewRegistry()
-	srv := api.New(st, hub, api.NewAuth(secret, publicKey), api.Config{
+	srv := api.New(st, hub, api.NewAuthWith(secret, authOpts), api.Config{
 		MaxBody:     cfg.MaxBody,
 		MaxText:     cfg.MaxText,
 		TicketTTL:   cfg.TicketTTL,

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -38,11 +39,53 @@ type Identity struct {
 // field: a third of the cost of verifying a token, paid on every stream
 // that opens with a token not seen before.
 type claims struct {
-	Name      string   `json:"name,omitempty"`
-	Subject   string   `json:"sub"`
-	ExpiresAt *float64 `json:"exp,omitempty"`
-	NotBefore *float64 `json:"nbf,omitempty"`
-	IssuedAt  *float64 `json:"iat,omitempty"`
+	Name      string           `json:"name,omitempty"`
+	Subject   string           `json:"sub"`
+	ExpiresAt *float64         `json:"exp,omitempty"`
+	NotBefore *float64         `json:"nbf,omitempty"`
+	IssuedAt  *float64         `json:"iat,omitempty"`
+	Issuer    string           `json:"iss,omitempty"`
+	Audience  jwt.ClaimStrings `json:"aud,omitempty"`
+}
+
+// errClaimKeys reports a payload whose claims could be read two ways: a
+// key given twice, or a claim's name in another case ("Sub"), which
+// encoding/json would take for the claim while another parser would not.
+var errClaimKeys = errors.New("the token's claims repeat a key or change a claim name's case")
+
+// claimNames are the claims Herald reads.
+var claimNames = []string{"name", "sub", "exp", "nbf", "iat", "iss", "aud"}
+
+// UnmarshalJSON decodes the claims strictly: every key once, and the
+// claims Herald reads under their own names only.
+func (c *claims) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("the token's claims are not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key := t.(string)
+		if seen[key] {
+			return errClaimKeys
+		}
+		seen[key] = true
+		for _, n := range claimNames {
+			if key != n && strings.EqualFold(key, n) {
+				return errClaimKeys
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	type plain claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
 }
 
 func numericDate(seconds *float64) *jwt.NumericDate {
@@ -57,13 +100,30 @@ func (c *claims) GetExpirationTime() (*jwt.NumericDate, error) { return numericD
 func (c *claims) GetNotBefore() (*jwt.NumericDate, error)      { return numericDate(c.NotBefore), nil }
 func (c *claims) GetIssuedAt() (*jwt.NumericDate, error)       { return numericDate(c.IssuedAt), nil }
 func (c *claims) GetSubject() (string, error)                  { return c.Subject, nil }
-func (c *claims) GetIssuer() (string, error)                   { return "", nil }
-func (c *claims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
+func (c *claims) GetIssuer() (string, error)                   { return c.Issuer, nil }
+func (c *claims) GetAudience() (jwt.ClaimStrings, error)       { return c.Audience, nil }
+
+// AuthOptions are the keys besides the secret and the checks that tokens
+// must pass.
+type AuthOptions struct {
+	// PublicKey, when set, verifies tokens of its algorithm family
+	// (RS256, ES256 or EdDSA).
+	PublicKey crypto.PublicKey
+	// Keys, when set, finds the key of a token by its kid among an
+	// identity provider's published keys (a JWKS); it verifies RS256,
+	// ES256 and EdDSA tokens.
+	Keys jwt.Keyfunc
+	// Issuer and Audience, when set, must be the token's iss and among its
+	// aud: a token the same provider issued for another application is
+	// refused.
+	Issuer, Audience string
+}
 
 // Auth verifies bearer tokens and issues the stream's tickets and cookies.
 type Auth struct {
 	secret    []byte
 	publicKey crypto.PublicKey // optional; verifies RS256/ES256/EdDSA tokens
+	keys      jwt.Keyfunc      // optional; a JWKS's keys by kid
 	parser    *jwt.Parser
 
 	// spent remembers used ticket nonces until the ticket expires, so a
@@ -83,11 +143,19 @@ type Auth struct {
 const maxVerified = 16384
 
 // NewAuth accepts HS256 tokens signed with secret and, when publicKey is not
-// nil, tokens signed with its algorithm family. The accepted algorithms are
-// pinned: "none", and any algorithm not paired with its own key, is refused.
+// nil, tokens signed with its algorithm family.
 func NewAuth(secret []byte, publicKey crypto.PublicKey) *Auth {
+	return NewAuthWith(secret, AuthOptions{PublicKey: publicKey})
+}
+
+// NewAuthWith accepts HS256 tokens signed with secret and tokens that the
+// keys of opts verify, with opts' checks. The accepted algorithms are
+// pinned: "none", and any algorithm not paired with its own key, is
+// refused; so is a token whose iat is in the future, or whose encoding
+// could be read two ways.
+func NewAuthWith(secret []byte, opts AuthOptions) *Auth {
 	methods := []string{"HS256"}
-	switch publicKey.(type) {
+	switch opts.PublicKey.(type) {
 	case *rsa.PublicKey:
 		methods = append(methods, "RS256")
 	case *ecdsa.PublicKey:
@@ -95,14 +163,34 @@ func NewAuth(secret []byte, publicKey crypto.PublicKey) *Auth {
 	case ed25519.PublicKey:
 		methods = append(methods, "EdDSA")
 	}
+	if opts.Keys != nil {
+		methods = append(methods, "RS256", "ES256", "EdDSA")
+	}
+	popts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), jwt.WithLeeway(5 * time.Second), jwt.WithStrictDecoding()}
+	if opts.Issuer != "" {
+		popts = append(popts, jwt.WithIssuer(opts.Issuer))
+	}
+	if opts.Audience != "" {
+		popts = append(popts, jwt.WithAudience(opts.Audience))
+	}
 	return &Auth{
 		secret:    secret,
-		publicKey: publicKey,
-		parser:    jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
+		publicKey: opts.PublicKey,
+		keys:      opts.Keys,
+		parser:    jwt.NewParser(popts...),
 		spent:     map[string]time.Time{},
 		verified:  map[string]Identity{},
 	}
 }
+
+// acceptedTypes are the typ headers of a token meant for an API: none, a
+// plain JWT, or an OAuth access token (RFC 9068). Any other (an ID token
+// typed so, a refresh or logout token) was issued for something else.
+var acceptedTypes = map[string]bool{"": true, "jwt": true, "at+jwt": true, "application/at+jwt": true}
+
+// errTokenKind reports a token that is not an access token for an API.
+var errTokenKind = errors.New("the token is not of a kind this server accepts (its typ or crit header)")
 
 // Verify checks a token and returns who it speaks for.
 func (a *Auth) Verify(token string) (Identity, error) {
@@ -135,13 +223,22 @@ func (a *Auth) Verify(token string) (Identity, error) {
 func (a *Auth) verify(token string) (Identity, error) {
 	var cl claims
 	_, err := a.parser.ParseWithClaims(token, &cl, func(t *jwt.Token) (any, error) {
+		// Headers this server does not understand must make it refuse the
+		// token (RFC 7515 §4.1.11); it understands no crit extension.
+		typ, _ := t.Header["typ"].(string)
+		if _, crit := t.Header["crit"]; crit || !acceptedTypes[strings.ToLower(typ)] {
+			return nil, errTokenKind
+		}
 		if t.Method.Alg() == "HS256" {
 			return a.secret, nil
 		}
-		if a.publicKey == nil {
-			return nil, errors.New("no public key configured")
+		if a.publicKey != nil {
+			return a.publicKey, nil
 		}
-		return a.publicKey, nil
+		if a.keys != nil {
+			return a.keys(t)
+		}
+		return nil, errors.New("no public key configured")
 	})
 	if err != nil {
 		return Identity{}, err
@@ -216,6 +313,10 @@ var errBadSubject = errors.New("the sub claim is not a valid user id")
 func tokenError(err error) *Error {
 	code, msg := "invalid_token", "the bearer token is not accepted"
 	switch {
+	case errors.Is(err, errTokenKind):
+		msg = "the bearer token is not an access token this server accepts (its typ or crit header)"
+	case errors.Is(err, errClaimKeys):
+		code, msg = "malformed_token", "the bearer token's claims repeat a key or change a claim name's case"
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		code, msg = "malformed_token", "the bearer token is not a well-formed JWT (header.payload.signature, three base64url parts)"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
@@ -228,6 +329,10 @@ func tokenError(err error) *Error {
 		msg = "the bearer token is not valid yet (its nbf claim is in the future)"
 	case errors.Is(err, errBadSubject):
 		msg = "the bearer token's sub claim is not a valid user id: 1 to 128 characters, without spaces or control characters"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		msg = "the bearer token's iat claim is in the future"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience):
+		msg = "the bearer token was issued for another application (its iss or aud claim)"
 	}
 	e := errorf(http.StatusUnauthorized, code, "%s", msg)
 	e.Challenge = challenge + `, error="invalid_token", error_description="` + msg + `"`

@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -601,6 +602,100 @@ func TestCookieLifetime(t *testing.T) {
 					t.Errorf("checkCookie(cookie, %v later) = %q, %v; want refused", tt.want, p.User, ok)
 				}
 			})
+		})
+	}
+}
+
+// TestVerifyHardening: tokens that an identity provider issued for another
+// use, or whose encoding could be read two ways, are refused.
+func TestVerifyHardening(t *testing.T) {
+	k := testKeys(t)
+	strict := NewAuthWith(testSecret, AuthOptions{PublicKey: k.rsa.Public(), Issuer: "https://id.example.com/", Audience: "herald"})
+	now := time.Now()
+	exp := now.Add(time.Hour).Unix()
+	good := jwt.MapClaims{"sub": "alice", "exp": exp, "iss": "https://id.example.com/", "aud": "herald"}
+	with := func(kv ...any) jwt.MapClaims {
+		c := jwt.MapClaims{}
+		for k, v := range good {
+			c[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i+1] == nil {
+				delete(c, kv[i].(string))
+			} else {
+				c[kv[i].(string)] = kv[i+1]
+			}
+		}
+		return c
+	}
+	rs := func(c jwt.MapClaims) string { return signToken(t, jwt.SigningMethodRS256, k.rsa, c) }
+	header := func(h map[string]any, c jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
+		for k, v := range h {
+			tok.Header[k] = v
+		}
+		s, err := tok.SignedString(k.rsa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// rawClaims signs a payload written by hand, as a parser other than
+	// encoding/json would read it.
+	rawClaims := func(payload string) string {
+		enc := base64.RawURLEncoding
+		in := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(payload))
+		return in + "." + enc.EncodeToString(mac(testSecret, in))
+	}
+	hs := NewAuth(testSecret, nil)
+	tests := []struct {
+		name  string
+		auth  *Auth
+		token string
+		ok    bool
+	}{
+		{"iss and aud right", strict, rs(good), true},
+		{"aud among several", strict, rs(with("aud", []string{"other", "herald"})), true},
+		{"typ JWT", strict, header(map[string]any{"typ": "JWT"}, good), true},
+		{"typ at+jwt", strict, header(map[string]any{"typ": "at+jwt"}, good), true},
+		{"another issuer", strict, rs(with("iss", "https://evil.example.com/")), false},
+		{"no issuer", strict, rs(with("iss", nil)), false},
+		{"another audience", strict, rs(with("aud", "another-app")), false},
+		{"no audience", strict, rs(with("aud", nil)), false},
+		{"typ of a refresh token", strict, header(map[string]any{"typ": "refresh+jwt"}, good), false},
+		{"typ of a logout token", strict, header(map[string]any{"typ": "logout+jwt"}, good), false},
+		{"a crit header", strict, header(map[string]any{"crit": []string{"exp"}}, good), false},
+		{"iat in the future", hs, signToken(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "alice", "exp": exp, "iat": now.Add(time.Hour).Unix()}), false},
+		{"a duplicate sub", hs, rawClaims(fmt.Sprintf(`{"sub":"alice","exp":%d,"sub":"admin"}`, exp)), false},
+		{"a case-variant sub", hs, rawClaims(fmt.Sprintf(`{"Sub":"admin","exp":%d}`, exp)), false},
+		{"a case-variant exp", hs, rawClaims(fmt.Sprintf(`{"sub":"alice","EXP":%d}`, exp)), false},
+		{"plain claims written by hand", hs, rawClaims(fmt.Sprintf(`{"sub":"alice","exp":%d,"x":1}`, exp)), true},
+	}
+	sig := rs(good)
+	dot := strings.LastIndexByte(sig, '.')
+	last := sig[len(sig)-1:]
+	// The last character of a 256-byte signature carries 4 bits of padding;
+	// another character with the same 2 data bits decodes the same, unless
+	// decoding is strict.
+	alt := map[string]string{"A": "B", "Q": "R", "g": "h", "w": "x"}[last]
+	if alt == "" {
+		alt = string(rune(last[0]) ^ 1)
+	}
+	tests = append(tests, struct {
+		name  string
+		auth  *Auth
+		token string
+		ok    bool
+	}{"non-canonical base64 signature", strict, sig[:dot+1] + sig[dot+1:len(sig)-1] + alt, false})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := tt.auth.Verify(tt.token)
+			if tt.ok && (err != nil || id.User != "alice") {
+				t.Errorf("Verify(%s) = %+v, %v; want alice", tt.name, id, err)
+			}
+			if !tt.ok && err == nil {
+				t.Errorf("Verify(%s) = %+v; want an error", tt.name, id)
+			}
 		})
 	}
 }
