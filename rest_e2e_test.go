@@ -1081,7 +1081,11 @@ func TestRESTTokens(t *testing.T) {
 		{"sub is a number", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = 42 })), 401, "malformed_token"},
 		{"payload swapped, signature kept", "Bearer " + parts[0] + "." + base64.RawURLEncoding.EncodeToString(mallory) + "." + parts[2], 401, "invalid_token"},
 		{"signature stripped", "Bearer " + parts[0] + "." + parts[1] + ".", 401, "invalid_token"},
-		{"signature truncated", "Bearer " + valid[:len(valid)-4], 401, "invalid_token"},
+		// 40 of the 43 characters: 30 whole bytes, which decode, and do not
+		// verify. (Other cuts leave bits over, which strict decoding refuses
+		// as malformed.)
+		{"signature truncated", "Bearer " + valid[:len(valid)-3], 401, "invalid_token"},
+		{"signature cut mid-byte", "Bearer " + valid[:len(valid)-2] + "_", 401, "malformed_token"},
 	}
 	routes := []struct {
 		name         string
