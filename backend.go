@@ -22,6 +22,7 @@ var (
 	_ stream.Membership = (*store.Store)(nil)
 	_ stream.Directory  = (*store.Store)(nil)
 	_ stream.Sequencer  = (*store.Leader)(nil)
+	_ api.Tickets       = (*store.Store)(nil)
 )
 
 // backend is what a deployment mode gives the server: the store, the hub
@@ -84,10 +85,13 @@ func embedded(ctx context.Context, cfg Config, logger *slog.Logger) (*backend, e
 		OnLastClose: typing.StopUser,
 		Logger:      logger,
 	})
-	return &backend{mode: "embedded", store: st, hub: hub, presence: presence, typing: typing, stop: func() {
-		presence.Close()
-		typing.Close()
-	}}, nil
+	return &backend{mode: "embedded", store: st, hub: hub, presence: presence, typing: typing,
+		// Spent stream tickets are kept in the database: a ticket opens one
+		// stream, also across a restart.
+		shared: api.Config{Tickets: st}, stop: func() {
+			presence.Close()
+			typing.Close()
+		}}, nil
 }
 
 // leaderRetry is how long an instance waits to try the leader's lock

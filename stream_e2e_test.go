@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldchat/herald/api"
 	"github.com/heraldchat/herald/stream"
 	"github.com/heraldchat/herald/stream/streamtest"
 )
@@ -1416,5 +1417,43 @@ func sseCheckGolden(t *testing.T, name string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("stream bytes differ from %s:\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+// A stream ends when the token it opened with expires, with a retry hint,
+// and the client, back with a fresh token and its Last-Event-ID, misses
+// nothing.
+func TestStreamEndsWhenTokenExpires(t *testing.T) {
+	sc := newStreamScene(t, nil)
+	room := sc.room("alice", "r", false)
+	sc.join("bob", room)
+	short, err := api.Mint(sc.secret, "bob", "Bob", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sc.stream(short, "")
+	sc.say("alice", room, "before")
+	sseEventsBefore(t, c, "before")
+	if reason := sseClosingReason(t, c.Ended()); reason != "token_expired" {
+		t.Fatalf("stream of a token that expired ended with %q; want closing token_expired", reason)
+	}
+	sc.say("alice", room, "while away")
+	again := sc.open("bob", c.LastID)
+	sseExpectMessage(t, again, room, "while away")
+}
+
+// A stream ticket opens one stream, also across a restart of the server.
+func TestStreamTicketSpentAcrossRestart(t *testing.T) {
+	sc := newStreamScene(t, nil)
+	var tk struct{ Ticket string }
+	sc.must(http.StatusCreated, "POST", "/v1/stream/tickets", sc.tok("bob"), nil, &tk)
+	u := "/v1/stream?" + url.Values{"ticket": {tk.Ticket}}.Encode()
+	c := streamtest.Connect(t, sc.URL+u, nil)
+	c.Expect("ready")
+	c.Close()
+	sc.restartServer()
+	resp, body := sc.doResp("GET", u, "", nil, nil)
+	if resp.StatusCode != http.StatusUnauthorized || errorCode(t, body) != "invalid_ticket" {
+		t.Fatalf("the spent ticket after a restart = %d %s; want 401 invalid_ticket", resp.StatusCode, body)
 	}
 }

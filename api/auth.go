@@ -434,10 +434,15 @@ func (a *Auth) open(s, kind string) (pass, error) {
 }
 
 // Ticket issues a single-use stream ticket for id, valid for ttl.
+// A ticket never outlives the token it came from.
 func (a *Auth) Ticket(id Identity, ttl time.Duration) string {
 	var n [12]byte
 	rand.Read(n[:])
-	return a.sign(pass{Kind: "t", User: id.User, Name: id.Name, Expires: time.Now().Add(ttl).Unix(),
+	exp := time.Now().Add(ttl)
+	if !id.Expires.IsZero() && id.Expires.Before(exp) {
+		exp = id.Expires
+	}
+	return a.sign(pass{Kind: "t", User: id.User, Name: id.Name, Expires: exp.Unix(),
 		Token: id.Expires.Unix(), Nonce: hex.EncodeToString(n[:])})
 }
 

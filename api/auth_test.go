@@ -699,3 +699,16 @@ func TestVerifyHardening(t *testing.T) {
 		})
 	}
 }
+
+// A ticket never outlives the token it came from.
+func TestTicketCappedByToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := NewAuth(testSecret, nil)
+		id := Identity{User: "alice", Expires: time.Now().Add(10 * time.Second)}
+		ticket := a.Ticket(id, time.Minute)
+		time.Sleep(11 * time.Second)
+		if _, fresh, err := a.redeem(ticket); err != nil || fresh {
+			t.Fatalf("redeem a minute-long ticket 11s after its 10s token = fresh %v, %v; want refused (not fresh)", fresh, err)
+		}
+	})
+}

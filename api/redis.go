@@ -41,12 +41,13 @@ func (b RedisBuckets) Take(ctx context.Context, key string, rate float64, burst 
 	return max(res.RetryAfter, time.Millisecond), nil
 }
 
-// Tickets remember the stream tickets spent on any instance, so that a
-// ticket opens one stream in the whole cluster.
+// Tickets remember the stream tickets spent, so that a ticket opens one
+// stream, also after a restart (the store) and on any instance of a
+// cluster (Redis).
 type Tickets interface {
-	// Spend records nonce as spent until expires; fresh is false when it
-	// already was.
-	Spend(ctx context.Context, nonce string, expires time.Time) (fresh bool, err error)
+	// SpendTicket records nonce as spent until expires; fresh is false
+	// when it already was.
+	SpendTicket(ctx context.Context, nonce string, expires time.Time) (fresh bool, err error)
 }
 
 // RedisTickets keeps spent tickets in Redis until they expire.
@@ -62,7 +63,7 @@ func NewRedisTickets(rdb redis.UniversalClient, prefix string) RedisTickets {
 	return RedisTickets{rdb, prefix}
 }
 
-// Spend implements Tickets.
-func (t RedisTickets) Spend(ctx context.Context, nonce string, expires time.Time) (bool, error) {
+// SpendTicket implements Tickets.
+func (t RedisTickets) SpendTicket(ctx context.Context, nonce string, expires time.Time) (bool, error) {
 	return t.rdb.SetNX(ctx, t.prefix+"ticket:"+nonce, 1, time.Until(expires)+time.Second).Result()
 }

@@ -44,9 +44,9 @@ type Config struct {
 	// Presence and Typing track the ephemeral state of streams. Required.
 	Presence Presence
 	Typing   Typing
-	// Buckets and Tickets, when set, keep rate limits and spent stream
-	// tickets where every instance of a cluster sees them; without, each
-	// instance keeps its own in memory.
+	// Buckets, when set, keeps rate limits where every instance of a
+	// cluster sees them; Tickets keeps spent stream tickets where they last
+	// (the store, or Redis). Without them, memory keeps both.
 	Buckets Buckets
 	Tickets Tickets
 	// Checks are the components besides the store that readiness reports

@@ -22,7 +22,7 @@ func (s *Server) createTicket(c echo.Context) error {
 	}
 	return c.JSON(http.StatusCreated, ticketResponse{
 		Ticket:    s.auth.Ticket(id, s.cfg.TicketTTL),
-		ExpiresIn: int(s.cfg.TicketTTL / time.Second),
+		ExpiresIn: int(min(s.cfg.TicketTTL, time.Until(id.Expires)) / time.Second),
 	})
 }
 
@@ -46,11 +46,12 @@ func (s *Server) streamHandler(c echo.Context) error {
 			return errorf(http.StatusUnauthorized, "invalid_ticket", "the ticket is invalid")
 		}
 		if fresh && s.cfg.Tickets != nil {
-			// Spent here first; now in the whole cluster. While the shared
-			// record is out of reach, this instance's own one holds.
-			shared, err := s.cfg.Tickets.Spend(r.Context(), p.Nonce, time.Unix(p.Expires, 0))
+			// Spent in memory first; now where it lasts (the store, or
+			// Redis for the whole cluster). While that is out of reach, the
+			// memory's record holds.
+			shared, err := s.cfg.Tickets.SpendTicket(r.Context(), p.Nonce, time.Unix(p.Expires, 0))
 			if err != nil {
-				s.logger.Warn("shared ticket record unavailable", "err", err)
+				s.logger.Warn("ticket record unavailable", "err", err)
 			} else {
 				fresh = shared
 			}
@@ -58,6 +59,7 @@ func (s *Server) streamHandler(c echo.Context) error {
 		if fresh {
 			value, exp := s.auth.cookieFor(p, s.cfg.CookieTTL)
 			c.SetCookie(s.streamCookie(value, exp))
+			id = Identity{User: p.User, Name: p.Name, Expires: exp}
 		} else {
 			ck, err := r.Cookie(streamCookie)
 			if err != nil {
@@ -67,8 +69,8 @@ func (s *Server) streamHandler(c echo.Context) error {
 			if !ok || cp.User != p.User {
 				return errorf(http.StatusUnauthorized, "invalid_ticket", "the ticket was already used or has expired")
 			}
+			id = Identity{User: p.User, Name: p.Name, Expires: time.Unix(cp.Expires, 0)}
 		}
-		id = Identity{User: p.User, Name: p.Name}
 	} else {
 		return noBearer(r)
 	}
@@ -76,7 +78,10 @@ func (s *Server) streamHandler(c echo.Context) error {
 	if last == "" {
 		last = c.QueryParam("last_event_id")
 	}
-	s.hub.Serve(c.Response(), r, stream.Subscriber{User: id.User, LastEventID: last})
+	// The stream ends when what let it in expires (the token, or the
+	// stream cookie, which never outlives the token): the client comes
+	// back with a fresh one and its Last-Event-ID.
+	s.hub.Serve(c.Response(), r, stream.Subscriber{User: id.User, LastEventID: last, Expires: id.Expires})
 	return nil
 }
 

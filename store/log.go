@@ -172,6 +172,9 @@ func (s *Store) pruner() {
 			if err == nil {
 				err = s.loadTrimmed(ctx)
 			}
+			if err == nil {
+				err = s.pruneTickets(ctx)
+			}
 			if err != nil && ctx.Err() == nil {
 				s.opts.Logger.Error("prune event log", "err", err)
 			}

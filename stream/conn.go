@@ -33,6 +33,7 @@ const (
 	noteClosing                  // the hub is closing
 	noteHungUp                   // the client went away
 	notePing                     // a heartbeat is due
+	noteExpired                  // the stream's credential expired
 )
 
 func newConn(user string, max int) *conn {

@@ -22,6 +22,7 @@ var (
 	errTooManyStreams = errors.New("too_many_streams")
 	errBehind         = errors.New("behind")
 	errUnavailable    = errors.New("unavailable")
+	errTokenExpired   = errors.New("token_expired")
 )
 
 // Subscriber is who opens a stream and where they resume.
@@ -31,6 +32,10 @@ type Subscriber struct {
 	// Last-Event-ID header or the last_event_id parameter; empty for a fresh
 	// stream.
 	LastEventID string
+	// Expires, when set, is when the credential the stream opened with
+	// expires: the stream ends then, with a retry hint, and the client
+	// comes back with a fresh one, losing nothing (Last-Event-ID).
+	Expires time.Time
 }
 
 // Serve runs one SSE stream until the client leaves, falls behind, or the
@@ -75,7 +80,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 		}{resync})
 		head = AppendFrame(head, "", event.Resync, data)
 	}
-	s := stream{c: c, rooms: rooms, from: from, to: pos}
+	s := stream{c: c, rooms: rooms, from: from, to: pos, expires: sub.Expires}
 
 	// An HTTP/1 stream leaves net/http: the hub takes the connection, so a
 	// stream costs one small goroutine and no HTTP buffers, and each batch
@@ -104,6 +109,7 @@ type stream struct {
 	c        *conn
 	rooms    map[string]bool
 	from, to int64
+	expires  time.Time // zero: never
 }
 
 // deliver replays what the stream missed, then pumps live events until the
@@ -119,7 +125,7 @@ func (h *Hub) deliver(ctx context.Context, w *writer, s *stream) {
 		}
 	}
 	s.rooms = nil // only the replay needed them; the stream may live for days
-	h.pump(w, s.c)
+	h.pump(w, s.c, s.expires)
 }
 
 // serveConn runs a hijacked stream on a goroutine the hub owns, which Close
@@ -277,10 +283,15 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &
 
 // pump is the stream's writer: each time it wakes it takes everything
 // queued and sends it in one write and one flush, with a heartbeat when one
-// is due. It returns when the stream ends.
-func (h *Hub) pump(w *writer, c *conn) {
+// is due. It returns when the stream ends, at the latest when its
+// credential expires.
+func (h *Hub) pump(w *writer, c *conn, expires time.Time) {
 	heartbeat := time.AfterFunc(h.opts.Heartbeat, func() { c.notify(notePing) })
 	defer heartbeat.Stop()
+	if !expires.IsZero() {
+		expiry := time.AfterFunc(time.Until(expires), func() { c.notify(noteExpired) })
+		defer expiry.Stop()
+	}
 	var spare [][]byte
 	for {
 		<-c.wake
@@ -305,15 +316,18 @@ func (h *Hub) pump(w *writer, c *conn) {
 			buf = append(buf, ": ping\n\n"...)
 			heartbeat.Reset(h.opts.Heartbeat)
 		}
-		if notes&noteClosing != 0 {
+		switch {
+		case notes&noteClosing != 0:
 			buf = closingFrame(buf, h.opts.Retry, errShutdown)
+		case notes&noteExpired != 0:
+			buf = closingFrame(buf, h.opts.Retry, errTokenExpired)
 		}
 		err := w.write(buf)
 		if cap(buf) <= 256<<10 {
 			*bp = buf
 			bufPool.Put(bp)
 		}
-		if err != nil || notes&noteClosing != 0 {
+		if err != nil || notes&(noteClosing|noteExpired) != 0 {
 			return
 		}
 	}

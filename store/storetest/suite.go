@@ -118,6 +118,7 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"History", testHistory},
 		{"Receipts", testReceipts},
 		{"LastSeen", testLastSeen},
+		{"SpentTickets", testSpentTickets},
 		{"ReopenKeepsEpochAndLog", testReopen},
 		{"Trim", testTrim},
 		{"Retention", testRetention},
@@ -545,5 +546,24 @@ func testRetention(t *testing.T, db Database) {
 	}
 	if h := must[int64](t, "Head")(st.Head(ctx)); h != head {
 		t.Errorf("Head after pruning = %d; want %d (positions are never reused)", h, head)
+	}
+}
+
+// A ticket is spent once, also after the store reopens, and forgotten once
+// expired.
+func testSpentTickets(t *testing.T, db Database) {
+	ctx := context.Background()
+	st := db.Open(t, store.Options{})
+	later := time.Now().Add(time.Minute)
+	if fresh, err := st.SpendTicket(ctx, "n1", later); err != nil || !fresh {
+		t.Fatalf("SpendTicket(n1) = %v, %v; want fresh", fresh, err)
+	}
+	st.Close()
+	st = db.Open(t, store.Options{})
+	if fresh, err := st.SpendTicket(ctx, "n1", later); err != nil || fresh {
+		t.Fatalf("SpendTicket(n1) again, after reopening = %v, %v; want spent", fresh, err)
+	}
+	if fresh, err := st.SpendTicket(ctx, "n2", later); err != nil || !fresh {
+		t.Fatalf("SpendTicket(n2) = %v, %v; want fresh", fresh, err)
 	}
 }
