@@ -1480,3 +1480,47 @@ func TestRESTParseConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestRESTMetricsLabels: what a client sends never names a series
+// (methods and paths it makes up collapse to one value each), and the
+// status counted is the one sent.
+func TestRESTMetricsLabels(t *testing.T) {
+	s := startServer(t, nil)
+	for i := range 50 {
+		req, err := http.NewRequest(fmt.Sprintf("M%dTHOD", i), s.URL+fmt.Sprintf("/v1/nowhere-%d", i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := restClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		s.do("GET", fmt.Sprintf("/made/up/%d", i), "", nil)
+	}
+	s.do("GET", "/v1/rooms", "", nil) // 401
+	status, body := s.do("GET", "/metrics", "", nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET /metrics = %d", status)
+	}
+	series := 0
+	var saw401 bool
+	for line := range strings.Lines(string(body)) {
+		if !strings.HasPrefix(line, "herald_http_requests_total{") {
+			continue
+		}
+		series++
+		if strings.Contains(line, "M0THOD") || strings.Contains(line, "nowhere") || strings.Contains(line, "made/up") {
+			t.Errorf("a series is named by what a client sent: %s", line)
+		}
+		if strings.Contains(line, `route="/v1/rooms"`) && strings.Contains(line, `status="401"`) {
+			saw401 = true
+		}
+	}
+	if series > 10 {
+		t.Errorf("%d request series after 100 made-up requests; want a few", series)
+	}
+	if !saw401 {
+		t.Errorf("no series counts the 401 of GET /v1/rooms without a token:\n%s", body)
+	}
+}

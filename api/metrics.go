@@ -17,6 +17,14 @@ type metrics struct {
 	handler  http.Handler
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	routes   map[string]bool // the routes' paths: no label takes another value
+}
+
+// methods are the methods a label may name; a client chooses the method,
+// and any other is counted as "other", so that no request makes a series.
+var methods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
 }
 
 func newMetrics(reg *prometheus.Registry, st *store.Store, hub *stream.Hub) *metrics {
@@ -60,6 +68,12 @@ func newMetrics(reg *prometheus.Registry, st *store.Store, hub *stream.Hub) *met
 func (m *metrics) observe(method, route string, status int, latency time.Duration) {
 	if m.requests == nil {
 		return
+	}
+	if !methods[method] {
+		method = "other"
+	}
+	if !m.routes[route] {
+		route = "unmatched"
 	}
 	m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
 	if route != "/v1/stream" {

@@ -97,6 +97,10 @@ func New(st *store.Store, hub *stream.Hub, auth *Auth, cfg Config) *Server {
 	s := &Server{cfg: cfg, store: st, hub: hub, auth: auth, logger: cfg.Logger, limiter: newLimiter(cfg.Limits, cfg.Buckets, cfg.Logger)}
 	s.metrics = newMetrics(cfg.Registry, st, hub)
 	s.echo = s.routes()
+	s.metrics.routes = map[string]bool{}
+	for _, r := range s.echo.Routes() {
+		s.metrics.routes[r.Path] = true
+	}
 	return s
 }
 
@@ -186,6 +190,9 @@ func echoToOpenAPI(p string) string {
 func (s *Server) requestLogger() echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogRequestID: true, LogRoutePath: true,
+		// The error handler answers first, so that the status logged and
+		// counted is the one sent, not the 200 the response starts with.
+		HandleError: true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
 			s.metrics.observe(v.Method, v.RoutePath, v.Status, v.Latency)
 			if !s.logger.Enabled(c.Request().Context(), slog.LevelDebug) {
