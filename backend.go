@@ -57,6 +57,8 @@ func (cfg Config) hubOptions(logger *slog.Logger) stream.Options {
 		Retry:             cfg.Retry,
 		WriteTimeout:      cfg.WriteTimeout,
 		TailSize:          cfg.ReplayBuffer,
+		TailBytes:         cfg.ReplayBufferBytes,
+		QueueBytes:        cfg.QueueBytes,
 		MaxStreams:        cfg.MaxStreams,
 		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 		Logger:            logger,
@@ -68,6 +70,7 @@ func (cfg Config) hubOptions(logger *slog.Logger) stream.Options {
 func embedded(ctx context.Context, cfg Config, logger *slog.Logger) (*backend, error) {
 	st, err := store.Open(ctx, store.Options{
 		Path: cfg.dbPath(), Synchronous: cfg.SQLiteSync, Retention: cfg.Retention, Logger: logger,
+		LiveEvents: cfg.ReplayBuffer, LiveBytes: cfg.ReplayBufferBytes,
 	})
 	if err != nil {
 		return nil, err

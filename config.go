@@ -59,7 +59,9 @@ type Config struct {
 	Retry             time.Duration
 	Retention         time.Duration
 	ReplayBuffer      int
+	ReplayBufferBytes int
 	QueueSize         int
+	QueueBytes        int
 	WriteTimeout      time.Duration
 	MaxStreams        int
 	MaxStreamsPerUser int
@@ -111,7 +113,9 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.DurationVar(&c.Retry, "retry", 2*time.Second, "reconnection delay sent to clients in retry:")
 	fs.DurationVar(&c.Retention, "retention", 24*time.Hour, "how long events stay replayable")
 	fs.IntVar(&c.ReplayBuffer, "replay-buffer", 100_000, "recent events kept in memory for replay")
+	fs.IntVar(&c.ReplayBufferBytes, "replay-buffer-bytes", 64<<20, "bytes the recent events kept in memory for replay may take")
 	fs.IntVar(&c.QueueSize, "queue-size", 1024, "frames queued per stream before a slow reader is disconnected")
+	fs.IntVar(&c.QueueBytes, "queue-bytes", 4<<20, "bytes queued per stream before a slow reader is disconnected")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of each write to a stream")
 	fs.IntVar(&c.MaxStreams, "max-streams", 0, "open streams per instance (0: no cap)")
 	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", 32, "open streams per user (0: no cap)")
@@ -386,7 +390,9 @@ func (c *Config) validate() error {
 	check(c.Retry >= 10*time.Millisecond, "retry", c.Retry, "at least 10ms")
 	check(c.Retention >= time.Minute, "retention", c.Retention, "at least 1m")
 	check(c.ReplayBuffer >= 16, "replay-buffer", c.ReplayBuffer, "at least 16")
+	check(c.ReplayBufferBytes >= 1<<20, "replay-buffer-bytes", c.ReplayBufferBytes, "at least 1048576 (1 MiB)")
 	check(c.QueueSize >= 16, "queue-size", c.QueueSize, "at least 16")
+	check(c.QueueBytes >= 64<<10, "queue-bytes", c.QueueBytes, "at least 65536 (64 KiB): a whole message, escaped, must fit")
 	check(c.WriteTimeout >= 100*time.Millisecond, "write-timeout", c.WriteTimeout, "at least 100ms")
 	check(c.MaxStreams >= 0, "max-streams", c.MaxStreams, "a number that is not negative (0: no cap)")
 	check(c.MaxStreamsPerUser >= 0, "max-streams-per-user", c.MaxStreamsPerUser, "a number that is not negative (0: no cap)")

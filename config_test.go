@@ -283,6 +283,8 @@ func TestConfigErrors(t *testing.T) {
 		{"retry too short", nil, []string{"--retry", "1ms"}, "retry", []string{`"1ms"`, "at least 10ms"}},
 		{"retention too short", nil, []string{"--retention", "30s"}, "retention", []string{`"30s"`, "at least 1m"}},
 		{"replay buffer too small", nil, []string{"--replay-buffer", "8"}, "replay-buffer", []string{`"8"`, "at least 16"}},
+		{"replay buffer bytes too few", nil, []string{"--replay-buffer-bytes", "1000"}, "replay-buffer-bytes", []string{`"1000"`, "at least 1048576"}},
+		{"queue bytes too few", nil, []string{"--queue-bytes", "1000"}, "queue-bytes", []string{`"1000"`, "at least 65536"}},
 		{"queue size not a number", map[string]string{"HERALD_QUEUE_SIZE": "lots"}, nil, "queue-size", []string{`"lots"`, "a whole number"}},
 		{"queue size too small", map[string]string{"HERALD_QUEUE_SIZE": "1"}, nil, "queue-size", []string{`"1"`, "at least 16"}},
 		{"write timeout too short", nil, []string{"--write-timeout", "10ms"}, "write-timeout", []string{`"10ms"`, "at least 100ms"}},

@@ -13,23 +13,39 @@ import (
 // committed transaction's events to it in log order, and readers wait on
 // it. Older events are read from the table (Range).
 type live struct {
-	mu     sync.Mutex
-	events []event.Event // in order; guarded by mu
-	notify chan struct{} // closed and replaced on each publish; guarded by mu
-	max    int
+	mu       sync.Mutex
+	events   []event.Event // in order; guarded by mu
+	bytes    int           // of the events' data; guarded by mu
+	notify   chan struct{} // closed and replaced on each publish; guarded by mu
+	max      int           // events held at most
+	maxBytes int           // bytes of data held at most
 }
 
-func newLive(max int) *live {
-	return &live{notify: make(chan struct{}), max: max}
+func newLive(max, maxBytes int) *live {
+	return &live{notify: make(chan struct{}), max: max, maxBytes: maxBytes}
 }
 
 // publish appends events in log order. It never blocks on readers.
 func (l *live) publish(evs []event.Event) {
 	l.mu.Lock()
 	l.events = append(l.events, evs...)
-	if over := len(l.events) - l.max; over > 0 {
+	for _, e := range evs {
+		l.bytes += len(e.Data)
+	}
+	over := len(l.events) - l.max
+	if l.bytes > l.maxBytes {
+		// As many of the oldest as take the bytes back under the bound.
+		over = max(over, 0)
+		for b := l.bytes; b > l.maxBytes && over < len(l.events); over++ {
+			b -= len(l.events[over].Data)
+		}
+	}
+	if over > 0 {
 		// Drop a slice of the oldest at once so the copy is amortised.
-		drop := max(over, l.max/8)
+		drop := min(len(l.events), max(over, l.max/8))
+		for _, e := range l.events[:drop] {
+			l.bytes -= len(e.Data)
+		}
 		l.events = append(l.events[:0], l.events[drop:]...)
 	}
 	close(l.notify)

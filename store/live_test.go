@@ -10,7 +10,7 @@ import (
 )
 
 func TestLiveOrderAndTrim(t *testing.T) {
-	l := newLive(64)
+	l := newLive(64, 1<<30)
 	for i := int64(1); i <= 200; i++ {
 		l.publish([]event.Event{{Seq: i, Room: "r"}})
 	}
@@ -29,7 +29,7 @@ func TestLiveOrderAndTrim(t *testing.T) {
 }
 
 func TestLiveReadWaits(t *testing.T) {
-	l := newLive(16)
+	l := newLive(16, 1<<30)
 	got := make(chan []event.Event, 1)
 	go func() {
 		evs, _ := l.read(context.Background(), 0, 10, time.Minute)
@@ -47,7 +47,7 @@ func TestLiveReadWaits(t *testing.T) {
 }
 
 func TestLiveReadCancel(t *testing.T) {
-	l := newLive(16)
+	l := newLive(16, 1<<30)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -62,5 +62,20 @@ func TestLiveReadCancel(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("read ignored ctx cancellation")
+	}
+}
+
+// The live window is bounded in bytes as in events.
+func TestLiveBytes(t *testing.T) {
+	l := newLive(1000, 10_000)
+	data := make([]byte, 3000)
+	for i := int64(1); i <= 10; i++ {
+		l.publish([]event.Event{{Seq: i, Data: data}})
+		if l.bytes > 10_000 {
+			t.Fatalf("after %d events of 3000 bytes the window holds %d; want at most 10000", i, l.bytes)
+		}
+	}
+	if _, err := l.read(context.Background(), 0, 10, time.Second); !errors.Is(err, event.ErrTrimmed) {
+		t.Fatalf("read(after 0) = %v; want ErrTrimmed", err)
 	}
 }

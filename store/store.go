@@ -81,10 +81,11 @@ type Options struct {
 	// loss; NORMAL survives a process crash and commits faster.
 	Synchronous string
 	// LiveEvents is how many of the newest events Read serves from memory
-	// (default 65,536); a reader further behind gets event.ErrTrimmed and
+	// (default 65,536), and LiveBytes how many bytes of data they may take
+	// (default 32 MiB); a reader further behind gets event.ErrTrimmed and
 	// reads the rest with Range. Embedded mode only: a cluster's instances
 	// read the log live from Redis.
-	LiveEvents int
+	LiveEvents, LiveBytes int
 	// Logger receives background errors (pruning). Default: discard.
 	Logger *slog.Logger
 }
@@ -160,6 +161,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.LiveEvents <= 0 {
 		opts.LiveEvents = 1 << 16
 	}
+	if opts.LiveBytes <= 0 {
+		opts.LiveBytes = 32 << 20
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -168,7 +172,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.URL != "" {
 		s.db, s.r, err = openPostgres(ctx, opts)
 	} else {
-		s.live = newLive(opts.LiveEvents)
+		s.live = newLive(opts.LiveEvents, opts.LiveBytes)
 		s.db, s.r, err = openSQLite(ctx, opts, s.live.publish)
 	}
 	if err != nil {

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -53,7 +52,7 @@ func (s *Store) write(ctx context.Context, fn func(*Tx) error) error {
 
 // emit appends an event to the log inside the current transaction.
 func (t *Tx) emit(room, typ, subject string, payload any) error {
-	data, err := json.Marshal(payload)
+	data, err := event.Marshal(payload)
 	if err != nil {
 		return fmt.Errorf("store: encode %s event: %w", typ, err)
 	}

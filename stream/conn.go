@@ -11,11 +11,13 @@ import "sync"
 // reason in notes: a receive on one channel costs much less than a select
 // over several, and the writer wakes once per batch.
 type conn struct {
-	user string
-	max  int // queue bound: a fuller queue drops the stream
+	user     string
+	max      int // queue bound in frames: a fuller queue drops the stream
+	maxBytes int // and in bytes (0: no bound); set before the conn is registered
 
-	mu      sync.Mutex // guards pending and notes
+	mu      sync.Mutex // guards pending, bytes and notes
 	pending [][]byte
+	bytes   int // of the frames pending
 	notes   note
 	wake    chan struct{} // capacity 1: frames or notes are waiting
 
@@ -56,9 +58,11 @@ func (c *conn) hangUp() { c.notify(noteHungUp) }
 func (c *conn) enqueue(frame []byte) (ok, first bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.pending) >= c.max {
+	// A frame bigger than the bound still goes into an empty queue.
+	if len(c.pending) >= c.max || (c.maxBytes > 0 && len(c.pending) > 0 && c.bytes+len(frame) > c.maxBytes) {
 		return false, false
 	}
+	c.bytes += len(frame)
 	c.pending = append(c.pending, frame)
 	return true, len(c.pending) == 1
 }
@@ -77,6 +81,7 @@ func (c *conn) take(spare [][]byte) ([][]byte, note) {
 	c.mu.Lock()
 	frames, notes := c.pending, c.notes
 	c.pending = spare[:0]
+	c.bytes = 0
 	c.notes = 0
 	c.mu.Unlock()
 	return frames, notes

@@ -53,8 +53,12 @@ type Options struct {
 	Retry time.Duration
 	// WriteTimeout bounds each write to a client (default 10s).
 	WriteTimeout time.Duration
-	// TailSize is how many recent events stay in memory for replay (default 100,000).
-	TailSize int
+	// TailSize is how many recent events stay in memory for replay (default
+	// 100,000), and TailBytes how many bytes they may take (default 64 MiB).
+	TailSize, TailBytes int
+	// QueueBytes bounds each connection's queue in bytes too (default
+	// 4 MiB): a few large messages fill it as many small ones would.
+	QueueBytes int
 	// MaxStreams caps open streams on this instance (0: no cap).
 	MaxStreams int
 	// MaxStreamsPerUser caps one user's open streams (0: no cap).
@@ -117,6 +121,12 @@ func NewHub(ctx context.Context, log Log, members Membership, opts Options) (*Hu
 	if opts.TailSize <= 0 {
 		opts.TailSize = 100_000
 	}
+	if opts.TailBytes <= 0 {
+		opts.TailBytes = 64 << 20
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = 4 << 20
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -131,7 +141,7 @@ func NewHub(ctx context.Context, log Log, members Membership, opts Options) (*Hu
 	runCtx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
 		log: log, members: members, opts: opts, epoch: log.Epoch(),
-		tail:     newTail(opts.TailSize, head),
+		tail:     newTail(opts.TailSize, opts.TailBytes, head),
 		pos:      head,
 		advanced: make(chan struct{}),
 		rooms:    map[string]*roomConns{},

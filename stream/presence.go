@@ -2,7 +2,6 @@ package stream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -340,6 +339,6 @@ func presenceNotice(ctx context.Context, index *Hub, dir Directory, info Presenc
 	if len(rooms) == 0 {
 		return Notice{}, false
 	}
-	data, _ := json.Marshal(info)
+	data, _ := event.Marshal(info)
 	return Notice{Rooms: rooms, Type: event.PresenceChanged, Data: data}, true
 }

@@ -55,6 +55,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 	hdr.Set("X-Accel-Buffering", "no")
 
 	c := newConn(sub.User, h.opts.QueueSize)
+	c.maxBytes = h.opts.QueueBytes
 	pos, rooms, err := h.place(ctx, c)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -12,8 +12,10 @@ import (
 // the user a member event is about, so that most replays never touch the
 // durable log. The hub's dispatcher is its only writer.
 type tail struct {
-	mu  sync.RWMutex
-	max int
+	mu       sync.RWMutex
+	max      int // events held at most
+	maxBytes int // bytes held at most, data and frames
+	bytes    int // guarded by mu
 	// base is the position just before the oldest event held: the tail holds
 	// every event in (base, last]. Guarded by mu, like the maps and slices.
 	base      int64
@@ -23,15 +25,20 @@ type tail struct {
 	bySubject map[string][]*entry
 }
 
-func newTail(max int, pos int64) *tail {
-	return &tail{max: max, base: pos, last: pos, byRoom: map[string][]*entry{}, bySubject: map[string][]*entry{}}
+func newTail(max, maxBytes int, pos int64) *tail {
+	return &tail{max: max, maxBytes: maxBytes, base: pos, last: pos, byRoom: map[string][]*entry{}, bySubject: map[string][]*entry{}}
 }
 
-// append adds events in log order and evicts the oldest beyond max.
+// size is what an entry costs the tail.
+func (e *entry) size() int { return len(e.Data) + len(e.frame) + 128 }
+
+// append adds events in log order and evicts the oldest beyond max events
+// or maxBytes.
 func (t *tail) append(evs []*entry) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, e := range evs {
+		t.bytes += e.size()
 		t.events = append(t.events, e)
 		t.byRoom[e.Room] = append(t.byRoom[e.Room], e)
 		if e.Subject != "" {
@@ -39,10 +46,19 @@ func (t *tail) append(evs []*entry) {
 		}
 		t.last = e.Seq
 	}
-	if over := len(t.events) - t.max; over > 0 {
+	over := len(t.events) - t.max
+	if t.bytes > t.maxBytes {
+		// As many of the oldest as take the bytes back under the bound.
+		over = max(over, 0)
+		for b := t.bytes; over < len(t.events) && b > t.maxBytes; over++ {
+			b -= t.events[over].size()
+		}
+	}
+	if over > 0 {
 		// Evict in chunks so the bookkeeping is amortised.
 		drop := min(len(t.events), max(over, t.max/8))
 		for _, e := range t.events[:drop] {
+			t.bytes -= e.size()
 			t.byRoom[e.Room] = popFront(t.byRoom, e.Room)
 			if e.Subject != "" {
 				t.bySubject[e.Subject] = popFront(t.bySubject, e.Subject)

@@ -21,7 +21,7 @@ func seqs(evs []*entry) []int64 {
 }
 
 func TestTailIndexes(t *testing.T) {
-	tl := newTail(1000, 10)
+	tl := newTail(1000, 1<<30, 10)
 	tl.append([]*entry{
 		ev(11, "a", "message:created", ""),
 		ev(12, "b", event.MemberJoined, "bob"),
@@ -58,7 +58,7 @@ func TestTailIndexes(t *testing.T) {
 }
 
 func TestTailEviction(t *testing.T) {
-	tl := newTail(16, 0)
+	tl := newTail(16, 1<<30, 0)
 	for i := int64(1); i <= 100; i++ {
 		room := "r" + fmt.Sprint(i%3)
 		tl.append([]*entry{ev(i, room, "message:created", "")})
@@ -88,5 +88,39 @@ func TestTailEviction(t *testing.T) {
 	}
 	if n != len(tl.events) {
 		t.Errorf("room indexes hold %d events; tail holds %d", n, len(tl.events))
+	}
+}
+
+// A tail bounded in bytes holds fewer large events than small ones.
+func TestTailEvictsByBytes(t *testing.T) {
+	tl := newTail(1000, 20_000, 0)
+	big := make([]byte, 4000)
+	for i := int64(1); i <= 20; i++ {
+		e := ev(i, "r", "message:created", "")
+		e.Data, e.frame = big, big
+		tl.append([]*entry{e})
+		if tl.bytes > 20_000 {
+			t.Fatalf("after %d events of 8 KB the tail holds %d bytes; want at most 20000", i, tl.bytes)
+		}
+	}
+	if !tl.covers(19, 20) || tl.covers(0, 20) {
+		t.Fatalf("the tail covers (%d, %d]; want the newest, not all 20", tl.base, tl.last)
+	}
+}
+
+// A connection's queue is bounded in bytes as in frames; a frame bigger
+// than the bound still goes into an empty queue.
+func TestConnQueueBytes(t *testing.T) {
+	c := newConn("bob", 1000)
+	c.maxBytes = 10_000
+	frame := make([]byte, 4000)
+	for i, want := range []bool{true, true, false} {
+		if ok, _ := c.enqueue(frame); ok != want {
+			t.Fatalf("enqueue #%d of 4000 bytes into a 10000-byte queue = %v; want %v", i+1, ok, want)
+		}
+	}
+	c.take(nil)
+	if ok, _ := c.enqueue(make([]byte, 50_000)); !ok {
+		t.Fatal("enqueue of a frame bigger than the bound into an empty queue = false; want true")
 	}
 }

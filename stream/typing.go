@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"encoding/json"
 	"sync"
 	"time"
 
@@ -119,7 +118,7 @@ func (t *Typing) stopLocked(k typingKey) {
 
 // typingNotice is a typing event for a room's members but the typist.
 func typingNotice(room, user, name, typ string) Notice {
-	data, _ := json.Marshal(typingEvent{Room: room, User: user, Name: name})
+	data, _ := event.Marshal(typingEvent{Room: room, User: user, Name: name})
 	return Notice{Rooms: []string{room}, Except: user, Type: typ, Data: data}
 }
 
