@@ -59,6 +59,7 @@ func (cfg Config) hubOptions(logger *slog.Logger) stream.Options {
 		TailSize:          cfg.ReplayBuffer,
 		TailBytes:         cfg.ReplayBufferBytes,
 		QueueBytes:        cfg.QueueBytes,
+		MaxReplay:         cfg.MaxReplay,
 		MaxStreams:        cfg.MaxStreams,
 		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 		Logger:            logger,

@@ -55,6 +55,8 @@ type Config struct {
 	RateMessages      float64
 	RateWrites        float64
 	RateTyping        float64
+	RateReads         float64
+	RateStreams       float64
 	Heartbeat         time.Duration
 	Retry             time.Duration
 	Retention         time.Duration
@@ -62,6 +64,7 @@ type Config struct {
 	ReplayBufferBytes int
 	QueueSize         int
 	QueueBytes        int
+	MaxReplay         int
 	WriteTimeout      time.Duration
 	MaxStreams        int
 	MaxStreamsPerUser int
@@ -109,6 +112,8 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.Float64Var(&c.RateMessages, "rate-messages", 20, "messages per second per user (burst twice that; 0 disables)")
 	fs.Float64Var(&c.RateWrites, "rate-writes", 10, "other actions per second per user (burst twice that; 0 disables)")
 	fs.Float64Var(&c.RateTyping, "rate-typing", 10, "typing pings per second per user (burst twice that; 0 disables)")
+	fs.Float64Var(&c.RateReads, "rate-reads", 50, "GET requests per second per user (burst twice that; 0 disables)")
+	fs.Float64Var(&c.RateStreams, "rate-streams", 5, "streams opened per second per user (burst twice that; 0 disables)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "interval of heartbeat comments on idle streams")
 	fs.DurationVar(&c.Retry, "retry", 2*time.Second, "reconnection delay sent to clients in retry:")
 	fs.DurationVar(&c.Retention, "retention", 24*time.Hour, "how long events stay replayable")
@@ -116,6 +121,7 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.IntVar(&c.ReplayBufferBytes, "replay-buffer-bytes", 64<<20, "bytes the recent events kept in memory for replay may take")
 	fs.IntVar(&c.QueueSize, "queue-size", 1024, "frames queued per stream before a slow reader is disconnected")
 	fs.IntVar(&c.QueueBytes, "queue-bytes", 4<<20, "bytes queued per stream before a slow reader is disconnected")
+	fs.IntVar(&c.MaxReplay, "max-replay", 10_000, "events one stream replays as it opens; past that it sends resync (reason too_far)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of each write to a stream")
 	fs.IntVar(&c.MaxStreams, "max-streams", 0, "open streams per instance (0: no cap)")
 	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", 32, "open streams per user (0: no cap)")
@@ -386,12 +392,15 @@ func (c *Config) validate() error {
 	check(c.RateMessages >= 0, "rate-messages", c.RateMessages, "a rate that is not negative (0 disables the limit)")
 	check(c.RateWrites >= 0, "rate-writes", c.RateWrites, "a rate that is not negative (0 disables the limit)")
 	check(c.RateTyping >= 0, "rate-typing", c.RateTyping, "a rate that is not negative (0 disables the limit)")
+	check(c.RateReads >= 0, "rate-reads", c.RateReads, "a rate that is not negative (0 disables the limit)")
+	check(c.RateStreams >= 0, "rate-streams", c.RateStreams, "a rate that is not negative (0 disables the limit)")
 	check(c.Heartbeat >= 10*time.Millisecond, "heartbeat", c.Heartbeat, "at least 10ms")
 	check(c.Retry >= 10*time.Millisecond, "retry", c.Retry, "at least 10ms")
 	check(c.Retention >= time.Minute, "retention", c.Retention, "at least 1m")
 	check(c.ReplayBuffer >= 16, "replay-buffer", c.ReplayBuffer, "at least 16")
 	check(c.ReplayBufferBytes >= 1<<20, "replay-buffer-bytes", c.ReplayBufferBytes, "at least 1048576 (1 MiB)")
 	check(c.QueueSize >= 16, "queue-size", c.QueueSize, "at least 16")
+	check(c.MaxReplay >= 1, "max-replay", c.MaxReplay, "at least 1")
 	check(c.QueueBytes >= 64<<10, "queue-bytes", c.QueueBytes, "at least 65536 (64 KiB): a whole message, escaped, must fit")
 	check(c.WriteTimeout >= 100*time.Millisecond, "write-timeout", c.WriteTimeout, "at least 100ms")
 	check(c.MaxStreams >= 0, "max-streams", c.MaxStreams, "a number that is not negative (0: no cap)")
@@ -491,7 +500,8 @@ func (c Config) rateLimits() api.RateLimits {
 	if !c.RateLimits {
 		return api.RateLimits{}
 	}
-	return api.RateLimits{Messages: c.RateMessages, Writes: c.RateWrites, Typing: c.RateTyping}
+	return api.RateLimits{Messages: c.RateMessages, Writes: c.RateWrites, Typing: c.RateTyping,
+		Reads: c.RateReads, Streams: c.RateStreams}
 }
 
 // loadPublicKey reads an optional PEM public key for RS256, ES256 or EdDSA.

@@ -1524,3 +1524,50 @@ func TestRESTMetricsLabels(t *testing.T) {
 		t.Errorf("no series counts the 401 of GET /v1/rooms without a token:\n%s", body)
 	}
 }
+
+// TestRESTRateLimitsReadsAndStreams: reads and stream opens are limited
+// per user too; a stream past its limit answers 200 with a retry hint, as
+// EventSource needs, and other users are not affected.
+func TestRESTRateLimitsReadsAndStreams(t *testing.T) {
+	s := startServer(t, map[string]string{"HERALD_RATE_LIMITS": "on", "HERALD_RATE_READS": "1", "HERALD_RATE_STREAMS": "1"})
+	alice, bob := s.token("alice"), s.token("bob")
+	limited := 0
+	for range 10 {
+		resp, data := s.doResp("GET", "/v1/rooms", alice, nil, nil)
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			limited++
+			restCheckError(t, "a quick read", resp, data, 429, "rate_limited")
+		default:
+			t.Fatalf("GET /v1/rooms = %d %s; want 200 or 429", resp.StatusCode, data)
+		}
+	}
+	if limited == 0 {
+		t.Errorf("10 quick reads at 1/s: none limited; want 429s")
+	}
+	s.must(http.StatusOK, "GET", "/v1/rooms", bob, nil, nil)
+
+	var reasons []string
+	for range 6 {
+		c := streamtest.Connect(t, s.URL+"/v1/stream", http.Header{"Authorization": {"Bearer " + alice}})
+		if c.Resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream open = %d; want 200 always", c.Resp.StatusCode)
+		}
+		f, ok := c.Frame()
+		if ok && f.Event != "ready" {
+			if reason, limitedOpen := strings.CutPrefix(f.Comment, "closing "); limitedOpen {
+				reasons = append(reasons, reason)
+				if f.Retry < 1000 {
+					t.Errorf("rate-limited stream's retry: %d ms; want at least a second", f.Retry)
+				}
+			}
+		}
+		c.Close()
+	}
+	if !slices.Contains(reasons, "rate_limited") {
+		t.Errorf("6 quick stream opens at 1/s: closings %q; want rate_limited among them", reasons)
+	}
+	bobStream := s.stream(bob, "") // another user still opens
+	bobStream.Close()
+}

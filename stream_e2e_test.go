@@ -1457,3 +1457,24 @@ func TestStreamTicketSpentAcrossRestart(t *testing.T) {
 		t.Fatalf("the spent ticket after a restart = %d %s; want 401 invalid_ticket", resp.StatusCode, body)
 	}
 }
+
+// A replay longer than --max-replay stops with resync too_far after the
+// events it sent, then live events follow.
+func TestStreamReplayBounded(t *testing.T) {
+	sc := newStreamScene(t, map[string]string{"HERALD_MAX_REPLAY": "5"})
+	room := sc.room("alice", "busy", false)
+	sc.join("bob", room)
+	away := sc.open("bob", "")
+	from := away.LastID
+	away.Close()
+	for _, text := range sseNumbered("m", 12) {
+		sc.say("alice", room, text)
+	}
+	again := sc.open("bob", from)
+	replayed := sseRead(t, again, 5)
+	if f := again.Next(); f.Event != "resync" || !strings.Contains(f.Data, "too_far") {
+		t.Fatalf("after %d replayed events: %s %s; want resync too_far", len(replayed), f.Event, f.Data)
+	}
+	sc.say("alice", room, "live")
+	sseExpectMessage(t, again, room, "live")
+}

@@ -364,6 +364,13 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return s.refuseToken(c, err)
 		}
+		if c.Request().Method == http.MethodGet {
+			// Reads are limited here, all of them: a loop of history or
+			// member lists costs the others as much as a loop of posts.
+			if err := s.limiter.allow(c.Request().Context(), id.User, actionRead); err != nil {
+				return err
+			}
+		}
 		c.Set(identityKey, id)
 		return next(c)
 	}

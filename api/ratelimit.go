@@ -18,6 +18,8 @@ type RateLimits struct {
 	Messages float64 // posts to rooms (default 20/s when enabled)
 	Writes   float64 // other actions: rooms, joins, members, tickets (default 10/s)
 	Typing   float64 // typing pings (default 10/s)
+	Reads    float64 // GET requests: history, members, presence (default 50/s)
+	Streams  float64 // streams opened, each a replay maybe (default 5/s)
 }
 
 type action int
@@ -26,6 +28,8 @@ const (
 	actionMessage action = iota
 	actionWrite
 	actionTyping
+	actionRead
+	actionStream
 	numActions
 )
 
@@ -57,7 +61,7 @@ type bucketKey struct {
 }
 
 func newLimiter(l RateLimits, shared Buckets, logger *slog.Logger) *limiter {
-	return &limiter{rates: [numActions]float64{l.Messages, l.Writes, l.Typing}, shared: shared, logger: logger,
+	return &limiter{rates: [numActions]float64{l.Messages, l.Writes, l.Typing, l.Reads, l.Streams}, shared: shared, logger: logger,
 		buckets: map[bucketKey]*rate.Limiter{}}
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -73,6 +74,13 @@ func (s *Server) streamHandler(c echo.Context) error {
 		}
 	} else {
 		return noBearer(r)
+	}
+	// Each open may replay much: opens are limited per user. A 429 would
+	// make EventSource give up for good, so the answer is a retry hint.
+	var limited *Error
+	if err := s.limiter.allow(r.Context(), id.User, actionStream); errors.As(err, &limited) {
+		s.hub.Refuse(c.Response(), "rate_limited", time.Duration(limited.RetryAfter)*time.Second)
+		return nil
 	}
 	last := r.Header.Get("Last-Event-ID")
 	if last == "" {

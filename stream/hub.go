@@ -59,6 +59,10 @@ type Options struct {
 	// QueueBytes bounds each connection's queue in bytes too (default
 	// 4 MiB): a few large messages fill it as many small ones would.
 	QueueBytes int
+	// MaxReplay bounds the events one stream replays as it opens (default
+	// 10,000): past it, the stream sends resync and goes live, and the
+	// client refetches over REST what it shows.
+	MaxReplay int
 	// MaxStreams caps open streams on this instance (0: no cap).
 	MaxStreams int
 	// MaxStreamsPerUser caps one user's open streams (0: no cap).
@@ -126,6 +130,9 @@ func NewHub(ctx context.Context, log Log, members Membership, opts Options) (*Hu
 	}
 	if opts.QueueBytes <= 0 {
 		opts.QueueBytes = 4 << 20
+	}
+	if opts.MaxReplay <= 0 {
+		opts.MaxReplay = 10_000
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -10,6 +10,10 @@ import (
 // replayPage is how many events one read of the durable log returns.
 const replayPage = 2048
 
+// errReplayTooLong: a replay reached Options.MaxReplay events; the stream
+// sends resync for the rest.
+var errReplayTooLong = errors.New("stream: replay longer than allowed")
+
 // replay writes the events in (from, to] that user should have seen: those
 // of the rooms they belonged to at the time of each event. roomsAtTo is the
 // membership at to; membership at from is found by walking the user's member
@@ -38,6 +42,7 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 	}
 
 	buf := make([]byte, 0, 64<<10)
+	sent := 0
 	err = src.roomEvents(ctx, rooms, from, to, func(e *entry) error {
 		mine := e.Subject == user
 		switch {
@@ -48,6 +53,9 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 		}
 		if mine && e.Type == event.MemberLeft {
 			delete(at, e.Room)
+		}
+		if sent++; sent > h.opts.MaxReplay {
+			return errReplayTooLong
 		}
 		if e.frame == nil {
 			buf = AppendFrame(buf, Position{h.epoch, e.Seq}.String(), e.Type, e.Data)
@@ -62,13 +70,12 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
 	if len(buf) > 0 {
-		return w.write(buf)
+		if werr := w.write(buf); werr != nil {
+			return werr
+		}
 	}
-	return nil
+	return err
 }
 
 // undo walks member events backwards, turning the membership after them

@@ -76,10 +76,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 	}{sub.User, h.opts.Heartbeat.Milliseconds()})
 	head = AppendFrame(head, Position{h.epoch, from}.String(), event.Ready, ready)
 	if resync != "" {
-		data, _ := json.Marshal(struct {
-			Reason string `json:"reason"`
-		}{resync})
-		head = AppendFrame(head, "", event.Resync, data)
+		head = resyncFrame(head, resync)
 	}
 	s := stream{c: c, rooms: rooms, from: from, to: pos, expires: sub.Expires}
 
@@ -117,7 +114,13 @@ type stream struct {
 // client leaves, falls behind, or the hub closes.
 func (h *Hub) deliver(ctx context.Context, w *writer, s *stream) {
 	if s.from < s.to {
-		if err := h.replay(ctx, w, s.c.user, s.rooms, s.from, s.to); err != nil {
+		err := h.replay(ctx, w, s.c.user, s.rooms, s.from, s.to)
+		if errors.Is(err, errReplayTooLong) {
+			// The rest of what was missed is left to REST: the client
+			// refetches history, and goes on with live events.
+			err = w.write(resyncFrame(nil, "too_far"))
+		}
+		if err != nil {
 			if !errors.Is(err, errWrite) && ctx.Err() == nil {
 				h.opts.Logger.Error("replay", "err", err, "user", s.c.user)
 				w.write(closingFrame(nil, h.opts.Retry, errUnavailable))
@@ -221,6 +224,15 @@ func (h *Hub) resumePoint(lastEventID string, pos int64) (from int64, resync str
 	return p.Seq, ""
 }
 
+// resyncFrame appends a resync event: the client must refetch what it
+// shows over REST, for reason.
+func resyncFrame(b []byte, reason string) []byte {
+	data, _ := json.Marshal(struct {
+		Reason string `json:"reason"`
+	}{reason})
+	return AppendFrame(b, "", event.Resync, data)
+}
+
 // refuse answers a stream that cannot be served now with 200, a retry hint
 // and a closing comment, so that EventSource tries again.
 func (h *Hub) refuse(w http.ResponseWriter, reason error) {
@@ -228,8 +240,18 @@ func (h *Hub) refuse(w http.ResponseWriter, reason error) {
 	if errors.Is(reason, errOverloaded) || errors.Is(reason, errTooManyStreams) {
 		retry = 5 * h.opts.Retry
 	}
+	h.Refuse(w, reason.Error(), retry)
+}
+
+// Refuse answers a stream that may not open now (reason is a snake_case
+// word, such as rate_limited) with 200, a retry hint of at least retry and
+// a closing comment, so that EventSource tries again rather than give up.
+func (h *Hub) Refuse(w http.ResponseWriter, reason string, retry time.Duration) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	w.Write(closingFrame(nil, retry, reason))
+	w.Write(closingFrame(nil, max(retry, h.opts.Retry), errors.New(reason)))
 }
 
 func closingFrame(b []byte, retry time.Duration, reason error) []byte {
