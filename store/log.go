@@ -1,6 +1,8 @@
 package store
 
 import (
+	"cmp"
+	"slices"
 	"context"
 	"database/sql"
 	"errors"
@@ -80,15 +82,39 @@ func (s *Store) Read(ctx context.Context, after int64, max int) ([]event.Event, 
 
 var errNoLive = errors.New("store: a cluster's log is read live from Redis, not from the store")
 
+// maxRoomsPerQuery bounds the rooms one statement of Range names, well
+// under SQLite's limit on a statement's variables (and PostgreSQL's): a
+// user in more rooms is served by several statements.
+const maxRoomsPerQuery = 500
+
 // Range returns up to q.Limit events of the log in (q.After, q.UpTo], in
 // order.
 func (s *Store) Range(ctx context.Context, q event.Query) ([]event.Event, error) {
+	if q.Rooms != nil && len(q.Rooms) == 0 {
+		return []event.Event{}, nil
+	}
+	if len(q.Rooms) <= maxRoomsPerQuery {
+		return s.rangeOnce(ctx, q)
+	}
+	// Each chunk's first Limit events, merged: the first Limit of all.
+	var out []event.Event
+	for rooms := range slices.Chunk(q.Rooms, maxRoomsPerQuery) {
+		cq := q
+		cq.Rooms = rooms
+		evs, err := s.rangeOnce(ctx, cq)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	slices.SortFunc(out, func(a, b event.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out[:min(len(out), q.Limit)], nil
+}
+
+func (s *Store) rangeOnce(ctx context.Context, q event.Query) ([]event.Event, error) {
 	query := `SELECT ` + eventColumns + ` FROM events WHERE seq > ? AND seq <= ?`
 	args := []any{q.After, q.UpTo}
 	if q.Rooms != nil {
-		if len(q.Rooms) == 0 {
-			return []event.Event{}, nil
-		}
 		query += ` AND room_id IN (?)`
 		args = append(args, q.Rooms)
 	}

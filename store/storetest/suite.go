@@ -120,6 +120,7 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"LastSeen", testLastSeen},
 		{"SpentTickets", testSpentTickets},
 		{"ReopenKeepsEpochAndLog", testReopen},
+		{"RangeOverManyRooms", testRangeOverManyRooms},
 		{"Trim", testTrim},
 		{"Retention", testRetention},
 	} {
@@ -565,5 +566,27 @@ func testSpentTickets(t *testing.T, db Database) {
 	}
 	if fresh, err := st.SpendTicket(ctx, "n2", later); err != nil || !fresh {
 		t.Fatalf("SpendTicket(n2) = %v, %v; want fresh", fresh, err)
+	}
+}
+
+// A user in more rooms than one statement may name still gets the events
+// of all of them, in order.
+func testRangeOverManyRooms(t *testing.T, db Database) {
+	ctx := context.Background()
+	st := db.Open(t, store.Options{})
+	var rooms []string
+	for i := range 1200 {
+		room := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, alice, fmt.Sprint("r", i), false))
+		rooms = append(rooms, room.ID)
+	}
+	db.Sync(t, st)
+	head := must[int64](t, "Head")(st.Head(ctx))
+	evs := must[[]event.Event](t, "Range")(st.Range(ctx, event.Query{After: 0, UpTo: head, Rooms: rooms, Limit: 2000}))
+	if len(evs) != 1200 || evs[0].Seq != 1 || evs[1199].Seq != 1200 {
+		t.Fatalf("Range over 1200 rooms = %d events; want 1200, positions 1 to 1200", len(evs))
+	}
+	evs = must[[]event.Event](t, "Range")(st.Range(ctx, event.Query{After: 100, UpTo: head, Rooms: rooms, Limit: 50}))
+	if len(evs) != 50 || evs[0].Seq != 101 || evs[49].Seq != 150 {
+		t.Fatalf("Range(100, head] limit 50 over 1200 rooms = %d events from %d; want 101 to 150", len(evs), evs[0].Seq)
 	}
 }
