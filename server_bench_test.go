@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,4 +191,118 @@ func BenchmarkPost_64Clients(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "posts/s")
+}
+
+// BenchmarkReplayLoop_OthersLatency measures what a user who loops stream
+// opens with an old Last-Event-ID (each a replay of --max-replay events)
+// costs everyone else: the latency of posts to another user's stream,
+// alone, beside the loop with the default --rate-streams, and beside it
+// without that limit. Each op is one post, from post to delivery.
+func BenchmarkReplayLoop_OthersLatency(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		loop    bool
+		streams string // --rate-streams
+	}{
+		{"alone", false, "5"},
+		{"beside_a_replay_loop", true, "5"},
+		{"beside_a_replay_loop_unlimited", true, "0"},
+	} {
+		loop := tc.loop
+		b.Run(tc.name, func(b *testing.B) {
+			s := benchServer(b, map[string]string{"HERALD_RATE_LIMITS": "on", "HERALD_SQLITE_SYNC": "NORMAL",
+				"HERALD_RATE_MESSAGES": "0", "HERALD_RATE_WRITES": "0", "HERALD_RATE_STREAMS": tc.streams})
+			alice, bob, mallory := s.token("alice"), s.token("bob"), s.token("mallory")
+			busy := s.createRoom(mallory, "busy", false)
+			start := s.stream(mallory, "").LastID
+			// A history longer than --max-replay (10,000): every open of
+			// mallory's replays that much, then gets resync too_far.
+			var wg sync.WaitGroup
+			for w := range 8 {
+				wg.Go(func() {
+					for i := range 1500 {
+						if _, err := ssePostFrom(s.URL, mallory, busy, fmt.Sprintf("history %d/%d", w, i)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			room := s.createRoom(alice, "quiet", false)
+			s.must(http.StatusOK, "POST", "/v1/rooms/"+room+"/join", bob, nil, nil)
+			c := s.stream(bob, "")
+
+			stop := make(chan struct{})
+			var loops sync.WaitGroup
+			var replayed, refused atomic.Int64
+			loopStart := time.Now()
+			if loop {
+				for range 2 {
+					loops.Go(func() {
+						for {
+							select {
+							case <-stop:
+								return
+							default:
+							}
+							ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+							req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/v1/stream", nil)
+							req.Header.Set("Authorization", "Bearer "+mallory)
+							req.Header.Set("Last-Event-ID", start)
+							resp, err := benchClient.Do(req)
+							if err != nil {
+								cancel()
+								continue
+							}
+							// Read the replay to its end (resync too_far), or
+							// the refusal of a rate-limited open.
+							r := bufio.NewReader(resp.Body)
+							for {
+								line, err := r.ReadSlice('\n')
+								if err != nil {
+									break
+								}
+								if bytes.HasPrefix(line, []byte("event: resync")) {
+									replayed.Add(1)
+									break
+								}
+								if bytes.HasPrefix(line, []byte(": closing")) {
+									refused.Add(1)
+									break
+								}
+							}
+							resp.Body.Close()
+							cancel()
+						}
+					})
+				}
+			}
+			latencies := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				text := fmt.Sprintf("quiet %d", i)
+				sent := time.Now()
+				if _, err := ssePostFrom(s.URL, alice, room, text); err != nil {
+					b.Fatal(err)
+				}
+				for {
+					f := c.Next()
+					if f.Event == "message:created" && strings.Contains(f.Data, `"text":"`+text+`"`) {
+						break
+					}
+				}
+				latencies = append(latencies, time.Since(sent))
+			}
+			b.StopTimer()
+			close(stop)
+			loops.Wait()
+			looped := time.Since(loopStart).Seconds()
+			slices.Sort(latencies)
+			b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(replayed.Load())/looped, "replays/s")
+			b.ReportMetric(float64(refused.Load())/looped, "refused/s")
+		})
+	}
 }
