@@ -2,11 +2,11 @@ package store
 
 import (
 	"cmp"
-	"slices"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
