@@ -77,6 +77,8 @@ type Config struct {
 	SQLiteSync        string
 	ShutdownTimeout   time.Duration
 	DebugAddr         string
+	TLSCert           string
+	TLSKey            string
 	LogLevel          slog.Level
 	LogFormat         string
 
@@ -134,6 +136,8 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.StringVar(&c.SQLiteSync, "sqlite-sync", "FULL", "SQLite synchronous mode: FULL survives power loss, NORMAL a crash")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests to finish")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of an opt-in pprof listener, such as 127.0.0.1:6060")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain: serve HTTPS, with HTTP/2, instead of plain HTTP (with --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 
@@ -417,6 +421,7 @@ func (c *Config) validate() error {
 	check(c.ShutdownTimeout > 0, "shutdown-timeout", c.ShutdownTimeout, "a positive duration such as 10s")
 	check(c.DebugAddr == "" || isHostPort(c.DebugAddr), "debug-addr", c.DebugAddr, "empty (off) or "+hostPort)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format", c.LogFormat, "text or json")
+	errs = append(errs, c.validateTLS())
 	return errors.Join(errs...)
 }
 

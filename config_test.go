@@ -240,6 +240,10 @@ func cluster(k, v string) map[string]string {
 // what is wanted; and that every server setting that can be wrong has a
 // case here.
 func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := testCert(t, dir, "1")
+	otherCert, _, _ := testCert(t, t.TempDir(), "2")
+	missing := filepath.Join(dir, "missing.pem")
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -304,6 +308,12 @@ func TestConfigErrors(t *testing.T) {
 		{"debug addr without colon", map[string]string{"HERALD_DEBUG_ADDR": "6060"}, nil, "debug-addr", []string{`"6060"`, "host:port"}},
 		{"log level loud", map[string]string{"HERALD_LOG_LEVEL": "loud"}, nil, "log-level", []string{`"loud"`, "debug, info, warn or error"}},
 		{"log format xml", map[string]string{"HERALD_LOG_FORMAT": "xml"}, nil, "log-format", []string{`"xml"`, "text or json"}},
+		{"tls cert without a key", nil, []string{"--tls-cert", certFile}, "tls-key", []string{`""`, "give both or neither"}},
+		{"tls key without a cert", map[string]string{"HERALD_TLS_KEY": keyFile}, nil, "tls-cert", []string{`""`, "give both or neither"}},
+		{"tls cert missing", nil, []string{"--tls-cert", missing, "--tls-key", keyFile}, "tls-cert", []string{missing, "readable", "no such file"}},
+		{"tls cert that is a key", nil, []string{"--tls-cert", keyFile, "--tls-key", keyFile}, "tls-cert", []string{keyFile, "CERTIFICATE"}},
+		{"tls key missing", nil, []string{"--tls-cert", certFile, "--tls-key", missing}, "tls-key", []string{missing, "readable"}},
+		{"tls key of another certificate", nil, []string{"--tls-cert", otherCert, "--tls-key", keyFile}, "tls-key", []string{keyFile, "private key of the certificate"}},
 	}
 	// Settings no value of which is refused at parsing: any path is a
 	// database path, and the public key is checked as serve reads it

@@ -92,6 +92,12 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 			return fmt.Errorf("--jwks-url (%s): %w", envName("jwks-url"), err)
 		}
 	}
+	var certs *certFiles
+	if cfg.TLSCert != "" {
+		if certs, err = newCertFiles(cfg.TLSCert, cfg.TLSKey, logger); err != nil {
+			return err
+		}
+	}
 
 	open := embedded
 	if cfg.cluster() {
@@ -131,17 +137,30 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Protocols:         protocols(certs != nil),
 	}
+	scheme := "http"
 	served := make(chan error, 1)
-	go func() { served <- httpSrv.Serve(ln) }()
+	if certs != nil {
+		scheme = "https"
+		httpSrv.TLSConfig = tlsConfig(certs)
+		go func() { served <- httpSrv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- httpSrv.Serve(ln) }()
+	}
 
 	debugSrv := startDebug(cfg.DebugAddr, logger)
 
 	if b.mode == "cluster" {
-		logger.Info("herald listening", "addr", ln.Addr().String(), "mode", b.mode, "instance", cfg.InstanceID,
+		logger.Info("herald listening", "addr", ln.Addr().String(), "scheme", scheme, "mode", b.mode, "instance", cfg.InstanceID,
 			"database", redactURL(cfg.DatabaseURL), "redis", redactURL(cfg.RedisURL), "epoch", st.Epoch())
 	} else {
-		logger.Info("herald listening", "addr", ln.Addr().String(), "mode", b.mode, "database", cfg.dbPath(), "epoch", st.Epoch())
+		logger.Info("herald listening", "addr", ln.Addr().String(), "scheme", scheme, "mode", b.mode, "database", cfg.dbPath(), "epoch", st.Epoch())
+	}
+	if certs != nil {
+		if exp := leafNotAfter(certs.cert); time.Until(exp) < 0 {
+			logger.Warn("the TLS certificate has expired; browsers will refuse it", "file", cfg.TLSCert, "not_after", exp)
+		}
 	}
 	if generated {
 		dir := absDir(cfg.DataDir)

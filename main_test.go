@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
@@ -36,6 +38,7 @@ type testServer struct {
 	secret  []byte
 	cancel  context.CancelFunc
 	stopped chan error
+	client  *http.Client // REST calls; restClient, or one that trusts --tls-cert
 }
 
 // startServer starts Herald with test-friendly settings; env entries
@@ -67,7 +70,17 @@ func startWith(t testing.TB, env map[string]string) *testServer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
-	s := &testServer{t: t, cfg: cfg, secret: []byte(cfg.JWTSecret), cancel: cancel, stopped: make(chan error, 1)}
+	s := &testServer{t: t, cfg: cfg, secret: []byte(cfg.JWTSecret), cancel: cancel, stopped: make(chan error, 1), client: restClient}
+	scheme := "http://"
+	if cfg.TLSCert != "" {
+		scheme = "https://"
+		pool := x509.NewCertPool()
+		pem, err := os.ReadFile(cfg.TLSCert)
+		if err != nil || !pool.AppendCertsFromPEM(pem) {
+			t.Fatalf("%s holds no certificate", cfg.TLSCert)
+		}
+		s.client = &http.Client{Timeout: restClient.Timeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
 	var logw io.Writer = os.Stderr
 	if tt, ok := t.(*testing.T); ok {
 		logw = tt.Output()
@@ -75,7 +88,7 @@ func startWith(t testing.TB, env map[string]string) *testServer {
 	go func() { s.stopped <- serve(ctx, cfg, logw, ready) }()
 	select {
 	case addr := <-ready:
-		s.URL = "http://" + addr
+		s.URL = scheme + addr
 	case err := <-s.stopped:
 		cancel()
 		t.Fatalf("serve: %v", err)
@@ -93,6 +106,7 @@ func (s *testServer) stop() {
 	// Shutdown for seconds; close those first.
 	http.DefaultClient.CloseIdleConnections()
 	restClient.CloseIdleConnections()
+	s.httpClient().CloseIdleConnections()
 	s.cancel()
 	s.cancel = nil
 	select {
@@ -128,6 +142,13 @@ func envOf(c Config) map[string]string {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+func (s *testServer) httpClient() *http.Client {
+	if s.client == nil {
+		return restClient
+	}
+	return s.client
+}
 
 // restClient bounds every REST call of the tests, so that a server that
 // stops answering fails a test instead of hanging it.
@@ -180,7 +201,7 @@ func (s *testServer) doResp(method, path, token string, body any, header http.He
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := restClient.Do(req)
+	resp, err := s.httpClient().Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -59,7 +59,7 @@ func (s *Server) streamHandler(c echo.Context) error {
 		}
 		if fresh {
 			value, exp := s.auth.cookieFor(p, s.cfg.CookieTTL)
-			c.SetCookie(s.streamCookie(value, exp))
+			c.SetCookie(s.streamCookie(value, exp, r.TLS != nil))
 			id = Identity{User: p.User, Name: p.Name, Expires: exp}
 		} else {
 			ck, err := r.Cookie(streamCookie)
@@ -93,10 +93,12 @@ func (s *Server) streamHandler(c echo.Context) error {
 	return nil
 }
 
-func (s *Server) streamCookie(value string, exp time.Time) *http.Cookie {
+// streamCookie is the cookie that lets the same user back into the
+// stream. Served over TLS (--tls-cert), it is Secure.
+func (s *Server) streamCookie(value string, exp time.Time, tls bool) *http.Cookie {
 	ck := &http.Cookie{
 		Name: streamCookie, Value: value, Path: "/v1/stream", Expires: exp,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: tls,
 	}
 	if len(s.cfg.CORSOrigins) > 0 {
 		// Another origin's EventSource (withCredentials) sends it only then.

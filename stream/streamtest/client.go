@@ -33,7 +33,13 @@ type Client struct {
 // unless it answers 200 text/event-stream.
 func Connect(t testing.TB, url string, header http.Header) *Client {
 	t.Helper()
-	c, err := Dial(url, header)
+	return ConnectWith(t, http.DefaultClient, url, header)
+}
+
+// ConnectWith is Connect through client (an HTTP/2 one, say).
+func ConnectWith(t testing.TB, client *http.Client, url string, header http.Header) *Client {
+	t.Helper()
+	c, err := DialWith(client, url, header)
 	if err != nil {
 		t.Fatalf("open stream %s: %v", url, err)
 	}
@@ -44,6 +50,11 @@ func Connect(t testing.TB, url string, header http.Header) *Client {
 
 // Dial opens a stream without a test; the caller must Close it.
 func Dial(url string, header http.Header) (*Client, error) {
+	return DialWith(http.DefaultClient, url, header)
+}
+
+// DialWith is Dial through client.
+func DialWith(client *http.Client, url string, header http.Header) (*Client, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -54,7 +65,7 @@ func Dial(url string, header http.Header) (*Client, error) {
 		req.Header[k] = v
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
 		return nil, err
