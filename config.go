@@ -79,6 +79,7 @@ type Config struct {
 	DebugAddr         string
 	TLSCert           string
 	TLSKey            string
+	Dev               bool
 	LogLevel          slog.Level
 	LogFormat         string
 
@@ -95,6 +96,7 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(output)
 	var cors, rateLimits, logLevel string
+	dev := &switchValue{}
 	fs.StringVar(&c.Addr, "addr", ":8080", "listen address")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the SQLite database and the generated JWT secret")
 	fs.StringVar(&c.DatabasePath, "database-path", "", "SQLite database file (default DATA_DIR/herald.db)")
@@ -138,6 +140,7 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of an opt-in pprof listener, such as 127.0.0.1:6060")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain: serve HTTPS, with HTTP/2, instead of plain HTTP (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.Var(dev, "dev", "dev mode: a chat page at / and a token for any name at POST /dev/token; never in production")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 
@@ -188,13 +191,12 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 			}
 			c.CORSOrigins = append(c.CORSOrigins, origin)
 		}
-		switch strings.ToLower(rateLimits) {
-		case "on", "true", "1":
-			c.RateLimits = true
-		case "off", "false", "0":
-			c.RateLimits = false
-		default:
+		var err error
+		if c.RateLimits, err = onOff(rateLimits); err != nil {
 			errs = append(errs, badSetting("rate-limits", envName("rate-limits"), rateLimits, "on or off"))
+		}
+		if c.Dev = dev.on; dev.bad != "" {
+			errs = append(errs, badSetting("dev", envName("dev"), dev.bad, "on or off (the flag alone is on)"))
 		}
 		if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 			errs = append(errs, badSetting("log-level", envName("log-level"), logLevel, "debug, info, warn or error"))
@@ -203,6 +205,44 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	}
 	return fs, c, nil
 }
+
+// onOff parses a switch: on, true or 1; off, false or 0.
+func onOff(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "on", "true", "1":
+		return true, nil
+	case "off", "false", "0":
+		return false, nil
+	}
+	return false, errors.New("want on or off")
+}
+
+// switchValue is a setting that is on or off. As a flag it needs no
+// value (--dev is on), and takes one after an equals sign (--dev=off);
+// its variable takes on, off, true, false, 1 or 0. A value that is none
+// of these is kept for validate to report.
+type switchValue struct {
+	on  bool
+	bad string
+}
+
+func (v *switchValue) String() string {
+	if v != nil && v.on {
+		return "on"
+	}
+	return "off"
+}
+
+func (v *switchValue) Set(s string) error {
+	on, err := onOff(s)
+	v.on, v.bad = on, ""
+	if err != nil {
+		v.bad = s
+	}
+	return nil
+}
+
+func (v *switchValue) IsBoolFlag() bool { return true }
 
 // envName is the environment variable of a flag: HERALD_MAX_TEXT for max-text.
 func envName(flagName string) string {

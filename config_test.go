@@ -308,6 +308,8 @@ func TestConfigErrors(t *testing.T) {
 		{"debug addr without colon", map[string]string{"HERALD_DEBUG_ADDR": "6060"}, nil, "debug-addr", []string{`"6060"`, "host:port"}},
 		{"log level loud", map[string]string{"HERALD_LOG_LEVEL": "loud"}, nil, "log-level", []string{`"loud"`, "debug, info, warn or error"}},
 		{"log format xml", map[string]string{"HERALD_LOG_FORMAT": "xml"}, nil, "log-format", []string{`"xml"`, "text or json"}},
+		{"dev maybe", map[string]string{"HERALD_DEV": "maybe"}, nil, "dev", []string{`"maybe"`, "on or off"}},
+		{"dev flag with a bad value", nil, []string{"--dev=yes please"}, "dev", []string{`"yes please"`, "on or off"}},
 		{"tls cert without a key", nil, []string{"--tls-cert", certFile}, "tls-key", []string{`""`, "give both or neither"}},
 		{"tls key without a cert", map[string]string{"HERALD_TLS_KEY": keyFile}, nil, "tls-cert", []string{`""`, "give both or neither"}},
 		{"tls cert missing", nil, []string{"--tls-cert", missing, "--tls-key", keyFile}, "tls-cert", []string{missing, "readable", "no such file"}},

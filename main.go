@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/heraldchat/herald/api"
+	"github.com/heraldchat/herald/web"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -118,6 +119,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		CORSOrigins: cfg.CORSOrigins,
 		Limits:      cfg.rateLimits(),
 		OpenAPI:     openapiDoc,
+		Client:      web.Client,
+		Dev:         cfg.Dev,
+		Page:        web.Page,
 		Logger:      logger,
 		Registry:    reg,
 		Presence:    b.presence,
@@ -162,6 +166,10 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 			logger.Warn("the TLS certificate has expired; browsers will refuse it", "file", cfg.TLSCert, "not_after", exp)
 		}
 	}
+	if cfg.Dev {
+		logger.Warn("dev mode: the chat page is served at / and POST /dev/token signs a token for any name, so anyone who reaches this server can act as any user; never use --dev in production",
+			"url", scheme+"://"+browsable(ln.Addr().String()))
+	}
 	if generated {
 		dir := absDir(cfg.DataDir)
 		logger.Warn("generated a new JWT secret", "file", filepath.Join(dir, secretFile),
@@ -194,6 +202,19 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	}
 	<-served
 	return errors.Join(hubErr, httpErr, b.close())
+}
+
+// browsable is a listening address as a browser would be pointed at it:
+// localhost for an unspecified host.
+func browsable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // startDebug serves pprof on a separate, opt-in listener.

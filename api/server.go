@@ -4,6 +4,8 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"time"
@@ -37,6 +39,14 @@ type Config struct {
 	Limits RateLimits
 	// OpenAPI is the document served at /openapi.yaml.
 	OpenAPI []byte
+	// Client is the browser client, an ES module served at /client.js.
+	Client []byte
+	// Dev serves Page, the chat page, at / and signs tokens for any name
+	// at POST /dev/token, valid for DevTokenTTL (default 12h). Without it
+	// both answer 404.
+	Dev         bool
+	Page        []byte
+	DevTokenTTL time.Duration
 	// Logger receives request logs and internal errors.
 	Logger *slog.Logger
 	// Registry, when set, receives the server's metrics and is served at /metrics.
@@ -65,6 +75,8 @@ type Server struct {
 	limiter *limiter
 	echo    *echo.Echo
 	metrics *metrics
+
+	clientTag string // the ETag of Client
 }
 
 // New builds the API. The caller owns st and hub and closes them after the
@@ -91,10 +103,15 @@ func New(st *store.Store, hub *stream.Hub, auth *Auth, cfg Config) *Server {
 	if cfg.CookieTTL <= 0 {
 		cfg.CookieTTL = 12 * time.Hour
 	}
+	if cfg.DevTokenTTL <= 0 {
+		cfg.DevTokenTTL = 12 * time.Hour
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, store: st, hub: hub, auth: auth, logger: cfg.Logger, limiter: newLimiter(cfg.Limits, cfg.Buckets, cfg.Logger)}
+	sum := sha256.Sum256(cfg.Client)
+	s.clientTag = `"` + hex.EncodeToString(sum[:12]) + `"`
 	s.metrics = newMetrics(cfg.Registry, st, hub)
 	s.echo = s.routes()
 	s.metrics.routes = map[string]bool{}
@@ -126,6 +143,9 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.yaml", s.openapi)
+	e.GET("/client.js", s.clientModule)
+	e.GET("/", s.chatPage)
+	e.POST("/dev/token", s.devToken)
 	if s.metrics.handler != nil {
 		e.GET("/metrics", echo.WrapHandler(s.metrics.handler))
 	}
