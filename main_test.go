@@ -24,6 +24,7 @@ import (
 // TestMain stops the PostgreSQL and Redis servers that tests started.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	stopBrowser()
 	storetest.StopShared()
 	streamtest.StopSharedRedis()
 	os.Exit(code)

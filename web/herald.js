@@ -114,6 +114,8 @@ export class Herald extends EventTarget {
     this._reads = new Map(); // room → {inFlight, want}
     this._opened = new Map(); // room → promise of openRoom
     this._msgIds = new Map(); // room → Set of message ids in the snapshot
+    this._presenceSeq = 0; // counts presence:changed events
+    this._presenceAt = new Map(); // user → the count at their last event
     this._roomsTimer = 0;
     this._notifyQueued = false;
 
@@ -467,9 +469,9 @@ export class Herald extends EventTarget {
 
   /** A room's members with their presence; also refreshes the snapshot's. */
   async members(room) {
+    const asked = this._presenceSeq;
     const { members } = await this._request("GET", `/v1/rooms/${enc(room)}/members`, { retry: true });
-    const presence = { ...this._snap.presence };
-    for (const m of members) presence[m.user] = Object.freeze({ status: m.status, last_seen: m.last_seen });
+    const presence = this._presenceSince(asked, members);
     this._update({
       members: { ...this._snap.members, [room]: Object.freeze(members.map((m) => Object.freeze({ user: m.user, name: m.name ?? "", owner: m.owner, joined_at: m.joined_at }))) },
       presence,
@@ -577,8 +579,10 @@ export class Herald extends EventTarget {
   /** Every member's read position in room; also refreshes the snapshot's. */
   async receipts(room) {
     const { receipts } = await this._request("GET", `/v1/rooms/${enc(room)}/receipts`, { retry: true });
-    const byUser = {};
-    for (const r of receipts) byUser[r.user] = r.message_id;
+    // A receipt never moves backwards: an event that came while the
+    // answer was on its way may be newer.
+    const byUser = { ...this._snap.receipts[room] };
+    for (const r of receipts) byUser[r.user] = Math.max(byUser[r.user] ?? 0, r.message_id);
     this._update({ receipts: { ...this._snap.receipts, [room]: Object.freeze(byUser) } });
     return receipts;
   }
@@ -587,11 +591,23 @@ export class Herald extends EventTarget {
   async presence(users) {
     const list = [].concat(users);
     if (!list.length) return [];
+    const asked = this._presenceSeq;
     const { presence } = await this._request("GET", "/v1/presence", { query: { user: list }, retry: true });
-    const next = { ...this._snap.presence };
-    for (const p of presence) next[p.user] = Object.freeze({ status: p.status, last_seen: p.last_seen });
-    this._update({ presence: next });
+    this._update({ presence: this._presenceSince(asked, presence) });
     return presence;
+  }
+
+  // The snapshot's presence with the answer of a query asked when the
+  // count of presence events was asked: a user whose presence:changed came
+  // while the answer was on its way keeps what the event said, which is
+  // newer than the answer.
+  _presenceSince(asked, list) {
+    const next = { ...this._snap.presence };
+    for (const p of list) {
+      if ((this._presenceAt.get(p.user) ?? 0) > asked) continue;
+      next[p.user] = Object.freeze({ status: p.status, last_seen: p.last_seen });
+    }
+    return next;
   }
 
   /** Sets your status (online, away or dnd) while a stream is open. */
@@ -838,6 +854,7 @@ export class Herald extends EventTarget {
         this._dropTypist(d.room, d.user);
         return;
       case "presence:changed":
+        this._presenceAt.set(d.user, ++this._presenceSeq);
         this._update({ presence: { ...s.presence, [d.user]: Object.freeze({ status: d.status, last_seen: d.last_seen }) } });
         return;
     }

@@ -1,0 +1,172 @@
+package main
+
+// The chat page (herald serve --dev) in real Chromium: two people, each in
+// a browser context of their own, chat; every step is asserted from the
+// page's DOM. In a cluster, each person's page is served by another
+// instance.
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chat is a person's tab on the chat page.
+type chat struct{ *tab }
+
+// openChat opens the chat page at base (with the room of an invite link
+// when room is not empty) and signs in as name.
+func openChat(p *tab, base, room, name string) chat {
+	p.t.Helper()
+	url := base + "/"
+	if room != "" {
+		url += "#room=" + room
+	}
+	p.run("sign in as "+name,
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(chromedp.ID("name")),
+		chromedp.SendKeys(chromedp.ID("name"), name),
+		chromedp.Click(chromedp.CSS("#signin-form button")),
+	)
+	c := chat{p}
+	c.waitJS("the connection to go live", `document.querySelector("#conn").dataset.state === "live"`)
+	return c
+}
+
+// texts is a JS expression: the texts of the messages shown, oldest first.
+const texts = `[...document.querySelectorAll("#message-list li.msg:not(.pending) .text")].map((e) => e.textContent)`
+
+// waitTexts waits until the page shows exactly want, in order.
+func (c chat) waitTexts(what string, want ...string) {
+	c.t.Helper()
+	c.waitJS(what, fmt.Sprintf(`JSON.stringify(%s) === %s`, texts, jsString(jsonOf(want))))
+}
+
+func jsonOf(v []string) string {
+	q := make([]string, len(v))
+	for i, s := range v {
+		q[i] = jsString(s)
+	}
+	return "[" + strings.Join(q, ",") + "]"
+}
+
+// unread is a JS expression: the unread count shown for the room named.
+func unread(name string) string {
+	return fmt.Sprintf(`(() => {
+		for (const li of document.querySelectorAll("#rooms li")) {
+			if (li.querySelector(".name").textContent.endsWith(" " + %s)) {
+				const u = li.querySelector(".unread");
+				return u.hidden ? 0 : Number(u.dataset.count);
+			}
+		}
+		return -1;
+	})()`, jsString(name))
+}
+
+func TestBrowserChat(t *testing.T) {
+	env := map[string]string{
+		"HERALD_DEV":            "on",
+		"HERALD_PRESENCE_GRACE": "0s",
+	}
+	t.Run("embedded", func(t *testing.T) {
+		s := startServer(t, env)
+		testChat(t, s.URL, s.URL, s)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		c := startCluster(t, 2, false, false, env)
+		// Alice's page is served by one instance, Bob's by the other.
+		testChat(t, c.nodes[0].URL, c.nodes[1].URL, c.nodes[0].testServer)
+	})
+}
+
+func testChat(t *testing.T, aliceURL, bobURL string, s *testServer) {
+	alice := openChat(person(t, "alice"), aliceURL, "", "Alice")
+
+	// Alice creates a room; the page opens it.
+	alice.run("create a room",
+		chromedp.SendKeys(chromedp.ID("new-room-name"), "general"),
+		chromedp.Click(chromedp.CSS("#new-room button")),
+	)
+	alice.waitJS("the new room to open", `document.querySelector("#room-name").textContent === "general" && location.hash.startsWith("#room=")`)
+	var room string
+	alice.eval(`decodeURIComponent(location.hash.slice("#room=".length))`, &room)
+
+	// History to page back through: 55 messages from carol.
+	carol := s.token("carol")
+	s.must(http.StatusOK, "POST", "/v1/rooms/"+room+"/join", carol, nil, nil)
+	var history []string
+	for i := range 55 {
+		text := fmt.Sprintf("old %02d", i)
+		s.post(carol, room, text)
+		history = append(history, text)
+	}
+	alice.waitTexts("carol's messages as they come", history...)
+
+	// Bob opens Alice's invite link at phone width: he joins and sees the
+	// room, and Alice sees him come online.
+	bobTab := person(t, "bob")
+	bobTab.run("phone width", chromedp.EmulateViewport(390, 844))
+	bob := openChat(bobTab, bobURL, room, "Bob")
+	bob.waitJS("the room from the link", `document.querySelector("#room-name").textContent === "general"`)
+	bob.waitTexts("the room's newest page", history[5:]...)
+	bob.run("load older messages", chromedp.Click(chromedp.ID("older")))
+	bob.waitTexts("all of history", history...)
+	bob.waitJS("no more history", `document.querySelector("#older").hidden`)
+	bob.waitJS("a phone layout: the room without the rooms list, nothing wider than the screen",
+		`document.querySelector("#app").dataset.view === "room" && getComputedStyle(document.querySelector("#rooms-pane")).display === "none" &&
+		 document.documentElement.scrollWidth <= innerWidth && document.querySelector("#composer").getBoundingClientRect().bottom <= innerHeight`)
+	alice.waitJS("Bob online in the members", `document.querySelector('#members li[data-user="bob"]')?.dataset.status === "online"`)
+	bob.waitJS("Alice online in the members", `document.querySelector('#members li[data-user="alice"]')?.dataset.status === "online"`)
+
+	// Bob types: Alice sees it; he sends: the message appears, once, and
+	// the typing line clears.
+	bob.run("type", chromedp.SendKeys(chromedp.ID("text"), "hello ali"))
+	alice.waitJS("Bob typing", `document.querySelector("#typing").textContent === "Bob is typing…"`)
+	bob.run("finish and send", chromedp.SendKeys(chromedp.ID("text"), "ce\n"))
+	alice.waitTexts("Bob's message", append(append([]string{}, history...), "hello alice")...)
+	alice.waitJS("the typing line to clear", `document.querySelector("#typing").textContent === ""`)
+	bob.waitTexts("his own message, once", append(append([]string{}, history...), "hello alice")...)
+
+	// Alice has the room open: she has read it, and Bob sees so under his
+	// message.
+	bob.waitJS("Seen by Alice under his message", `(() => {
+		const li = [...document.querySelectorAll("#message-list li.msg")].at(-1);
+		return li.querySelector(".text").textContent === "hello alice" && li.querySelector(".seen").textContent === "Seen by Alice";
+	})()`)
+
+	// Alice moves to another room; Bob's next messages count as unread
+	// there until she comes back.
+	alice.run("create another room",
+		chromedp.SendKeys(chromedp.ID("new-room-name"), "random"),
+		chromedp.Click(chromedp.CSS("#new-room button")),
+	)
+	alice.waitJS("the other room to open", `document.querySelector("#room-name").textContent === "random"`)
+	bob.run("send two", chromedp.SendKeys(chromedp.ID("text"), "are you there?\n"))
+	bob.waitTexts("the first", append(append([]string{}, history...), "hello alice", "are you there?")...)
+	bob.run("send two", chromedp.SendKeys(chromedp.ID("text"), "hello?\n"))
+	alice.waitJS("2 unread in general", unread("general")+` === 2`)
+	alice.waitJS("nothing unread in random", unread("random")+` === 0`)
+	bob.waitJS("the last read still under hello alice", `[...document.querySelectorAll("#message-list .seen")].filter((e) => !e.hidden).map((e) => e.closest("li").querySelector(".text").textContent).join() === "hello alice"`)
+	alice.run("back to general", chromedp.Click(chromedp.CSS(`#rooms li[data-room="`+room+`"] button`)))
+	alice.waitTexts("general again", append(append([]string{}, history...), "hello alice", "are you there?", "hello?")...)
+	alice.waitJS("nothing unread in general", unread("general")+` === 0`)
+	bob.waitJS("Seen by Alice under the last one", `(() => {
+		const li = [...document.querySelectorAll("#message-list li.msg")].at(-1);
+		return li.querySelector(".text").textContent === "hello?" && li.querySelector(".seen").textContent === "Seen by Alice";
+	})()`)
+
+	// Alice leaves random: it is gone from her list.
+	alice.run("open random", chromedp.Click(chromedp.CSS(`#rooms li:last-child button`)))
+	alice.waitJS("random open", `document.querySelector("#room-name").textContent === "random"`)
+	alice.run("leave", chromedp.Click(chromedp.ID("leave")))
+	alice.waitJS("random gone", `[...document.querySelectorAll("#rooms .name")].map((e) => e.textContent).join() === "# general"`)
+
+	// Bob closes his browser: Alice sees him go offline.
+	alice.run("back to general", chromedp.Click(chromedp.CSS(`#rooms li[data-room="`+room+`"] button`)))
+	bobTab.close()
+	alice.waitJS("Bob offline", `document.querySelector('#members li[data-user="bob"]')?.dataset.status === "offline"`)
+	alice.waitJS("the connection still live", `document.querySelector("#conn").dataset.state === "live"`)
+}

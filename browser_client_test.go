@@ -1,0 +1,528 @@
+package main
+
+// The browser client (/client.js) in real Chromium against a real server,
+// behind an app server that proxies Herald the way a web app's own origin
+// does, and fails the way proxies fail: a 502 error page while Herald is
+// away, an acknowledgement lost after the post was committed, a resume
+// position the server no longer knows.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/heraldchat/herald/api"
+)
+
+// appServer is a web app's origin in front of Herald: it serves the
+// test's pages and files under /test/ and proxies everything else to
+// Herald, streams unbuffered.
+type appServer struct {
+	t      *testing.T
+	URL    string
+	proxy  *httputil.ReverseProxy
+	files  map[string]string // /test/ path → file on disk
+	inline map[string]string // /test/ path → content
+
+	down     atomic.Bool  // answer 502, as a proxy does while its upstream is away
+	forget   atomic.Bool  // send streams a resume position of another epoch
+	dropAcks atomic.Int32 // posts to forward, and then answer 502 instead
+
+	mu       sync.Mutex
+	seen     map[string]int // "METHOD /route" → requests forwarded; "502 METHOD /route" → answered 502
+	queries  []string       // the query of each stream request forwarded
+	cuts     map[int]context.CancelFunc
+	nextCut  int
+	changed  chan struct{} // closed and replaced when seen changes
+	resumeID string
+}
+
+var roomPath = regexp.MustCompile(`^/v1/rooms/[^/]+`)
+
+// route is a request's path with the room id as {room}.
+func route(r *http.Request) string {
+	p := r.URL.Path
+	if p != "/v1/rooms" {
+		p = roomPath.ReplaceAllString(p, "/v1/rooms/{room}")
+	}
+	return r.Method + " " + p
+}
+
+func newApp(t *testing.T, heraldURL string) *appServer {
+	t.Helper()
+	target, err := url.Parse(heraldURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	a := &appServer{
+		t: t, files: map[string]string{}, inline: map[string]string{},
+		seen: map[string]int{}, cuts: map[int]context.CancelFunc{}, changed: make(chan struct{}),
+	}
+	a.proxy = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Host = r.In.Host
+			if a.forget.Load() && r.Out.URL.Path == "/v1/stream" {
+				// As if Herald's database had been restored from an older
+				// backup: the position is of an epoch it does not know.
+				if r.Out.Header.Get("Last-Event-ID") != "" {
+					r.Out.Header.Set("Last-Event-ID", "zzzzzzzz-1")
+				}
+				q := r.Out.URL.Query()
+				if q.Get("last_event_id") != "" {
+					q.Set("last_event_id", "zzzzzzzz-1")
+					r.Out.URL.RawQuery = q.Encode()
+				}
+			}
+		},
+		FlushInterval: -1,
+		Transport:     tr,
+		ErrorLog:      log.New(io.Discard, "", 0),
+	}
+	srv := httptest.NewServer(a)
+	t.Cleanup(func() {
+		a.cut()
+		srv.Close()
+	})
+	a.URL = srv.URL
+	return a
+}
+
+func (a *appServer) note(key string) {
+	a.mu.Lock()
+	a.seen[key]++
+	close(a.changed)
+	a.changed = make(chan struct{})
+	a.mu.Unlock()
+}
+
+// count is how many requests of key ("POST /v1/rooms/{room}/typing", or
+// "502 GET /v1/stream" for those answered 502) there were.
+func (a *appServer) count(key string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.seen[key]
+}
+
+// waitCount waits until count(key) reaches n.
+func (a *appServer) waitCount(key string, n int) {
+	a.t.Helper()
+	deadline := time.After(browserTimeout)
+	for {
+		a.mu.Lock()
+		got, ch := a.seen[key], a.changed
+		a.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			a.t.Fatalf("app server: %d × %s; want %d", got, key, n)
+		}
+	}
+}
+
+// lastStreamQuery is the query of the last stream request forwarded.
+func (a *appServer) lastStreamQuery() url.Values {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.queries) == 0 {
+		return nil
+	}
+	q, _ := url.ParseQuery(a.queries[len(a.queries)-1])
+	return q
+}
+
+// cut ends every stream going through, as a restarting proxy or a
+// network change does.
+func (a *appServer) cut() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, cancel := range a.cuts {
+		cancel()
+	}
+}
+
+func (a *appServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/test/") {
+		a.serveFile(w, r)
+		return
+	}
+	key := route(r)
+	if a.down.Load() {
+		a.note("502 " + key)
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>\n")
+		return
+	}
+	if r.URL.Path == "/v1/stream" {
+		ctx, cancel := context.WithCancel(r.Context())
+		a.mu.Lock()
+		id := a.nextCut
+		a.nextCut++
+		a.cuts[id] = cancel
+		a.queries = append(a.queries, r.URL.RawQuery)
+		a.mu.Unlock()
+		defer func() {
+			a.mu.Lock()
+			delete(a.cuts, id)
+			a.mu.Unlock()
+			cancel()
+		}()
+		r = r.WithContext(ctx)
+	}
+	a.note(key)
+	if key == "POST /v1/rooms/{room}/messages" && a.dropAcks.Add(-1) >= 0 {
+		// Herald commits the post; its answer is lost on the way back.
+		a.proxy.ServeHTTP(httptest.NewRecorder(), r)
+		a.note("502 " + key)
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	a.proxy.ServeHTTP(w, r)
+}
+
+func (a *appServer) serveFile(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if body, ok := a.inline[r.URL.Path]; ok {
+		ct := "text/html; charset=utf-8"
+		if strings.HasSuffix(r.URL.Path, ".js") {
+			ct = "text/javascript; charset=utf-8"
+		}
+		w.Header().Set("Content-Type", ct)
+		io.WriteString(w, body)
+		return
+	}
+	for prefix, dir := range a.files {
+		if rest, ok := strings.CutPrefix(r.URL.Path, prefix); ok {
+			path := filepath.Join(dir, filepath.FromSlash(rest))
+			if strings.HasSuffix(path, ".js") {
+				w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+			}
+			http.ServeFile(w, r, path)
+			return
+		}
+	}
+	http.NotFound(w, r)
+}
+
+// modulePage is a blank page of the app that imports the client and
+// records what each client it is given does.
+const modulePage = `<!doctype html>
+<meta charset="utf-8">
+<title>client test</title>
+<body>
+<script type="module">
+import * as herald from "/client.js";
+window.herald = herald;
+// track records a client's states, stream events and errors, and makes it
+// window[name].
+window.track = (name, h) => {
+  const rec = { states: [], events: [], errors: [] };
+  h.addEventListener("state", (e) => rec.states.push(e.detail.state));
+  for (const type of herald.EVENT_TYPES) h.addEventListener(type, (e) => rec.events.push([type, e.detail]));
+  h.addEventListener("error", (e) => rec.errors.push(e.detail.code));
+  window[name] = h;
+  window[name + "Rec"] = rec;
+  return h;
+};
+window.texts = (h, room) => JSON.stringify(h.messages(room).map((m) => m.text));
+</script>
+`
+
+// openModulePage opens the app's blank page in a new person's browser.
+func openModulePage(t *testing.T, app *appServer, name string) *tab {
+	t.Helper()
+	app.inline["/test/module.html"] = modulePage
+	p := person(t, name)
+	p.run("open the page", chromedp.Navigate(app.URL+"/test/module.html"))
+	p.waitJS("the module", `window.herald?.Herald !== undefined`)
+	return p
+}
+
+// newClient makes a client named name in the page, with the user's token
+// and options (a JS object literal's body), connects it, and waits until it
+// is live.
+func newClient(p *tab, name, token, options string) {
+	p.t.Helper()
+	p.eval(fmt.Sprintf(`(() => {
+		window.tokenCalls = window.tokenCalls ?? {};
+		const calls = window.tokenCalls[%[1]s] = [];
+		const token = %[2]s;
+		track(%[1]s, new herald.Herald({ token: ({ refresh }) => (calls.push(refresh), token), backoff: { min: 50, max: 400 }, %[3]s })).connect();
+		return null;
+	})()`, jsString(name), jsString(token), options), nil)
+	p.waitJS(name+" live", name+`.state === "live"`)
+}
+
+func TestBrowserClient(t *testing.T) {
+	s := startServer(t, nil)
+	app := newApp(t, s.URL)
+	p := openModulePage(t, app, "page")
+	alice, bob := s.token("alice"), s.token("bob")
+	room := s.createRoom(bob, "general", false)
+	s.must(http.StatusOK, "POST", "/v1/rooms/"+room+"/join", alice, nil, nil)
+	newClient(p, "alice", alice, "")
+	p.eval(`alice.openRoom(`+jsString(room)+`).then(() => null)`, nil)
+
+	t.Run("reconnects after the browser gives up", func(t *testing.T) {
+		p := p.in(t)
+		s.post(bob, room, "before")
+		p.waitJS("the message before", `texts(alice, `+jsString(room)+`) === '["before"]'`)
+
+		// The proxy answers 502 and drops the stream: EventSource's own
+		// reconnect gets the 502 and gives up for good; the client goes on
+		// asking for tickets.
+		app.down.Store(true)
+		app.cut()
+		app.waitCount("502 GET /v1/stream", 1)
+		app.waitCount("502 POST /v1/stream/tickets", 2)
+		p.waitJS("reconnecting", `alice.state === "reconnecting"`)
+		var want []string
+		for i := range 5 {
+			text := fmt.Sprintf("while away %d", i)
+			s.post(bob, room, text)
+			want = append(want, text)
+		}
+		app.down.Store(false)
+		p.waitJS("live again", `alice.state === "live"`)
+		p.waitJS("every message, once, in order", `texts(alice, `+jsString(room)+`) === `+jsString(jsonOf(append([]string{"before"}, want...))))
+		var created int
+		p.eval(`aliceRec.events.filter(([type]) => type === "message:created").length`, &created)
+		if created != 6 {
+			t.Errorf("message:created events = %d; want 6, each message once", created)
+		}
+		q := app.lastStreamQuery()
+		if q.Get("ticket") == "" || q.Get("last_event_id") == "" {
+			t.Errorf("the stream was reopened with query %v; want a fresh ticket and last_event_id", q)
+		}
+		var states []string
+		p.eval(`aliceRec.states`, &states)
+		if s := strings.Join(states, " "); !strings.Contains(s, "live reconnecting") || !strings.HasSuffix(s, "live") {
+			t.Errorf("states = %s; want live, reconnecting, ..., live", s)
+		}
+	})
+
+	t.Run("asks the app for a fresh token when it is refused", func(t *testing.T) {
+		p := p.in(t)
+		expired, err := api.Mint(s.secret, "carol", "Carol", -time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh := s.token("carol")
+		p.eval(fmt.Sprintf(`(() => {
+			const calls = window.carolCalls = [];
+			track("carol", new herald.Herald({ token: ({ refresh }) => (calls.push(refresh), refresh ? %s : %s), backoff: { min: 50, max: 400 } })).connect();
+			return null;
+		})()`, jsString(fresh), jsString(expired)), nil)
+		p.waitJS("carol live", `carol.state === "live"`)
+		var calls []bool
+		p.eval(`carolCalls`, &calls)
+		if len(calls) != 2 || calls[0] || !calls[1] {
+			t.Errorf("token function called with refresh = %v; want [false true]", calls)
+		}
+		p.eval(`carol.close()`, nil)
+	})
+
+	t.Run("acknowledges posts and retries them with the same client_id", func(t *testing.T) {
+		p := p.in(t)
+		posts := app.count("POST /v1/rooms/{room}/messages")
+		app.dropAcks.Store(1)
+		var ack struct {
+			ID     int64
+			Status int
+			Text   string
+		}
+		p.eval(`alice.send(`+jsString(room)+`, "exactly once").then((m) => ({ id: m.id, status: m.status, text: m.text }))`, &ack)
+		if ack.Status != http.StatusOK || ack.Text != "exactly once" {
+			t.Errorf("send = %+v; want the original, answered 200 to the retry", ack)
+		}
+		if n := app.count("POST /v1/rooms/{room}/messages") - posts; n != 2 {
+			t.Errorf("posts that reached Herald = %d; want 2, the lost answer and its retry", n)
+		}
+		var page struct {
+			Messages []struct{ ID int64 }
+		}
+		s.must(http.StatusOK, "GET", "/v1/rooms/"+room+"/messages?after="+fmt.Sprint(ack.ID-1), bob, nil, &page)
+		if len(page.Messages) != 1 || page.Messages[0].ID != ack.ID {
+			t.Errorf("messages stored from id %d on = %+v; want one", ack.ID, page.Messages)
+		}
+		p.waitJS("the message shown once", `alice.messages(`+jsString(room)+`).filter((m) => m.text === "exactly once").length === 1 &&
+			aliceRec.events.filter(([type, d]) => type === "message:created" && d.text === "exactly once").length === 1 &&
+			!alice.getSnapshot().pending[`+jsString(room)+`]`)
+
+		// A refusal rejects with the server's error, and the message stays
+		// in the pending list, failed.
+		var refused struct {
+			Name, Code, Message string
+			Status              int
+			Pending             string
+		}
+		p.eval(`alice.send("r_nowhere", "lost").then(() => ({}), (e) => ({ name: e.name, status: e.status, code: e.code, message: e.message,
+			pending: alice.getSnapshot().pending["r_nowhere"]?.[0]?.status }))`, &refused)
+		if refused.Name != "HeraldError" || refused.Status != http.StatusNotFound || refused.Code != "room_not_found" || refused.Message == "" || refused.Pending != "failed" {
+			t.Errorf("send to no room rejected with %+v; want HeraldError 404 room_not_found, the message failed in pending", refused)
+		}
+	})
+
+	t.Run("catches up over REST after a resync", func(t *testing.T) {
+		p := p.in(t)
+		dave := s.token("dave")
+		room2 := s.createRoom(bob, "resync", false)
+		s.must(http.StatusOK, "POST", "/v1/rooms/"+room2+"/join", dave, nil, nil)
+		newClient(p, "dave", dave, "pageSize: 10")
+		r2 := jsString(room2)
+		p.eval(`dave.openRoom(`+r2+`).then(() => null)`, nil)
+		var all []string
+		say := func(n int) {
+			for range n {
+				text := fmt.Sprintf("m%02d", len(all))
+				s.post(bob, room2, text)
+				all = append(all, text)
+			}
+		}
+		say(3)
+		p.waitJS("the first messages", `texts(dave, `+r2+`) === `+jsString(jsonOf(all)))
+
+		away := func() {
+			app.down.Store(true)
+			app.cut()
+			p.waitJS("dave reconnecting", `dave.state === "reconnecting"`)
+		}
+		back := func() {
+			app.forget.Store(true)
+			app.down.Store(false)
+		}
+		// A short absence: what was missed is fetched after the newest
+		// message held.
+		resyncs := func() int {
+			var n int
+			p.eval(`daveRec.events.filter(([type]) => type === "resync").length`, &n)
+			return n
+		}
+		away()
+		say(4)
+		back()
+		p.waitJS("a resync", `daveRec.events.some(([type]) => type === "resync")`)
+		p.waitJS("what was missed, once, in order", `texts(dave, `+r2+`) === `+jsString(jsonOf(all)))
+		app.forget.Store(false)
+
+		// A long one: more than a page was missed; the newest page
+		// replaces what was held, and history pages back without a gap.
+		n := resyncs()
+		away()
+		say(15)
+		last := s.post(bob, room2, "m-last")
+		all = append(all, "m-last")
+		s.must(http.StatusNoContent, "POST", "/v1/rooms/"+room2+"/read", bob, map[string]any{"message_id": last}, nil)
+		back()
+		p.waitJS("another resync", fmt.Sprintf(`daveRec.events.filter(([type]) => type === "resync").length > %d`, n))
+		p.waitJS("the newest page", `texts(dave, `+r2+`) === `+jsString(jsonOf(all[len(all)-10:]))+` && dave.getSnapshot().hasMore[`+r2+`] === true`)
+		p.waitJS("bob's receipt", fmt.Sprintf(`dave.getSnapshot().receipts[%s]?.bob === %d`, r2, last))
+		app.forget.Store(false)
+		p.eval(`(async () => { while (await dave.loadOlder(`+r2+`)); return null; })()`, nil)
+		p.waitJS("all of it, once, in order", `texts(dave, `+r2+`) === `+jsString(jsonOf(all)))
+		p.eval(`dave.close()`, nil)
+	})
+
+	t.Run("throttles typing and stops it on send", func(t *testing.T) {
+		p := p.in(t)
+		erin := s.token("erin")
+		s.must(http.StatusOK, "POST", "/v1/rooms/"+room+"/join", erin, nil, nil)
+		watch := s.stream(bob, "")
+		newClient(p, "erin", erin, "typingInterval: 60000, typingIdle: 60000")
+		key := "POST /v1/rooms/{room}/typing"
+		before := app.count(key)
+		r := jsString(room)
+		p.eval(`(() => { for (let i = 0; i < 50; i++) erin.typing(`+r+`); return null; })()`, nil)
+		watch.WaitFor("typing:started")
+		p.eval(`erin.typing(`+r+`, false)`, nil)
+		watch.WaitFor("typing:stopped")
+		if n := app.count(key) - before; n != 2 {
+			t.Errorf("typing calls = %d for 50 keystrokes and a stop; want 2", n)
+		}
+		p.eval(`(erin.typing(`+r+`), erin.send(`+r+`, "typed").then(() => null))`, nil)
+		watch.WaitFor("typing:started")
+		watch.WaitFor("typing:stopped")
+		if n := app.count(key) - before; n != 3 {
+			t.Errorf("typing calls = %d after a keystroke and a send; want 3: the send stops typing by itself", n)
+		}
+		p.eval(`erin.close()`, nil)
+	})
+
+	t.Run("close stops every timer, listener, stream and request", func(t *testing.T) {
+		// A page of its own, so that only this client's timers count.
+		p := openModulePage(t, app, "close")
+		frank := s.token("frank")
+		s.must(http.StatusOK, "POST", "/v1/rooms/"+room+"/join", frank, nil, nil)
+		p.eval(`(() => {
+			const timers = window.timers = new Set();
+			const st = window.setTimeout, ct = window.clearTimeout;
+			// The client's timers: those set from /client.js.
+			window.setTimeout = (f, ms, ...args) => {
+				const id = st(() => { timers.delete(id); f(...args); }, ms);
+				if (new Error().stack.includes("/client.js")) timers.add(id);
+				return id;
+			};
+			window.clearTimeout = (id) => { timers.delete(id); ct(id); };
+			const listeners = window.listeners = new Map();
+			const add = window.addEventListener.bind(window), remove = window.removeEventListener.bind(window);
+			window.addEventListener = (type, fn, o) => { listeners.set(type, (listeners.get(type) ?? 0) + 1); add(type, fn, o); };
+			window.removeEventListener = (type, fn, o) => { listeners.set(type, (listeners.get(type) ?? 0) - 1); remove(type, fn, o); };
+			window.sources = [];
+			window.Tracked = class extends EventSource { constructor(...a) { super(...a); sources.push(this); } };
+			return null;
+		})()`, nil)
+		newClient(p, "frank", frank, "EventSource: Tracked")
+		r := jsString(room)
+		p.eval(`frank.openRoom(`+r+`).then(() => null)`, nil)
+		p.eval(`(frank.typing(`+r+`), null)`, nil) // its idle timer runs
+		// Away: the client waits to retry.
+		app.down.Store(true)
+		app.cut()
+		p.waitJS("frank reconnecting", `frank.state === "reconnecting" && timers.size > 0`)
+		var after struct {
+			State     string
+			Timers    int
+			Listeners map[string]int
+			Open      int
+		}
+		p.eval(`(() => {
+			frank.close();
+			return { state: frank.state, timers: timers.size, listeners: Object.fromEntries(listeners), open: sources.filter((s) => s.readyState !== 2).length };
+		})()`, &after)
+		app.down.Store(false)
+		if after.State != "closed" || after.Timers != 0 || after.Open != 0 || after.Listeners["online"] != 0 || after.Listeners["offline"] != 0 {
+			t.Errorf("after close: %+v; want closed, no timer, no open EventSource, no online or offline listener", after)
+		}
+	})
+}
+
+// in returns the tab for a subtest: failures and screenshots go to it.
+func (p *tab) in(t *testing.T) *tab {
+	q := *p
+	q.t = t
+	t.Cleanup(func() {
+		if t.Failed() {
+			q.screenshot()
+		}
+	})
+	return &q
+}
