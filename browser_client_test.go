@@ -37,9 +37,10 @@ type appServer struct {
 	files  map[string]string // /test/ path → file on disk
 	inline map[string]string // /test/ path → content
 
-	down     atomic.Bool  // answer 502, as a proxy does while its upstream is away
-	forget   atomic.Bool  // send streams a resume position of another epoch
-	dropAcks atomic.Int32 // posts to forward, and then answer 502 instead
+	down     atomic.Bool                   // answer 502, as a proxy does while its upstream is away
+	forget   atomic.Bool                   // send streams a resume position of another epoch
+	dropAcks atomic.Int32                  // posts to forward, and then answer 502 instead
+	hold     atomic.Pointer[chan struct{}] // when set, pages of history wait for it to close before they are answered
 
 	mu       sync.Mutex
 	seen     map[string]int // "METHOD /route" → requests forwarded; "502 METHOD /route" → answered 502
@@ -189,6 +190,19 @@ func (a *appServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(ctx)
 	}
 	a.note(key)
+	if hold := a.hold.Load(); hold != nil && key == "GET /v1/rooms/{room}/messages" {
+		// Herald reads the page now; its answer arrives later.
+		rec := httptest.NewRecorder()
+		a.proxy.ServeHTTP(rec, r)
+		a.note("held " + key)
+		<-*hold
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+		return
+	}
 	if key == "POST /v1/rooms/{room}/messages" && a.dropAcks.Add(-1) >= 0 {
 		// Herald commits the post; its answer is lost on the way back.
 		a.proxy.ServeHTTP(httptest.NewRecorder(), r)
@@ -380,6 +394,24 @@ func TestBrowserClient(t *testing.T) {
 		if refused.Name != "HeraldError" || refused.Status != http.StatusNotFound || refused.Code != "room_not_found" || refused.Message == "" || refused.Pending != "failed" {
 			t.Errorf("send to no room rejected with %+v; want HeraldError 404 room_not_found, the message failed in pending", refused)
 		}
+	})
+
+	t.Run("keeps what comes while history loads", func(t *testing.T) {
+		p := p.in(t)
+		room3 := s.createRoom(bob, "slow history", false)
+		s.must(http.StatusOK, "POST", "/v1/rooms/"+room3+"/join", alice, nil, nil)
+		s.post(bob, room3, "old")
+		hold := make(chan struct{})
+		app.hold.Store(&hold)
+		held := app.count("held GET /v1/rooms/{room}/messages")
+		p.eval(`(window.loading = alice.loadMessages(`+jsString(room3)+`), null)`, nil)
+		app.waitCount("held GET /v1/rooms/{room}/messages", held+1)
+		s.post(bob, room3, "new")
+		p.waitJS("the new message on the stream", `aliceRec.events.some(([type, d]) => type === "message:created" && d.text === "new")`)
+		app.hold.Store(nil)
+		close(hold)
+		p.eval(`window.loading.then(() => null)`, nil)
+		p.waitJS("both, in order", `texts(alice, `+jsString(room3)+`) === '["old","new"]'`)
 	})
 
 	t.Run("catches up over REST after a resync", func(t *testing.T) {

@@ -114,6 +114,7 @@ export class Herald extends EventTarget {
     this._reads = new Map(); // room → {inFlight, want}
     this._opened = new Map(); // room → promise of openRoom
     this._msgIds = new Map(); // room → Set of message ids in the snapshot
+    this._loading = new Map(); // room → messages that came while a page of it was on its way
     this._presenceSeq = 0; // counts presence:changed events
     this._presenceAt = new Map(); // user → the count at their last event
     this._roomsTimer = 0;
@@ -177,6 +178,7 @@ export class Herald extends EventTarget {
     this._typing.clear();
     this._reads.clear();
     this._opened.clear();
+    this._loading.clear();
     if (this._listening) {
       globalThis.removeEventListener("online", this._onOnline);
       globalThis.removeEventListener("offline", this._onOffline);
@@ -635,10 +637,26 @@ export class Herald extends EventTarget {
   /** Loads the newest page of room's messages, unless it is loaded. */
   async loadMessages(room) {
     if (this._msgIds.has(room)) return this._snap.messages[room];
-    const page = await this.history(room, { limit: this._o.pageSize });
-    this._mergeMessages(room, page.messages, true);
-    if (this._snap.hasMore[room] === undefined) this._update({ hasMore: { ...this._snap.hasMore, [room]: page.has_more } });
+    const page = await this._newestPage(room);
+    if (!this._msgIds.has(room)) {
+      this._mergeMessages(room, page.messages, true);
+      this._update({ hasMore: { ...this._snap.hasMore, [room]: page.has_more } });
+    }
     return this._snap.messages[room];
+  }
+
+  // The newest page of room, with the messages the stream brought while
+  // it was on its way: the page may have been read before they were
+  // committed, and without them there would be a gap before the next.
+  async _newestPage(room) {
+    const came = [];
+    this._loading.set(room, came);
+    try {
+      const page = await this.history(room, { limit: this._o.pageSize });
+      return { ...page, messages: [...page.messages, ...came] };
+    } finally {
+      if (this._loading.get(room) === came) this._loading.delete(room);
+    }
   }
 
   /** Loads the page of messages before the oldest loaded; resolves with whether older ones remain. */
@@ -762,6 +780,7 @@ export class Herald extends EventTarget {
       return next;
     };
     this._msgIds.delete(room);
+    this._loading.delete(room);
     this._opened.delete(room);
     this._stopTyping(room, false);
     const s = this._snap;
@@ -799,6 +818,7 @@ export class Herald extends EventTarget {
       case "message:created": {
         // A stream carries each message once; a loaded room may also have
         // it from send() or a page of history.
+        this._loading.get(d.room)?.push(d);
         const added = this._msgIds.has(d.room) ? this._mergeMessages(d.room, [d]) : 1;
         if (added && d.user !== s.user) {
           this._patchRoom(d.room, (r) => (d.id > (r.last_read ?? 0) ? { ...r, unread: (r.unread ?? 0) + 1 } : r));
@@ -892,7 +912,7 @@ export class Herald extends EventTarget {
         if (have.length) {
           const page = await this.history(room, { after: have[have.length - 1].id, limit: this._o.pageSize });
           if (page.has_more) {
-            const newest = await this.history(room, { limit: this._o.pageSize });
+            const newest = await this._newestPage(room);
             this._msgIds.set(room, new Set());
             this._update({ messages: { ...this._snap.messages, [room]: EMPTY }, hasMore: { ...this._snap.hasMore, [room]: newest.has_more } });
             this._mergeMessages(room, newest.messages, true);
@@ -900,7 +920,7 @@ export class Herald extends EventTarget {
             this._mergeMessages(room, page.messages, true);
           }
         } else {
-          const page = await this.history(room, { limit: this._o.pageSize });
+          const page = await this._newestPage(room);
           this._mergeMessages(room, page.messages, true);
           this._update({ hasMore: { ...this._snap.hasMore, [room]: page.has_more } });
         }
