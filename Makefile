@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED := 1
 
-.PHONY: run build test bench bench-go bench-e2e bench-cluster lint fmt mutate
+.PHONY: run dev build test bench bench-go bench-e2e bench-cluster lint fmt mutate
 
 # The first build compiles SQLite's C source through cgo: minutes, with
 # nothing on screen but "go: downloading" lines. Say so before it starts.
@@ -11,6 +11,11 @@ FIRST_BUILD = @echo "herald: building; the first build compiles SQLite (cgo) and
 run:
 	$(FIRST_BUILD)
 	$(GO) run . serve
+
+# dev mode: the chat page at http://localhost:8080, and tokens for any name.
+dev:
+	$(FIRST_BUILD)
+	$(GO) run . serve --dev
 
 build:
 	$(FIRST_BUILD)
