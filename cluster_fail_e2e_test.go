@@ -62,16 +62,20 @@ type proc struct {
 	exited chan struct{}
 }
 
-// startProc runs `herald serve` with env on a free loopback port and waits
-// until it is ready; it is killed when the test ends.
+// startProc runs `herald serve` with env on a free loopback port (or
+// env's HERALD_ADDR) and waits until it is ready; it is killed when the
+// test ends.
 func startProc(t testing.TB, env map[string]string) *proc {
 	t.Helper()
 	bin := buildHerald(t)
-	port, err := storetest.FreePort()
-	if err != nil {
-		t.Fatal(err)
+	addr := env["HERALD_ADDR"]
+	if addr == "" {
+		port, err := storetest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), "HERALD_ADDR="+addr, "HERALD_DATA_DIR="+t.TempDir(),
 		"HERALD_JWT_SECRET="+testSecret, "HERALD_RATE_LIMITS=off", "HERALD_LOG_LEVEL=warn",
@@ -113,6 +117,13 @@ func startProc(t testing.TB, env map[string]string) *proc {
 // kill ends the process at once, without a goodbye, as a crash would.
 func (p *proc) kill() {
 	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// stop asks the process to shut down, as a deployment does, and waits
+// for it to exit.
+func (p *proc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.exited
 }
 
