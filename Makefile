@@ -21,8 +21,9 @@ build:
 	$(FIRST_BUILD)
 	$(GO) build -o herald .
 
-# The tests start real redis-server and PostgreSQL processes on random
-# local ports; .ci/deps installs them first when they are missing.
+# The tests start real redis-server, PostgreSQL, Chromium and nginx
+# processes on random local ports; .ci/deps installs them first when they
+# are missing (with curl, jq and npm).
 test:
 	@sh .ci/deps
 	@echo "herald: the first run compiles SQLite (cgo) with -race, which takes a few minutes"
