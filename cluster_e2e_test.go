@@ -343,7 +343,9 @@ func TestClusterRestoredDatabase(t *testing.T) {
 	n.stop()
 	backup := storetest.CopyDatabase(t, c.env["HERALD_DATABASE_URL"])
 
-	// Life goes on after the backup; bob holds ids of it.
+	// Life goes on after the backup; bob holds ids of it. He resumes from
+	// where he was: a new stream would start after posts the sequencer
+	// has already placed.
 	n = c.add("n0-again")
 	texts := sseNumbered("after", 5)
 	for _, text := range texts {
