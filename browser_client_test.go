@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdpnet "github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/heraldchat/herald/api"
 )
@@ -331,6 +333,45 @@ func TestBrowserClient(t *testing.T) {
 		p.eval(`aliceRec.states`, &states)
 		if s := strings.Join(states, " "); !strings.Contains(s, "live reconnecting") || !strings.HasSuffix(s, "live") {
 			t.Errorf("states = %s; want live, reconnecting, ..., live", s)
+		}
+	})
+
+	t.Run("waits for the network when the browser is offline", func(t *testing.T) {
+		p := p.in(t)
+		network := func(offline bool) chromedp.Action[chromedp.Void] {
+			return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				if _, err := cdp.Call(ctx, tg, cdpnet.Enable, cdpnet.EnableParams{}); err != nil {
+					return err
+				}
+				_, err := cdp.Call(ctx, tg, cdpnet.OverrideNetworkState, cdpnet.OverrideNetworkStateParams{Offline: offline, DownloadThroughput: -1, UploadThroughput: -1})
+				return err
+			})
+		}
+		p.run("go offline", network(true))
+		p.waitJS("offline", `alice.state === "offline" && navigator.onLine === false`)
+		s.post(bob, room, "while offline")
+		p.run("come back", network(false))
+		p.waitJS("live again, with what was said", `alice.state === "live" && alice.messages(`+jsString(room)+`).at(-1)?.text === "while offline"`)
+		var states []string
+		p.eval(`aliceRec.states.slice(-3)`, &states)
+		if strings.Join(states, " ") != "offline reconnecting live" {
+			t.Errorf("last states = %v; want offline, reconnecting, live", states)
+		}
+	})
+
+	t.Run("a read before the stream is live is not someone else's", func(t *testing.T) {
+		p := p.in(t)
+		id := s.post(bob, room, "read me")
+		var users []string
+		p.eval(fmt.Sprintf(`(async () => {
+			const h = new herald.Herald({ token: %s });
+			await h.markRead(%s, %d);
+			const users = Object.keys(h.getSnapshot().receipts[%[2]s] ?? {});
+			h.close();
+			return users;
+		})()`, jsString(alice), jsString(room), id), &users)
+		if len(users) != 0 {
+			t.Errorf("receipts after a read by a client not yet live = %q; want none, the user is not known yet", users)
 		}
 	})
 

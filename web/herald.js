@@ -556,7 +556,7 @@ export class Herald extends EventTarget {
     const r = this._snap.rooms.find((x) => x.id === room);
     const mine = this._snap.receipts[room]?.[this._snap.user] ?? 0;
     if (messageId <= Math.max(r?.last_read ?? 0, mine)) return Promise.resolve(null);
-    this._noteRead(room, this._snap.user, messageId);
+    this._noteRead(room, this._snap.user, messageId, true);
     let s = this._reads.get(room);
     if (!s) this._reads.set(room, (s = { inFlight: null, want: 0 }));
     s.want = Math.max(s.want, messageId);
@@ -742,11 +742,15 @@ export class Herald extends EventTarget {
     this._update({ rooms: Object.freeze(rooms) });
   }
 
-  _noteRead(room, user, messageId) {
+  // _noteRead moves user's read position in room forwards; own says it is
+  // ours, which markRead knows before the stream has told who we are.
+  _noteRead(room, user, messageId, own = user === this._snap.user) {
     const cur = this._snap.receipts[room] ?? {};
-    if ((cur[user] ?? 0) >= messageId) return;
-    this._update({ receipts: { ...this._snap.receipts, [room]: Object.freeze({ ...cur, [user]: messageId }) } });
-    if (user !== this._snap.user) return;
+    if (user) {
+      if ((cur[user] ?? 0) >= messageId) return;
+      this._update({ receipts: { ...this._snap.receipts, [room]: Object.freeze({ ...cur, [user]: messageId }) } });
+    }
+    if (!own) return;
     this._patchRoom(room, (r) => {
       const lastRead = Math.max(r.last_read ?? 0, messageId);
       const msgs = this._snap.messages[room] ?? EMPTY;
@@ -861,7 +865,7 @@ export class Herald extends EventTarget {
         this._forgetRoom(d.room ?? d.id);
         return;
       case "receipt:updated":
-        this._noteRead(d.room, d.user, d.message_id);
+        this._noteRead(d.room, d.user, d.message_id, d.user === s.user);
         return;
       case "typing:started": {
         if (d.user === s.user) return;
