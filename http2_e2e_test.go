@@ -213,7 +213,6 @@ func TestCurlHTTP2PriorKnowledge(t *testing.T) {
 	alice := s.token("alice")
 	room := s.createRoom(alice, "curl", false)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cmd := exec.CommandContext(ctx, curl, "-sS", "-i", "-N", "--http2-prior-knowledge", "-H", "Authorization: Bearer "+alice, s.URL+"/v1/stream")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -223,7 +222,10 @@ func TestCurlHTTP2PriorKnowledge(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
+	defer func() {
+		cancel()
+		cmd.Wait()
+	}()
 	lines := make(chan string, 64)
 	go func() {
 		defer close(lines)
