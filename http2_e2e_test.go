@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -314,5 +315,28 @@ func TestCertReload(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "not reloaded") {
 		t.Errorf("logs = %q; want a warning that the certificate was not reloaded", logs.String())
+	}
+}
+
+// TestStreamCookieOverTLS: served over TLS, the stream cookie that a
+// fresh ticket sets is Secure; over plain HTTP it cannot be.
+func TestStreamCookieOverTLS(t *testing.T) {
+	certFile, keyFile, _ := testCert(t, t.TempDir(), "1")
+	for _, tls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls %v", tls), func(t *testing.T) {
+			env := map[string]string{}
+			if tls {
+				env["HERALD_TLS_CERT"], env["HERALD_TLS_KEY"] = certFile, keyFile
+			}
+			s := startServer(t, env)
+			var ticket struct{ Ticket string }
+			s.must(http.StatusCreated, "POST", "/v1/stream/tickets", s.token("alice"), nil, &ticket)
+			c := streamtest.ConnectWith(t, s.httpClient(), s.URL+"/v1/stream?ticket="+ticket.Ticket, nil)
+			c.Expect("ready")
+			cookies := c.Resp.Cookies()
+			if len(cookies) != 1 || cookies[0].Name != "herald_stream" || cookies[0].Secure != tls || !cookies[0].HttpOnly {
+				t.Errorf("stream cookies over TLS %v = %+v; want one herald_stream, HttpOnly, Secure %v", tls, cookies, tls)
+			}
+		})
 	}
 }
