@@ -313,9 +313,7 @@ func (h *Hub) routeLocked(e *entry, wake *[]*conn) {
 		}
 	}
 	if rc := h.rooms[e.Room]; rc != nil {
-		for _, c := range rc.conns {
-			h.sendLocked(c, e.frame, wake)
-		}
+		h.sendRoomLocked(rc, e.frame, wake)
 	}
 	if e.Type == event.MemberLeft {
 		for c := range h.users[e.Subject] {
@@ -339,6 +337,16 @@ func (h *Hub) sendLocked(c *conn, frame []byte, wake *[]*conn) {
 	h.delivered.Add(1)
 	if first {
 		*wake = append(*wake, c)
+	}
+}
+
+// sendRoomLocked queues a frame to every stream of a room. It walks the
+// list from its end: a stream that sendLocked drops on the way (its queue
+// was full) leaves the list by having the last one moved into its place,
+// which the walk has already passed, so every other stream is reached once.
+func (h *Hub) sendRoomLocked(rc *roomConns, frame []byte, wake *[]*conn) {
+	for i := len(rc.conns) - 1; i >= 0; i-- {
+		h.sendLocked(rc.conns[i], frame, wake)
 	}
 }
 
@@ -388,8 +396,10 @@ func (h *Hub) Notify(notices []Notice) {
 			if rc == nil {
 				continue
 			}
-			for _, c := range rc.conns {
-				if c.stamp != h.stamp && c.user != n.Except {
+			// From the end, as in sendRoomLocked: a drop moves the last
+			// stream into the dropped one's place.
+			for j := len(rc.conns) - 1; j >= 0; j-- {
+				if c := rc.conns[j]; c.stamp != h.stamp && c.user != n.Except {
 					c.stamp = h.stamp
 					h.sendLocked(c, frames[i], &wake)
 				}

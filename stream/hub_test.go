@@ -205,3 +205,56 @@ func TestHubRoutesByMembershipAtEventTime(t *testing.T) {
 		t.Errorf("Streams after all ended = %d; want 0", n)
 	}
 }
+
+// A stream whose queue fills is dropped while the dispatcher walks its
+// room's list of streams, and dropping it takes it out of that list: the
+// walk must still reach every other stream once, wherever the dropped one
+// stood, and typing notices likewise.
+func TestHubDropsASlowStreamMidRoom(t *testing.T) {
+	for _, slow := range []int{0, 1, 2} {
+		t.Run(fmt.Sprint("slow stream at ", slow), func(t *testing.T) {
+			l := newMemLog()
+			users := []string{"a", "b", "c"}
+			for _, u := range users {
+				l.append("r", event.MemberJoined, u)
+			}
+			h := newMemHub(t, l, Options{})
+			conns := make([]*conn, len(users))
+			for i, u := range users {
+				conns[i] = newConn(u, 16)
+				if _, _, err := h.place(context.Background(), conns[i]); err != nil {
+					t.Fatalf("place(%s) = %v", u, err)
+				}
+			}
+			var want []int64
+			for range 20 {
+				last := l.append("r", event.MessageCreated, "")
+				want = append(want, last)
+				reach(t, h, last)
+				h.Notify([]Notice{{Rooms: []string{"r"}, Type: event.TypingStarted, Data: []byte(`{}`)}})
+				for i, c := range conns {
+					if i != slow {
+						c.take(nil) // the others keep up
+					}
+				}
+			}
+			if got := h.Stats().Dropped; got != 1 {
+				t.Errorf("Stats().Dropped = %d; want 1, the slow stream", got)
+			}
+			if _, notes := conns[slow].take(nil); notes&noteDropped == 0 {
+				t.Errorf("the slow stream was not told it was dropped")
+			}
+			// The dispatcher still runs, and the others get what follows.
+			last := l.append("r", event.MessageCreated, "")
+			reach(t, h, last)
+			for i, c := range conns {
+				if i == slow {
+					continue
+				}
+				if got := ids(queued(t, c)); !slices.Equal(got, idsOf(last)) {
+					t.Errorf("%s after the drop received %v; want %v", users[i], got, idsOf(last))
+				}
+			}
+		})
+	}
+}
