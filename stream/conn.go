@@ -12,8 +12,9 @@ import "sync"
 // over several, and the writer wakes once per batch.
 type conn struct {
 	user     string
-	max      int // queue bound in frames: a fuller queue drops the stream
-	maxBytes int // and in bytes (0: no bound); set before the conn is registered
+	issued   int64 // when the subscriber's token was issued, Unix seconds
+	max      int   // queue bound in frames: a fuller queue drops the stream
+	maxBytes int   // and in bytes (0: no bound); set before the conn is registered
 
 	mu      sync.Mutex // guards pending, bytes and notes
 	pending [][]byte
@@ -31,11 +32,12 @@ type conn struct {
 type note uint8
 
 const (
-	noteDropped note = 1 << iota // the hub dropped the stream: it fell behind
-	noteClosing                  // the hub is closing
-	noteHungUp                   // the client went away
-	notePing                     // a heartbeat is due
-	noteExpired                  // the stream's credential expired
+	noteDropped      note = 1 << iota // the hub dropped the stream: it fell behind
+	noteClosing                       // the hub is closing
+	noteHungUp                        // the client went away
+	notePing                          // a heartbeat is due
+	noteExpired                       // the stream's credential expired
+	noteDisconnected                  // the server API disconnected the user
 )
 
 func newConn(user string, max int) *conn {

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,7 +89,8 @@ type Hub struct {
 	users    map[string]map[*conn]int // user → their local connections
 	streams  int
 	closed   bool
-	stamp    uint64 // counts Notify calls, to reach each connection once
+	stamp    uint64           // counts Notify calls, to reach each connection once
+	revoked  map[string]int64 // user → cut-off of their tokens, Unix ms
 
 	closing  chan struct{} // closed by Close, for streams not yet registered
 	cancel   context.CancelFunc
@@ -153,6 +155,7 @@ func NewHub(ctx context.Context, log Log, members Membership, opts Options) (*Hu
 		advanced: make(chan struct{}),
 		rooms:    map[string]*roomConns{},
 		users:    map[string]map[*conn]int{},
+		revoked:  map[string]int64{},
 		closing:  make(chan struct{}),
 		cancel:   cancel,
 		done:     make(chan struct{}),
@@ -305,12 +308,34 @@ func (h *Hub) dispatch(evs []event.Event) {
 
 // routeLocked applies a membership change to the index and queues the frame
 // to the room's local connections. A joining user sees their own join; a
-// leaving user sees their own leave and nothing of the room after it.
+// leaving user sees their own leave and nothing of the room after it. A
+// room:deleted is each member's own, like a leave. An event without a room
+// is for one user's streams: a custom event is queued to them, and a
+// disconnect closes them.
 func (h *Hub) routeLocked(e *entry, wake *[]*conn) {
-	if e.Type == event.MemberJoined {
+	if e.Room == "" {
+		if e.Type == event.UserDisconnected {
+			h.disconnectedLocked(e)
+			return
+		}
+		for c := range h.users[e.Subject] {
+			h.sendLocked(c, e.frame, wake)
+		}
+		return
+	}
+	switch e.Type {
+	case event.MemberJoined:
 		for c := range h.users[e.Subject] {
 			h.addRoomLocked(c, e.Room)
 		}
+	case event.RoomDeleted:
+		for c := range h.users[e.Subject] {
+			if _, in := c.rooms[e.Room]; in {
+				h.sendLocked(c, e.frame, wake)
+				h.removeRoomLocked(c, e.Room)
+			}
+		}
+		return
 	}
 	if rc := h.rooms[e.Room]; rc != nil {
 		h.sendRoomLocked(rc, e.frame, wake)
@@ -320,6 +345,61 @@ func (h *Hub) routeLocked(e *entry, wake *[]*conn) {
 			h.removeRoomLocked(c, e.Room)
 		}
 	}
+}
+
+// disconnectedLocked applies a user:disconnected of the log: the user's
+// streams here close, after what was queued before it, and a cut-off
+// refuses their older tokens from now on.
+//
+// A disconnect travels in the log rather than on the notice feed (Redis
+// pub/sub), because it must reach every instance: pub/sub delivers at
+// most once, so an instance that was reconnecting to Redis, or a Redis
+// that was down, would leave a banned user's streams open there. Every
+// instance reads every event of the log, from PostgreSQL when Redis fails
+// it, and at the same position among the other events, so each closes the
+// same streams after the same events.
+func (h *Hub) disconnectedLocked(e *entry) {
+	var d event.DisconnectData
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		h.opts.Logger.Error("undecodable disconnect", "err", err, "position", e.Seq)
+	}
+	h.revokeLocked(e.Subject, d.RevokeBefore)
+	for c := range h.users[e.Subject] {
+		h.closeLocked(c, noteDisconnected)
+	}
+}
+
+// revokeLocked raises user's cut-off to before (Unix ms); it never lowers.
+func (h *Hub) revokeLocked(user string, before int64) {
+	if before > h.revoked[user] {
+		h.revoked[user] = before
+	}
+}
+
+// Revoke records that user's tokens issued before the cut-off are refused.
+// The log's disconnects set it on every instance as they are dispatched;
+// a server loads the cut-offs the store holds when it starts, and applies
+// its own at once. A later cut-off replaces an earlier one, never the
+// other way.
+func (h *Hub) Revoke(user string, before time.Time) {
+	h.mu.Lock()
+	h.revokeLocked(user, before.UnixMilli())
+	h.mu.Unlock()
+}
+
+// Revoked reports whether a token of user issued at issued (Unix seconds,
+// 0 when the token did not say) is refused by the user's cut-off. Tokens
+// say when they were issued in whole seconds, so the cut-off counts in
+// whole seconds too: a token of the cut-off's own second is accepted.
+func (h *Hub) Revoked(user string, issued int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.revokedLocked(user, issued)
+}
+
+func (h *Hub) revokedLocked(user string, issued int64) bool {
+	before := h.revoked[user]
+	return before > 0 && issued < before/1000
 }
 
 // sendLocked queues a frame without blocking; a full queue drops the
@@ -471,7 +551,11 @@ func (h *Hub) removeRoomLocked(c *conn, room string) {
 }
 
 // dropLocked removes c from the index and tells its writer to stop.
-func (h *Hub) dropLocked(c *conn) {
+func (h *Hub) dropLocked(c *conn) { h.closeLocked(c, noteDropped) }
+
+// closeLocked removes c from the index and gives its writer the note that
+// ends it.
+func (h *Hub) closeLocked(c *conn, n note) {
 	if c.removed {
 		return
 	}
@@ -486,7 +570,7 @@ func (h *Hub) dropLocked(c *conn) {
 		}
 	}
 	h.streams--
-	c.notify(noteDropped)
+	c.notify(n)
 	h.sessions.add(Session{User: c.user})
 }
 
@@ -531,6 +615,11 @@ func (h *Hub) register(c *conn, rooms []string, head int64) (int64, map[string]b
 	if err := h.admitLocked(c.user); err != nil {
 		return 0, nil, err
 	}
+	// A disconnect dispatched since the subscriber was authenticated: its
+	// token may be one the cut-off refuses.
+	if h.revokedLocked(c.user, c.issued) {
+		return 0, nil, errDisconnected
+	}
 	// Bring the membership from head forward to pos with the member events
 	// the dispatcher has routed since.
 	set := make(map[string]bool, len(rooms))
@@ -538,12 +627,14 @@ func (h *Hub) register(c *conn, rooms []string, head int64) (int64, map[string]b
 		set[r] = true
 	}
 	if h.pos > head {
-		evs, err := h.tail.memberEvents(c.user, head, h.pos)
+		evs, err := h.tail.subjectEvents(c.user, head, h.pos)
 		if err != nil {
 			return 0, nil, errBehind
 		}
 		for _, e := range evs {
-			set[e.Room] = e.Type == event.MemberJoined
+			if event.Membership(e.Type) {
+				set[e.Room] = e.Type == event.MemberJoined
+			}
 		}
 	}
 	for r, in := range set {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/heraldchat/herald/internal/event"
 )
@@ -256,5 +257,112 @@ func TestHubDropsASlowStreamMidRoom(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An event without a room is for one user: it reaches every stream of
+// theirs, whatever their rooms, and no one else's. A room:deleted is each
+// member's own: it reaches that member, who then gets nothing more of the
+// room, while the members whose own has not come yet still get theirs.
+func TestHubRoutesUserEventsAndRoomDeletion(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	l.append("r", event.MemberJoined, "carol")
+	l.append("s", event.MemberJoined, "bob")
+	h := newMemHub(t, l, Options{})
+	open := func(user string) *conn {
+		c := newConn(user, 1024)
+		if _, _, err := h.place(context.Background(), c); err != nil {
+			t.Fatalf("place(%s) = %v", user, err)
+		}
+		return c
+	}
+	bob1, bob2, carol, dave := open("bob"), open("bob"), open("carol"), open("dave")
+	want := map[*conn][]int64{}
+	var last int64
+	send := func(room, typ, subject string, to ...*conn) {
+		last = l.append(room, typ, subject)
+		for _, c := range to {
+			want[c] = append(want[c], last)
+		}
+	}
+	send("", event.Custom, "bob", bob1, bob2)
+	send("", event.Custom, "dave", dave)
+	send("", event.Custom, "erin") // no stream here
+	send("r", event.Custom, "", bob1, bob2, carol)
+	send("r", event.RoomDeleted, "carol", carol)
+	send("r", event.MessageCreated, "", bob1, bob2) // between two members' own
+	send("r", event.RoomDeleted, "bob", bob1, bob2)
+	send("r", event.MessageCreated, "") // none can follow a deletion; none would reach anyone
+	send("s", event.MessageCreated, "", bob1, bob2)
+	reach(t, h, last)
+	for name, c := range map[string]*conn{"bob#1": bob1, "bob#2": bob2, "carol": carol, "dave": dave} {
+		if got := ids(queued(t, c)); !slices.Equal(got, idsOf(want[c]...)) {
+			t.Errorf("%s received %v; want %v", name, got, idsOf(want[c]...))
+		}
+	}
+	if rooms, _ := h.RoomsOf("bob"); !slices.Equal(rooms, []string{"s"}) {
+		t.Errorf("RoomsOf(bob) after r's deletion = %v; want [s]", rooms)
+	}
+}
+
+// A disconnect in the log closes every stream of its user here, after
+// what was queued before it, and no one else's; with a cut-off, a stream
+// of that user whose token is older is refused from then on, also when it
+// was authenticated before the disconnect came, and a newer one is not.
+func TestHubDisconnect(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	l.append("r", event.MemberJoined, "carol")
+	h := newMemHub(t, l, Options{})
+	open := func(user string, issued int64) (*conn, error) {
+		c := newConn(user, 1024)
+		c.issued = issued
+		_, _, err := h.place(context.Background(), c)
+		return c, err
+	}
+	bob1, _ := open("bob", 100)
+	bob2, _ := open("bob", 100)
+	carol, _ := open("carol", 100)
+	before := l.append("r", event.MessageCreated, "")
+	cut := time.Unix(200, 0)
+	l.appendData("", event.UserDisconnected, "bob", fmt.Sprintf(`{"user":"bob","revoke_before":%d}`, cut.UnixMilli()+500))
+	after := l.append("r", event.MessageCreated, "")
+	reach(t, h, after)
+	for name, c := range map[string]*conn{"bob#1": bob1, "bob#2": bob2} {
+		frames, notes := c.take(nil)
+		if len(frames) != 1 || notes&noteDisconnected == 0 {
+			t.Errorf("%s: %d frames, notes %b; want the message before the disconnect, then closed", name, len(frames), notes)
+		}
+	}
+	if got := ids(queued(t, carol)); !slices.Equal(got, idsOf(before, after)) {
+		t.Errorf("carol received %v; want %v", got, idsOf(before, after))
+	}
+	if n := h.Stats().Streams; n != 1 {
+		t.Errorf("Streams after bob's disconnect = %d; want 1, carol's", n)
+	}
+	for _, tt := range []struct {
+		issued int64
+		ok     bool
+	}{
+		{199, false}, // before the cut-off
+		{0, false},   // a token that does not say
+		{200, true},  // the cut-off's own second
+		{300, true},
+	} {
+		if _, err := open("bob", tt.issued); (err == nil) != tt.ok {
+			t.Errorf("a stream of bob's with a token of %d: place = %v; want ok %v", tt.issued, err, tt.ok)
+		}
+		if got := h.Revoked("bob", tt.issued); got == tt.ok {
+			t.Errorf("Revoked(bob, %d) = %v; want %v", tt.issued, got, !tt.ok)
+		}
+	}
+	if h.Revoked("carol", 0) {
+		t.Errorf("Revoked(carol, 0) = true; want false: carol has no cut-off")
+	}
+	// An earlier cut-off never lowers a later one.
+	h.Revoke("bob", time.Unix(100, 0))
+	if !h.Revoked("bob", 150) {
+		t.Errorf("after an earlier cut-off, Revoked(bob, 150) = false; want true")
 	}
 }

@@ -57,6 +57,17 @@ func (l *memLog) append(room, typ, subject string) int64 {
 	return seq
 }
 
+// appendData adds an event with the given payload and returns its position.
+func (l *memLog) appendData(room, typ, subject, data string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seq := int64(len(l.events)) + 1
+	l.events = append(l.events, event.Event{Seq: seq, Room: room, Type: typ, Subject: subject, Data: []byte(data)})
+	close(l.notify)
+	l.notify = make(chan struct{})
+	return seq
+}
+
 // trim deletes the history through position through, as retention does:
 // the mark first, then the events (here at once).
 func (l *memLog) trim(through int64) {

@@ -15,18 +15,29 @@ const replayPage = 2048
 var errReplayTooLong = errors.New("stream: replay longer than allowed")
 
 // replay writes the events in (from, to] that user should have seen: those
-// of the rooms they belonged to at the time of each event. roomsAtTo is the
-// membership at to; membership at from is found by walking the user's member
-// events back from it.
+// of the rooms they belonged to at the time of each event, and those for
+// them alone (custom events to the user), in log order. roomsAtTo is the
+// membership at to; membership at from is found by walking the user's
+// membership events back from it. Control events (a disconnect) are never
+// replayed: the stream that replays was opened after them.
 func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[string]bool, from, to int64) error {
 	at := make(map[string]bool, len(roomsAtTo))
 	for r := range roomsAtTo {
 		at[r] = true
 	}
 	src := h.source(from, to)
-	mevs, err := src.memberEvents(ctx, user, from, to)
+	about, err := src.subjectEvents(ctx, user, from, to)
 	if err != nil {
 		return err
+	}
+	var mevs, own []*entry
+	for _, e := range about {
+		switch {
+		case event.Membership(e.Type):
+			mevs = append(mevs, e)
+		case e.Room == "" && e.Type == event.Custom:
+			own = append(own, e)
+		}
 	}
 	candidates := make(map[string]bool, len(at))
 	for r := range at {
@@ -43,17 +54,7 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 
 	buf := make([]byte, 0, 64<<10)
 	sent := 0
-	err = src.roomEvents(ctx, rooms, from, to, func(e *entry) error {
-		mine := e.Subject == user
-		switch {
-		case mine && e.Type == event.MemberJoined:
-			at[e.Room] = true
-		case !at[e.Room]:
-			return nil
-		}
-		if mine && e.Type == event.MemberLeft {
-			delete(at, e.Room)
-		}
+	write := func(e *entry) error {
 		if sent++; sent > h.opts.MaxReplay {
 			return errReplayTooLong
 		}
@@ -69,7 +70,38 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 			buf = buf[:0]
 		}
 		return nil
+	}
+	// The user's own events go out among the rooms' events, by position.
+	ownBefore := func(seq int64) error {
+		for len(own) > 0 && own[0].Seq < seq {
+			if err := write(own[0]); err != nil {
+				return err
+			}
+			own = own[1:]
+		}
+		return nil
+	}
+	err = src.roomEvents(ctx, rooms, from, to, func(e *entry) error {
+		if err := ownBefore(e.Seq); err != nil {
+			return err
+		}
+		mine := e.Subject == user
+		switch {
+		case mine && e.Type == event.MemberJoined:
+			at[e.Room] = true
+		case !at[e.Room]:
+			return nil
+		case e.Type == event.RoomDeleted && !mine:
+			return nil // another member's
+		}
+		if mine && (e.Type == event.MemberLeft || e.Type == event.RoomDeleted) {
+			delete(at, e.Room)
+		}
+		return write(e)
 	})
+	if err == nil {
+		err = ownBefore(to + 1)
+	}
 	if len(buf) > 0 {
 		if werr := w.write(buf); werr != nil {
 			return werr
@@ -78,8 +110,8 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 	return err
 }
 
-// undo walks member events backwards, turning the membership after them
-// into the membership before them.
+// undo walks membership events backwards, turning the membership after
+// them into the membership before them.
 func undo(at map[string]bool, mevs []*entry) {
 	for i := len(mevs) - 1; i >= 0; i-- {
 		if mevs[i].Type == event.MemberJoined {
@@ -93,7 +125,7 @@ func undo(at map[string]bool, mevs []*entry) {
 // replaySource is where a replay reads: the in-memory tail when it covers
 // the range, else the durable log.
 type replaySource interface {
-	memberEvents(ctx context.Context, user string, after, upTo int64) ([]*entry, error)
+	subjectEvents(ctx context.Context, user string, after, upTo int64) ([]*entry, error)
 	roomEvents(ctx context.Context, rooms []string, after, upTo int64, fn func(*entry) error) error
 }
 
@@ -106,8 +138,8 @@ func (h *Hub) source(from, to int64) replaySource {
 
 type tailSource struct{ t *tail }
 
-func (s tailSource) memberEvents(_ context.Context, user string, after, upTo int64) ([]*entry, error) {
-	return s.t.memberEvents(user, after, upTo)
+func (s tailSource) subjectEvents(_ context.Context, user string, after, upTo int64) ([]*entry, error) {
+	return s.t.subjectEvents(user, after, upTo)
 }
 
 func (s tailSource) roomEvents(_ context.Context, rooms []string, after, upTo int64, fn func(*entry) error) error {
@@ -129,7 +161,7 @@ type logSource struct{ log Log }
 // still needed; the stream ends and the client resumes (and gets resync).
 var errTrimmedDuringReplay = errors.New("stream: log pruned during replay")
 
-func (s logSource) memberEvents(ctx context.Context, user string, after, upTo int64) ([]*entry, error) {
+func (s logSource) subjectEvents(ctx context.Context, user string, after, upTo int64) ([]*entry, error) {
 	var out []*entry
 	for {
 		evs, err := s.log.Range(ctx, event.Query{After: after, UpTo: upTo, Subject: user, Limit: replayPage})

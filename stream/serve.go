@@ -23,6 +23,7 @@ var (
 	errBehind         = errors.New("behind")
 	errUnavailable    = errors.New("unavailable")
 	errTokenExpired   = errors.New("token_expired")
+	errDisconnected   = errors.New("disconnected")
 )
 
 // Subscriber is who opens a stream and where they resume.
@@ -36,6 +37,10 @@ type Subscriber struct {
 	// expires: the stream ends then, with a retry hint, and the client
 	// comes back with a fresh one, losing nothing (Last-Event-ID).
 	Expires time.Time
+	// IssuedAt is when the subscriber's token was issued, in Unix seconds
+	// (0 when it did not say): a stream whose token a disconnect's cut-off
+	// refuses is closed, even one that was opening as the disconnect came.
+	IssuedAt int64
 }
 
 // Serve runs one SSE stream until the client leaves, falls behind, or the
@@ -56,6 +61,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 
 	c := newConn(sub.User, h.opts.QueueSize)
 	c.maxBytes = h.opts.QueueBytes
+	c.issued = sub.IssuedAt
 	pos, rooms, err := h.place(ctx, c)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -340,6 +346,8 @@ func (h *Hub) pump(w *writer, c *conn, expires time.Time) {
 			heartbeat.Reset(h.opts.Heartbeat)
 		}
 		switch {
+		case notes&noteDisconnected != 0:
+			buf = closingFrame(buf, h.opts.Retry, errDisconnected)
 		case notes&noteClosing != 0:
 			buf = closingFrame(buf, h.opts.Retry, errShutdown)
 		case notes&noteExpired != 0:
@@ -350,7 +358,7 @@ func (h *Hub) pump(w *writer, c *conn, expires time.Time) {
 			*bp = buf
 			bufPool.Put(bp)
 		}
-		if err != nil || notes&(noteClosing|noteExpired) != 0 {
+		if err != nil || notes&(noteClosing|noteExpired|noteDisconnected) != 0 {
 			return
 		}
 	}

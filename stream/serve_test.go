@@ -171,8 +171,11 @@ func waitSession(t *testing.T, h *Hub, want Session) {
 
 // A replay sends the events of the rooms the user belonged to at the time
 // of each event: their own leave, nothing of that room after it, and a room
-// they joined from their join on. It reads the tail when the tail holds the
-// whole range and the log otherwise, page by page; both must agree.
+// they joined from their join on; their own room:deleted and nothing after
+// it, never another member's; the events for them alone, in their place,
+// never another user's; and no disconnect (a control event). It reads the
+// tail when the tail holds the whole range and the log otherwise, page by
+// page; both must agree.
 func TestServeReplayFollowsMembershipAtEventTime(t *testing.T) {
 	// history appends what bob missed after position 2, and returns the
 	// positions he must be sent.
@@ -191,6 +194,17 @@ func TestServeReplayFollowsMembershipAtEventTime(t *testing.T) {
 		keep(l.append("a", event.MessageCreated, ""))
 		keep(l.append("a", event.MemberLeft, "bob"))
 		l.append("a", event.MessageCreated, "")
+		keep(l.append("f", event.MemberJoined, "bob"))
+		keep(l.append("f", event.MemberJoined, "carol"))
+		keep(l.append("f", event.MessageCreated, ""))
+		keep(l.append("", event.Custom, "bob"))
+		l.append("", event.Custom, "carol")
+		l.append("", event.UserDisconnected, "bob")
+		keep(l.append("f", event.MessageCreated, ""))
+		l.append("f", event.RoomDeleted, "carol")
+		keep(l.append("f", event.RoomDeleted, "bob"))
+		l.append("f", event.MessageCreated, "") // none can follow; none would reach bob
+		keep(l.append("", event.Custom, "bob"))
 		// More than a page of the log's Range, of bob's rooms and of his
 		// member events, so that reading the log takes several.
 		for range replayPage/2 + 1 {
@@ -203,6 +217,7 @@ func TestServeReplayFollowsMembershipAtEventTime(t *testing.T) {
 		for seq := last - replayPage; seq <= last; seq++ {
 			keep(seq)
 		}
+		keep(l.append("", event.Custom, "bob")) // after the last of his rooms' events
 		return want
 	}
 	for _, from := range []string{"tail", "log"} {
@@ -236,4 +251,25 @@ func TestServeReplayFollowsMembershipAtEventTime(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A disconnected stream gets what came before the disconnect, then a
+// retry hint and the closing comment: a client that may come back does,
+// and one whose token is refused learns it when it tries.
+func TestServeDisconnect(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	h := newMemHub(t, l, Options{})
+	srv := httptest.NewServer(streamHandler(h))
+	t.Cleanup(srv.Close)
+	s := dialStream(t, srv.Client(), srv.URL, "bob", "")
+	if ready := s.next(); ready.Event != event.Ready {
+		t.Fatalf("first event = %s; want ready", ready.Event)
+	}
+	msg := l.append("r", event.MessageCreated, "")
+	l.appendData("", event.UserDisconnected, "bob", `{"user":"bob"}`)
+	if f := s.next(); f.ID != idsOf(msg)[0] {
+		t.Fatalf("next event = %s %s; want the message before the disconnect", f.Event, f.ID)
+	}
+	s.expectClosing(errDisconnected.Error())
 }

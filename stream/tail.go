@@ -9,7 +9,7 @@ import (
 )
 
 // tail is the recent part of the log kept in memory, indexed by room and by
-// the user a member event is about, so that most replays never touch the
+// the user an event is about, so that most replays never touch the
 // durable log. The hub's dispatcher is its only writer.
 type tail struct {
 	mu       sync.RWMutex
@@ -92,8 +92,9 @@ func between(s []*entry, after, upTo int64) []*entry {
 	return s[i:j]
 }
 
-// memberEvents returns the member events about user in (after, upTo].
-func (t *tail) memberEvents(user string, after, upTo int64) ([]*entry, error) {
+// subjectEvents returns the events about user in (after, upTo]: their
+// membership events and the events for them alone.
+func (t *tail) subjectEvents(user string, after, upTo int64) ([]*entry, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if after < t.base {

@@ -48,7 +48,7 @@ func TestTailIndexes(t *testing.T) {
 			t.Errorf("roomEvents(%v, %d, %d) = %v, %v; want %s", tt.rooms, tt.after, tt.upTo, seqs(got), err, tt.want)
 		}
 	}
-	got, err := tl.memberEvents("bob", 10, 16)
+	got, err := tl.subjectEvents("bob", 10, 16)
 	if err != nil || fmt.Sprint(seqs(got)) != "[12 15]" {
 		t.Errorf("memberEvents(bob) = %v, %v; want [12 15]", seqs(got), err)
 	}

@@ -15,10 +15,41 @@ import (
 // position in the log and is replayed to a client that missed it.
 const (
 	MessageCreated = "message:created"
+	MessageUpdated = "message:updated"
+	MessageDeleted = "message:deleted"
 	MemberJoined   = "member:joined"
 	MemberLeft     = "member:left"
 	ReceiptUpdated = "receipt:updated"
+	RoomUpdated    = "room:updated"
+	// RoomDeleted is logged once per member of the room, about that member
+	// (Subject): like MemberLeft, it ends their membership, and it is the
+	// last event of the room they get.
+	RoomDeleted = "room:deleted"
+	// Custom is an app-defined event from the server API: for a room's
+	// members (Room set), or for one user's streams (Room empty, Subject
+	// the user).
+	Custom = "custom"
 )
+
+// UserDisconnected is a control event of the log, never sent to clients:
+// every instance that reads it closes the streams of the user (Subject),
+// and from then on refuses the user's tokens issued before the cut-off in
+// its data (DisconnectData). Its Room is empty.
+const UserDisconnected = "user:disconnected"
+
+// DisconnectData is the payload of UserDisconnected.
+type DisconnectData struct {
+	User string `json:"user"`
+	// RevokeBefore, when not 0, is the cut-off in Unix milliseconds: the
+	// user's tokens issued before it are refused.
+	RevokeBefore int64 `json:"revoke_before,omitempty"`
+}
+
+// Membership reports whether events of type typ change the membership of
+// their Subject: a stream's rooms follow them, in log order.
+func Membership(typ string) bool {
+	return typ == MemberJoined || typ == MemberLeft || typ == RoomDeleted
+}
 
 // Types of ephemeral events: no position, never replayed. A client that
 // reconnects refetches presence over REST; typing is over by then.
@@ -41,8 +72,10 @@ type Event struct {
 	Seq  int64  `db:"seq"`
 	Room string `db:"room_id"`
 	Type string `db:"type"`
-	// Subject is the user a member event is about ("" for other events):
-	// membership moves streams between rooms, in log order.
+	// Subject is the user an event is about: the member of a member event
+	// or of a room:deleted (membership moves streams between rooms, in log
+	// order), or the one user an event with no Room is for. It is "" for
+	// the other events of a room.
 	Subject string `db:"subject"`
 	// Data is the JSON payload, one line.
 	Data []byte `db:"data"`
@@ -55,7 +88,8 @@ type Query struct {
 	After, UpTo int64
 	// Rooms, when not nil, keeps only these rooms' events.
 	Rooms []string
-	// Subject, when set, keeps only member events about this user.
+	// Subject, when set, keeps only the events about this user: their
+	// membership events and the events for them alone.
 	Subject string
 	// Limit caps the number of events returned.
 	Limit int
