@@ -113,7 +113,7 @@ func (s *Server) addMember(c echo.Context) error {
 		return err
 	}
 	room := c.Param("room")
-	added, err := s.store.AddMember(c.Request().Context(), id.User, room, store.User{ID: req.User})
+	added, err := s.store.AddMember(c.Request().Context(), store.UserActor(id.User), room, store.User{ID: req.User})
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func (s *Server) removeMember(c echo.Context) error {
 		return err
 	}
 	room, user := c.Param("room"), c.Param("user")
-	if err := s.store.RemoveMember(c.Request().Context(), id.User, room, user); err != nil {
+	if err := s.store.RemoveMember(c.Request().Context(), store.UserActor(id.User), room, user); err != nil {
 		return err
 	}
 	s.cfg.Typing.Stop(room, user)

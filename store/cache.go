@@ -12,9 +12,10 @@ type memberKey struct{ room, user string }
 // nothing: where other processes write too, every check asks the database.
 //
 // Its entries always hold committed state, or this transaction's own
-// writes. Rooms never change once created. Memberships change only through
-// the writer (Tx.addMember, Tx.removeMember), which records each change here
-// as it writes it and notes the key. When a request rolls back to its
+// writes. Rooms and memberships change only through the writer: a
+// membership (Tx.addMember, Tx.removeMember) or a room's settings
+// (setRoom) are recorded here as they are written, and their key noted; a
+// deleted room is forgotten (forgetRoom), which is always safe. When a request rolls back to its
 // savepoint, or a whole transaction fails, the keys it wrote are forgotten;
 // every other entry was read while only committed state could differ from
 // it, so it stays true.
@@ -62,6 +63,33 @@ func (c *memberCache) write(roomID, user string, member bool) {
 	k := memberKey{roomID, user}
 	c.members[k] = member
 	c.written = append(c.written, k)
+}
+
+// setRoom records a change of a room's settings made in the open
+// transaction; a rollback forgets the room.
+func (c *memberCache) setRoom(room Room) {
+	if c == nil {
+		return
+	}
+	if _, ok := c.rooms[room.ID]; !ok {
+		return // nothing cached to keep true
+	}
+	c.rooms[room.ID] = room
+	c.written = append(c.written, memberKey{room.ID, ""})
+}
+
+// forgetRoom drops a room and its memberships, as its deletion is written.
+// A room is deleted rarely, so walking the memberships costs little.
+func (c *memberCache) forgetRoom(id string) {
+	if c == nil {
+		return
+	}
+	delete(c.rooms, id)
+	for k := range c.members {
+		if k.room == id {
+			delete(c.members, k)
+		}
+	}
 }
 
 // mark is where the current request's writes begin, for rollback.

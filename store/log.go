@@ -136,9 +136,20 @@ func (s *Store) rangeOnce(ctx context.Context, q event.Query) ([]event.Event, er
 	return evs, nil
 }
 
-// prune deletes events older than the retention window.
+// prune deletes events older than the retention window, and the server
+// requests recorded before it: a request id is remembered as long as the
+// events of its change.
 func (s *Store) prune(ctx context.Context) error {
 	cutoff := Millis(time.Now().Add(-s.opts.Retention).UnixMilli())
+	err := s.write(ctx, func(t *Tx) error {
+		if _, err := t.exec(`DELETE FROM server_requests WHERE created_at < ?`, cutoff); err != nil {
+			return fmt.Errorf("store: prune requests: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	var through int64
 	if err := s.get(ctx, &through, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE created_at < ?`, cutoff); err != nil {
 		return fmt.Errorf("store: find prunable events: %w", err)

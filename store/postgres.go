@@ -237,6 +237,10 @@ func (q pgTx) get(dest any, query string, args ...any) error {
 	return q.tx.GetContext(q.ctx, dest, q.tx.Rebind(query), args...)
 }
 
+func (q pgTx) sel(dest any, query string, args ...any) error {
+	return q.tx.SelectContext(q.ctx, dest, q.tx.Rebind(query), args...)
+}
+
 func (q pgTx) insert(query string, args ...any) (int64, error) {
 	var id int64
 	err := q.get(&id, query+` RETURNING id`, args...)
@@ -255,6 +259,15 @@ func (q pgTx) logEvent(e event.Event) (int64, error) {
 // key-share locks that inserting members and messages takes.
 func (q pgTx) lockRoom(id string) error {
 	_, err := q.exec(`SELECT 1 FROM rooms WHERE id = ? FOR NO KEY UPDATE`, id)
+	return err
+}
+
+// keyShare locks the room's row as a foreign key check does: it conflicts
+// only with the FOR UPDATE lock of a deletion.
+func (pgTx) keyShare() string { return " FOR KEY SHARE" }
+
+func (q pgTx) lockRoomExclusive(id string) error {
+	_, err := q.exec(`SELECT 1 FROM rooms WHERE id = ? FOR UPDATE`, id)
 	return err
 }
 

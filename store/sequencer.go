@@ -157,7 +157,7 @@ func (l *Leader) Sequence(ctx context.Context, max int) ([]event.Event, error) {
 		switch e.Type {
 		case event.MemberJoined:
 			q = `INSERT INTO log_members (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
-		case event.MemberLeft:
+		case event.MemberLeft, event.RoomDeleted:
 			q = `DELETE FROM log_members WHERE user_id = $1 AND room_id = $2`
 		default:
 			continue

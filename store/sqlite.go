@@ -164,6 +164,14 @@ func (q sqliteTx) get(dest any, query string, args ...any) error {
 	return st.Get(dest, args...)
 }
 
+func (q sqliteTx) sel(dest any, query string, args ...any) error {
+	st, err := q.stmts.get(query)
+	if err != nil {
+		return err
+	}
+	return st.Select(dest, args...)
+}
+
 // insert reads the new row's id from the statement's result, which is
 // cheaper than reading a RETURNING row back through database/sql.
 func (q sqliteTx) insert(query string, args ...any) (int64, error) {
@@ -180,8 +188,11 @@ func (q sqliteTx) logEvent(e event.Event) (int64, error) {
 		e.Room, e.Type, e.Subject, e.Data, e.CreatedAt)
 }
 
-// lockRoom has nothing to do: the writer is the only one.
-func (sqliteTx) lockRoom(string) error { return nil }
+// lockRoom, keyShare and lockRoomExclusive have nothing to do: the writer
+// is the only one.
+func (sqliteTx) lockRoom(string) error          { return nil }
+func (sqliteTx) keyShare() string               { return "" }
+func (sqliteTx) lockRoomExclusive(string) error { return nil }
 
 type writeReq struct {
 	ctx  context.Context

@@ -32,6 +32,9 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrForbidden = errors.New("forbidden")
 	ErrConflict  = errors.New("conflict")
+	// ErrInvalid is a request that names something that cannot be: a
+	// well-formed value the rules refuse.
+	ErrInvalid = errors.New("invalid")
 	// ErrUnavailable wraps failures to reach the database (down, restarting,
 	// unreachable), which a client may retry, as opposed to internal errors.
 	ErrUnavailable = errors.New("store: database unavailable")
@@ -57,6 +60,16 @@ var (
 	ErrNotOwner        = &Error{ErrForbidden, "not_owner", "only the room's owner may do this"}
 	ErrPrivateRoom     = &Error{ErrForbidden, "private_room", "this room is private: its owner must add you"}
 	ErrOwnerRemoval    = &Error{ErrConflict, "owner_removal", "the owner cannot be removed; the owner may leave instead"}
+	ErrUserNotFound    = &Error{ErrNotFound, "user_not_found", "no such user"}
+	ErrNotAuthor       = &Error{ErrForbidden, "not_author", "only the message's author may edit it"}
+	ErrNotAuthorOwner  = &Error{ErrForbidden, "not_author", "only the message's author or the room's owner may delete it"}
+	ErrEditWindow      = &Error{ErrForbidden, "edit_window_closed", "the message is too old to edit"}
+	ErrMessageDeleted  = &Error{ErrConflict, "message_deleted", "the message was deleted"}
+	ErrDMRoom          = &Error{ErrForbidden, "dm_room", "a direct conversation keeps its two members and has no owner: it cannot be changed so"}
+	ErrDMWithSelf      = &Error{ErrInvalid, "dm_with_self", "a direct conversation needs another user than yourself"}
+	ErrOwnerNotMember  = &Error{ErrInvalid, "owner_not_member", "the new owner must be a member of the room"}
+	ErrRoomDeleted     = &Error{ErrConflict, "room_deleted", "a room with this id was deleted; a room id is never used again"}
+	ErrRoomConflict    = &Error{ErrConflict, "room_conflict", "a room with this id exists with other settings"}
 )
 
 // Options configure Open. Zero values take the documented defaults.

@@ -29,6 +29,7 @@ type Tx struct {
 type querier interface {
 	exec(query string, args ...any) (sql.Result, error)
 	get(dest any, query string, args ...any) error
+	sel(dest any, query string, args ...any) error
 	// insert runs an INSERT into a table keyed by an integer id and returns
 	// the new row's id.
 	insert(query string, args ...any) (int64, error)
@@ -38,15 +39,36 @@ type querier interface {
 	// lockRoom makes the transaction the only writer of the room's messages
 	// until it ends, so that their ids commit in order.
 	lockRoom(id string) error
+	// keyShare is the locking clause that roomFor's read of a room ends
+	// with: where writers run concurrently, it holds the room's row until
+	// the transaction ends, so that the room is not deleted under a change
+	// that saw it, and a change that comes after a deletion finds no room.
+	keyShare() string
+	// lockRoomExclusive waits for every transaction that holds the room
+	// (keyShare, lockRoom, or a row that refers to it) to end, and keeps
+	// any other from taking it until this one ends: a deletion's lock.
+	lockRoomExclusive(id string) error
 }
 
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) { return t.q.exec(query, args...) }
 func (t *Tx) get(dest any, query string, args ...any) error      { return t.q.get(dest, query, args...) }
+func (t *Tx) sel(dest any, query string, args ...any) error      { return t.q.sel(dest, query, args...) }
 func (t *Tx) insert(query string, args ...any) (int64, error)    { return t.q.insert(query, args...) }
 
 // write runs fn in a write transaction and returns once that transaction
-// committed (nil) or fn's changes were rolled back (its error).
+// committed (nil) or fn's changes were rolled back (its error). When ctx
+// carries a server request's id, the transaction records it first, and
+// changes nothing if it was recorded before (WithRequest).
 func (s *Store) write(ctx context.Context, fn func(*Tx) error) error {
+	if r := requestOf(ctx); r != nil {
+		inner := fn
+		fn = func(t *Tx) error {
+			if err := t.claim(r); err != nil {
+				return err
+			}
+			return inner(t)
+		}
+	}
 	return s.db.write(ctx, fn)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,11 @@ type Database interface {
 	// Sync makes every change committed so far readable in the log: on
 	// PostgreSQL, a sequencer's pass.
 	Sync(t testing.TB, st *store.Store)
+	// Shared reports whether several stores write the database at once,
+	// as a cluster's instances do. A SQLite file has one store, whose
+	// writer remembers rooms that another store on the file could delete
+	// behind its back.
+	Shared() bool
 }
 
 // NewDatabase returns a new, empty database for one test.
@@ -43,6 +49,8 @@ func (d sqliteDB) Open(t testing.TB, opts store.Options) *store.Store {
 // Sync has nothing to do: SQLite's writer gives positions as it commits.
 func (sqliteDB) Sync(testing.TB, *store.Store) {}
 
+func (sqliteDB) Shared() bool { return false }
+
 // PostgresDatabase is a new database on the package's shared PostgreSQL server.
 func PostgresDatabase(t *testing.T) Database { return postgresDB{DatabaseURL(t)} }
 
@@ -53,6 +61,8 @@ func (d postgresDB) Open(t testing.TB, opts store.Options) *store.Store {
 	opts.URL = d.url
 	return open(t, opts)
 }
+
+func (postgresDB) Shared() bool { return true }
 
 func (postgresDB) Sync(t testing.TB, st *store.Store) {
 	t.Helper()
@@ -123,6 +133,16 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"RangeOverManyRooms", testRangeOverManyRooms},
 		{"Trim", testTrim},
 		{"Retention", testRetention},
+		{"EditAndDelete", testEditAndDelete},
+		{"DirectMessages", testDirectMessages},
+		{"ConcurrentDMs", testConcurrentDMs},
+		{"RoomManagement", testRoomManagement},
+		{"DeletionRacesWriters", testDeletionRacesWriters},
+		{"RoomList", testRoomList},
+		{"Provision", testProvision},
+		{"ConcurrentProvision", testConcurrentProvision},
+		{"PublishAndDisconnect", testPublishAndDisconnect},
+		{"Requests", testRequests},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, newDB(t)) })
 	}
@@ -151,13 +171,13 @@ func testRoomsAndMembership(t *testing.T, db Database) {
 		{"join public", func() error { _, err := st.Join(ctx, bob, pub.ID); return err }, nil},
 		{"join private uninvited", func() error { _, err := st.Join(ctx, bob, priv.ID); return err }, store.ErrPrivateRoom},
 		{"join unknown", func() error { _, err := st.Join(ctx, bob, "r_nope"); return err }, store.ErrRoomNotFound},
-		{"add by non-owner", func() error { _, err := st.AddMember(ctx, "bob", priv.ID, bob); return err }, store.ErrNotOwner},
-		{"add by owner", func() error { _, err := st.AddMember(ctx, "alice", priv.ID, bob); return err }, nil},
+		{"add by non-owner", func() error { _, err := st.AddMember(ctx, store.UserActor("bob"), priv.ID, bob); return err }, store.ErrNotOwner},
+		{"add by owner", func() error { _, err := st.AddMember(ctx, store.UserActor("alice"), priv.ID, bob); return err }, nil},
 		{"post as member", func() error { _, _, err := st.PostMessage(ctx, bob, priv.ID, "hi", ""); return err }, nil},
-		{"remove owner", func() error { return st.RemoveMember(ctx, "alice", priv.ID, "alice") }, store.ErrOwnerRemoval},
-		{"remove member", func() error { return st.RemoveMember(ctx, "alice", priv.ID, "bob") }, nil},
+		{"remove owner", func() error { return st.RemoveMember(ctx, store.UserActor("alice"), priv.ID, "alice") }, store.ErrOwnerRemoval},
+		{"remove member", func() error { return st.RemoveMember(ctx, store.UserActor("alice"), priv.ID, "bob") }, nil},
 		{"post after removal", func() error { _, _, err := st.PostMessage(ctx, bob, priv.ID, "hi", ""); return err }, store.ErrNotMember},
-		{"remove again", func() error { return st.RemoveMember(ctx, "alice", priv.ID, "bob") }, store.ErrMemberNotFound},
+		{"remove again", func() error { return st.RemoveMember(ctx, store.UserActor("alice"), priv.ID, "bob") }, store.ErrMemberNotFound},
 		{"leave", func() error { return st.Leave(ctx, "bob", pub.ID) }, nil},
 		{"leave again", func() error { return st.Leave(ctx, "bob", pub.ID) }, store.ErrNotMember},
 		{"members of a room one left", func() error { _, err := st.Members(ctx, "bob", pub.ID); return err }, store.ErrNotMember},
@@ -588,5 +608,619 @@ func testRangeOverManyRooms(t *testing.T, db Database) {
 	evs = must[[]event.Event](t, "Range")(st.Range(ctx, event.Query{After: 100, UpTo: head, Rooms: rooms, Limit: 50}))
 	if len(evs) != 50 || evs[0].Seq != 101 || evs[49].Seq != 150 {
 		t.Fatalf("Range(100, head] limit 50 over 1200 rooms = %d events from %d; want 101 to 150", len(evs), evs[0].Seq)
+	}
+}
+
+// logSince returns the log's events after position after, once the
+// database made them readable.
+func logSince(t *testing.T, db Database, st *store.Store, after int64) []event.Event {
+	t.Helper()
+	db.Sync(t, st)
+	head := must[int64](t, "Head")(st.Head(context.Background()))
+	return must[[]event.Event](t, "Range")(st.Range(context.Background(), event.Query{After: after, UpTo: head, Limit: 10_000}))
+}
+
+// head returns the log's head once the database made every change
+// committed so far readable.
+func head(t *testing.T, db Database, st *store.Store) int64 {
+	t.Helper()
+	db.Sync(t, st)
+	return must[int64](t, "Head")(st.Head(context.Background()))
+}
+
+// types lists "type subject" of each event, for comparisons.
+func types(evs []event.Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = strings.TrimSpace(e.Type + " " + e.Subject)
+	}
+	return out
+}
+
+// An author edits and deletes their message; the room's owner deletes any;
+// others may not; a tombstone replaces the text in history; to a
+// non-member the message does not exist; the app's backend may do it all.
+// Each change is one event, and a change that changes nothing is none.
+func testEditAndDelete(t *testing.T, db Database) {
+	ctx := context.Background()
+	st := db.Open(t, store.Options{})
+	room := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, alice, "r", false))
+	must[bool](t, "Join")(st.Join(ctx, bob, room.ID))
+	other := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, bob, "other", false))
+	post := func(u store.User, text string) store.Message {
+		t.Helper()
+		m, _, err := st.PostMessage(ctx, u, room.ID, text, "")
+		if err != nil {
+			t.Fatalf("PostMessage = %v", err)
+		}
+		return m
+	}
+	mine, hers, third := post(bob, "helo"), post(alice, "hi"), post(bob, "third")
+	start := head(t, db, st)
+
+	edit := func(a store.Actor, roomID string, id int64, text string) (store.Message, bool, error) {
+		return st.EditMessage(ctx, a, roomID, id, text, 0)
+	}
+	del := func(a store.Actor, roomID string, id int64) (store.Message, bool, error) {
+		return st.DeleteMessage(ctx, a, roomID, id)
+	}
+	bobA, aliceA, carolA := store.UserActor("bob"), store.UserActor("alice"), store.UserActor("carol")
+	tests := []struct {
+		name    string
+		do      func() (store.Message, bool, error)
+		changed bool
+		err     error
+	}{
+		{"author edits", func() (store.Message, bool, error) { return edit(bobA, room.ID, mine.ID, "hello") }, true, nil},
+		{"same text again", func() (store.Message, bool, error) { return edit(bobA, room.ID, mine.ID, "hello") }, false, nil},
+		{"someone else's", func() (store.Message, bool, error) { return edit(bobA, room.ID, hers.ID, "x") }, false, store.ErrNotAuthor},
+		{"owner edits another's", func() (store.Message, bool, error) { return edit(aliceA, room.ID, mine.ID, "x") }, false, store.ErrNotAuthor},
+		{"non-member", func() (store.Message, bool, error) { return edit(carolA, room.ID, mine.ID, "x") }, false, store.ErrMessageNotFound},
+		{"non-member deletes", func() (store.Message, bool, error) { return del(carolA, room.ID, mine.ID) }, false, store.ErrMessageNotFound},
+		{"unknown room", func() (store.Message, bool, error) { return edit(bobA, "r_nope", mine.ID, "x") }, false, store.ErrMessageNotFound},
+		{"message of another room", func() (store.Message, bool, error) { return edit(bobA, other.ID, mine.ID, "x") }, false, store.ErrMessageNotFound},
+		{"unknown message", func() (store.Message, bool, error) { return edit(bobA, room.ID, third.ID+100, "x") }, false, store.ErrMessageNotFound},
+		{"member deletes another's", func() (store.Message, bool, error) { return del(bobA, room.ID, hers.ID) }, false, store.ErrNotAuthorOwner},
+		{"author deletes", func() (store.Message, bool, error) { return del(bobA, room.ID, mine.ID) }, true, nil},
+		{"delete again", func() (store.Message, bool, error) { return del(bobA, room.ID, mine.ID) }, false, nil},
+		{"edit a tombstone", func() (store.Message, bool, error) { return edit(bobA, room.ID, mine.ID, "back") }, false, store.ErrMessageDeleted},
+		{"owner deletes a member's", func() (store.Message, bool, error) { return del(aliceA, room.ID, third.ID) }, true, nil},
+		{"backend edits anyone's", func() (store.Message, bool, error) { return edit(store.Admin, room.ID, hers.ID, "hi!") }, true, nil},
+		{"backend, unknown room", func() (store.Message, bool, error) { return edit(store.Admin, "r_nope", hers.ID, "x") }, false, store.ErrRoomNotFound},
+	}
+	for _, tt := range tests {
+		_, changed, err := tt.do()
+		if changed != tt.changed || !errors.Is(err, tt.err) {
+			t.Errorf("%s: changed %v, %v; want %v, %v", tt.name, changed, err, tt.changed, tt.err)
+		}
+	}
+	got := types(logSince(t, db, st, start))
+	want := []string{event.MessageUpdated, event.MessageDeleted, event.MessageDeleted, event.MessageUpdated}
+	if !slices.Equal(got, want) {
+		t.Errorf("log after the edits = %q; want %q", got, want)
+	}
+
+	msgs, _, err := st.Messages(ctx, "alice", room.ID, store.HistoryQuery{Limit: 10})
+	if err != nil || len(msgs) != 3 {
+		t.Fatalf("history = %d messages, %v; want 3", len(msgs), err)
+	}
+	if m := msgs[0]; m.ID != mine.ID || m.Text != "" || m.DeletedAt == 0 || m.EditedAt != 0 || m.Author != "bob" {
+		t.Errorf("history's deleted message = %+v; want a tombstone of bob's, no text, deleted_at set", m)
+	}
+	if m := msgs[1]; m.Text != "hi!" || m.EditedAt == 0 || m.DeletedAt != 0 {
+		t.Errorf("history's edited message = %+v; want the new text and edited_at", m)
+	}
+
+	// The edit window holds for authors, not for the backend. It has
+	// passed once a later message is stamped after it.
+	const window = 5 * time.Millisecond
+	old := post(bob, "old")
+	for m := old; m.CreatedAt.Time().Sub(old.CreatedAt.Time()) <= window; {
+		m = post(alice, "tick")
+	}
+	if _, _, err := st.EditMessage(ctx, bobA, room.ID, old.ID, "new", window); !errors.Is(err, store.ErrEditWindow) {
+		t.Errorf("edit past the window = %v; want ErrEditWindow", err)
+	}
+	if _, _, err := st.EditMessage(ctx, bobA, room.ID, old.ID, "new", time.Hour); err != nil {
+		t.Errorf("edit within the window = %v", err)
+	}
+	if _, _, err := st.EditMessage(ctx, store.Admin, room.ID, old.ID, "newer", window); err != nil {
+		t.Errorf("backend's edit past the window = %v; want nil", err)
+	}
+}
+
+// A DM is one private room per pair, whoever opens it; it is listed with
+// its peer; nobody can be added to it; leaving hides it until its next
+// message; a DM needs another user Herald knows.
+func testDirectMessages(t *testing.T, db Database) {
+	ctx := context.Background()
+	st := db.Open(t, store.Options{})
+	must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, bob, "bob was here", false)) // bob exists
+	start := head(t, db, st)
+	dm, created, err := st.OpenDM(ctx, alice, "bob")
+	if err != nil || !created || dm.Kind != store.KindDM || !dm.Private || dm.Owner != store.System {
+		t.Fatalf("OpenDM(alice, bob) = %+v, %v, %v; want a new private dm owned by no one", dm, created, err)
+	}
+	again, created, err := st.OpenDM(ctx, bob, "alice")
+	if err != nil || created || again.ID != dm.ID {
+		t.Fatalf("OpenDM(bob, alice) = %+v, %v, %v; want %s, not created", again, created, err, dm.ID)
+	}
+	if got := types(logSince(t, db, st, start)); !slices.Equal(got, []string{"member:joined alice", "member:joined bob"}) {
+		t.Errorf("log of the dm = %q; want both joins", got)
+	}
+	for _, tt := range []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"with oneself", func() error { _, _, err := st.OpenDM(ctx, alice, "alice"); return err }, store.ErrDMWithSelf},
+		{"with a stranger", func() error { _, _, err := st.OpenDM(ctx, alice, "nobody"); return err }, store.ErrUserNotFound},
+		{"with the system", func() error { _, _, err := st.OpenDM(ctx, alice, ""); return err }, store.ErrUserNotFound},
+		{"add a member", func() error { _, err := st.AddMember(ctx, store.UserActor("alice"), dm.ID, carol); return err }, store.ErrDMRoom},
+		{"backend adds a member", func() error { _, err := st.AddMember(ctx, store.Admin, dm.ID, carol); return err }, store.ErrDMRoom},
+		{"remove a member", func() error { return st.RemoveMember(ctx, store.UserActor("alice"), dm.ID, "bob") }, store.ErrDMRoom},
+		{"rename", func() error {
+			_, _, err := st.UpdateRoom(ctx, store.UserActor("alice"), dm.ID, store.RoomChange{Name: ptr("x")})
+			return err
+		}, store.ErrDMRoom},
+		{"delete", func() error { return st.DeleteRoom(ctx, store.UserActor("alice"), dm.ID) }, store.ErrDMRoom},
+		{"join from outside", func() error { _, err := st.Join(ctx, carol, dm.ID); return err }, store.ErrPrivateRoom},
+	} {
+		if err := tt.do(); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v; want %v", tt.name, err, tt.want)
+		}
+	}
+	listed := func(u string) *store.RoomSummary {
+		t.Helper()
+		for _, r := range must[[]store.RoomSummary](t, "Rooms")(st.Rooms(ctx, u)) {
+			if r.ID == dm.ID {
+				return &r
+			}
+		}
+		return nil
+	}
+	if r := listed("alice"); r == nil || r.Peer == nil || r.Peer.ID != "bob" || r.Peer.Name != "Bob" {
+		t.Fatalf("alice's listing of the dm = %+v; want it, with bob as its peer", r)
+	}
+	if err := st.Leave(ctx, "alice", dm.ID); err != nil {
+		t.Fatalf("Leave(dm) = %v", err)
+	}
+	if r := listed("alice"); r != nil {
+		t.Errorf("alice's list after leaving the dm has it: %+v", r)
+	}
+	if err := st.CheckMember(ctx, "alice", dm.ID); err != nil {
+		t.Errorf("alice after leaving the dm: CheckMember = %v; want still a member", err)
+	}
+	if _, _, err := st.PostMessage(ctx, bob, dm.ID, "still there?", ""); err != nil {
+		t.Fatalf("PostMessage(dm) = %v", err)
+	}
+	if r := listed("alice"); r == nil || r.LastMessage == nil || r.LastMessage.Text != "still there?" || r.Unread != 1 {
+		t.Errorf("alice's listing after bob's message = %+v; want the dm back, with it", r)
+	}
+	if err := st.Leave(ctx, "alice", dm.ID); err != nil {
+		t.Fatalf("Leave(dm) = %v", err)
+	}
+	if _, _, err := st.OpenDM(ctx, alice, "bob"); err != nil || listed("alice") == nil {
+		t.Errorf("opening a hidden dm again: %v, listed %v; want it shown", err, listed("alice") != nil)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+var carol = store.User{ID: "carol", Name: "Carol"}
+
+// Both sides of a pair open their DM at once, on two stores: one room.
+func testConcurrentDMs(t *testing.T, db Database) {
+	ctx := context.Background()
+	a, b := db.Open(t, store.Options{}), db.Open(t, store.Options{})
+	for _, u := range []store.User{alice, bob} {
+		must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, u, "hello", false))
+	}
+	start := head(t, db, a)
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		ids     = map[string]bool{}
+		created int
+	)
+	for i := range 8 {
+		st, me, other := []*store.Store{a, b}[i%2], []store.User{alice, bob}[i%2], []string{"bob", "alice"}[i%2]
+		wg.Go(func() {
+			room, c, err := st.OpenDM(ctx, me, other)
+			if err != nil {
+				t.Errorf("OpenDM(%s, %s) = %v", me.ID, other, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ids[room.ID] = true
+			if c {
+				created++
+			}
+		})
+	}
+	wg.Wait()
+	if len(ids) != 1 || created != 1 {
+		t.Fatalf("8 racing OpenDMs from both sides: rooms %v, %d created; want one room, created once", ids, created)
+	}
+	if got := types(logSince(t, db, a, start)); len(got) != 2 {
+		t.Errorf("log of the racing OpenDMs = %q; want two joins", got)
+	}
+}
+
+// The owner renames, sets the topic, hands the room over and deletes it;
+// others may not. A deletion ends every membership with a room:deleted
+// each, purges the room, and keeps its id from being used again.
+func testRoomManagement(t *testing.T, db Database) {
+	ctx := context.Background()
+	st := db.Open(t, store.Options{})
+	room := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, alice, "r", false))
+	must[bool](t, "Join")(st.Join(ctx, bob, room.ID))
+	msg, _, err := st.PostMessage(ctx, bob, room.ID, "hi", "")
+	if err != nil {
+		t.Fatalf("PostMessage = %v", err)
+	}
+	if _, err := st.MarkRead(ctx, "alice", room.ID, msg.ID); err != nil {
+		t.Fatalf("MarkRead = %v", err)
+	}
+	start := head(t, db, st)
+	aliceA, bobA := store.UserActor("alice"), store.UserActor("bob")
+
+	if _, _, err := st.UpdateRoom(ctx, bobA, room.ID, store.RoomChange{Name: ptr("mine")}); !errors.Is(err, store.ErrNotOwner) {
+		t.Errorf("rename by a member = %v; want ErrNotOwner", err)
+	}
+	got, changed, err := st.UpdateRoom(ctx, aliceA, room.ID, store.RoomChange{Name: ptr("general"), Topic: ptr("all things")})
+	if err != nil || !changed || got.Name != "general" || got.Topic != "all things" {
+		t.Fatalf("UpdateRoom = %+v, %v, %v; want renamed with a topic", got, changed, err)
+	}
+	if _, changed, err := st.UpdateRoom(ctx, aliceA, room.ID, store.RoomChange{Name: ptr("general")}); err != nil || changed {
+		t.Errorf("the same name again: changed %v, %v; want unchanged", changed, err)
+	}
+	if _, _, err := st.UpdateRoom(ctx, aliceA, room.ID, store.RoomChange{Owner: ptr("carol")}); !errors.Is(err, store.ErrOwnerNotMember) {
+		t.Errorf("handing over to a non-member = %v; want ErrOwnerNotMember", err)
+	}
+	if got, _, err := st.UpdateRoom(ctx, aliceA, room.ID, store.RoomChange{Owner: ptr("bob")}); err != nil || got.Owner != "bob" {
+		t.Fatalf("handing over to bob = %+v, %v", got, err)
+	}
+	if _, _, err := st.UpdateRoom(ctx, aliceA, room.ID, store.RoomChange{Topic: ptr("")}); !errors.Is(err, store.ErrNotOwner) {
+		t.Errorf("the old owner's update = %v; want ErrNotOwner", err)
+	}
+	details := must[store.RoomDetails](t, "RoomDetails")(st.RoomDetails(ctx, "alice", room.ID))
+	if details.Name != "general" || details.Owner != "bob" || details.MemberCount != 2 || !details.Member ||
+		details.LastRead != msg.ID || details.LastMessage == nil || details.LastMessage.ID != msg.ID {
+		t.Errorf("RoomDetails(alice) = %+v; want general, owned by bob, 2 members, read up to %d", details, msg.ID)
+	}
+	if d, err := st.RoomDetails(ctx, "carol", room.ID); err != nil || d.Member || d.MemberCount != 2 || d.LastMessage != nil {
+		t.Errorf("RoomDetails(carol) of a public room = %+v, %v; want its settings only", d, err)
+	}
+
+	if err := st.DeleteRoom(ctx, aliceA, room.ID); !errors.Is(err, store.ErrNotOwner) {
+		t.Errorf("deletion by a member = %v; want ErrNotOwner", err)
+	}
+	if err := st.DeleteRoom(ctx, bobA, room.ID); err != nil {
+		t.Fatalf("DeleteRoom = %v", err)
+	}
+	evs := logSince(t, db, st, start)
+	want := []string{event.RoomUpdated, event.RoomUpdated, "room:deleted alice", "room:deleted bob"}
+	if got := types(evs); !slices.Equal(got, want) {
+		t.Errorf("log of the room's management = %q; want %q", got, want)
+	}
+	for _, tt := range []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"post", func() error { _, _, err := st.PostMessage(ctx, bob, room.ID, "hi", ""); return err }, store.ErrRoomNotFound},
+		{"join", func() error { _, err := st.Join(ctx, carol, room.ID); return err }, store.ErrRoomNotFound},
+		{"details", func() error { _, err := st.RoomDetails(ctx, "bob", room.ID); return err }, store.ErrRoomNotFound},
+		{"delete again", func() error { return st.DeleteRoom(ctx, bobA, room.ID) }, store.ErrRoomNotFound},
+		{"provision its id", func() error {
+			_, _, err := st.ProvisionRoom(ctx, store.Provision{ID: room.ID, Name: "again"})
+			return err
+		}, store.ErrRoomDeleted},
+	} {
+		if err := tt.do(); !errors.Is(err, tt.want) {
+			t.Errorf("%s after the deletion: %v; want %v", tt.name, err, tt.want)
+		}
+	}
+	if rooms, _, err := st.Snapshot(ctx, "bob"); err != nil || len(rooms) != 0 {
+		t.Errorf("Snapshot(bob) after the deletion = %v, %v; want no rooms", rooms, err)
+	}
+	if rooms := must[[]store.RoomSummary](t, "Rooms")(st.Rooms(ctx, "alice")); len(rooms) != 0 {
+		t.Errorf("Rooms(alice) after the deletion = %+v; want none", rooms)
+	}
+}
+
+// Writers race a room's deletion, on two stores where the database has
+// several: each either commits before it, its event ahead of the room's
+// room:deleted events, or finds no room. Nothing of the room follows its
+// deletion in the log.
+func testDeletionRacesWriters(t *testing.T, db Database) {
+	ctx := context.Background()
+	a := db.Open(t, store.Options{})
+	b := a
+	if db.Shared() {
+		b = db.Open(t, store.Options{})
+	}
+	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
+	must[bool](t, "Join")(a.Join(ctx, bob, room.ID))
+	start := head(t, db, a)
+	var wg sync.WaitGroup
+	for i := range 16 {
+		st := []*store.Store{a, b}[i%2]
+		wg.Go(func() {
+			var err error
+			switch i % 4 {
+			case 0:
+				_, _, err = st.PostMessage(ctx, bob, room.ID, fmt.Sprint("m", i), "")
+			case 1:
+				_, err = st.Join(ctx, store.User{ID: fmt.Sprint("u", i)}, room.ID)
+			case 2:
+				err = st.Publish(ctx, room.ID, "", "ping", nil)
+			case 3:
+				_, _, err = st.UpdateRoom(ctx, store.UserActor("alice"), room.ID, store.RoomChange{Topic: ptr(fmt.Sprint("t", i))})
+			}
+			if err != nil && !errors.Is(err, store.ErrRoomNotFound) && !errors.Is(err, store.ErrNotMember) {
+				t.Errorf("writer %d racing the deletion = %v; want nil or room not found", i, err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := b.DeleteRoom(ctx, store.UserActor("alice"), room.ID); err != nil {
+			t.Errorf("DeleteRoom = %v", err)
+		}
+	})
+	wg.Wait()
+	evs := logSince(t, db, a, start)
+	members := map[string]bool{"alice": true, "bob": true}
+	deleted := 0
+	for _, e := range evs {
+		if e.Room != room.ID {
+			continue
+		}
+		switch {
+		case e.Type == event.RoomDeleted:
+			deleted++
+			delete(members, e.Subject)
+		case deleted > 0:
+			t.Fatalf("log: %s after the room's deletion", e.Type)
+		case e.Type == event.MemberJoined:
+			members[e.Subject] = true
+		}
+	}
+	if len(members) != 0 {
+		t.Errorf("members without a room:deleted of their own: %v", members)
+	}
+}
+
+// The rooms list has each room's newest message and unread count, not
+// counting deleted messages, the most recently active room first.
+func testRoomList(t *testing.T, db Database) {
+	ctx := context.Background()
+	st := db.Open(t, store.Options{})
+	quiet := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, alice, "quiet", false))
+	busy := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, alice, "busy", false))
+	must[bool](t, "Join")(st.Join(ctx, bob, quiet.ID))
+	must[bool](t, "Join")(st.Join(ctx, bob, busy.ID))
+	post := func(room string, text string) store.Message {
+		t.Helper()
+		m, _, err := st.PostMessage(ctx, alice, room, text, "")
+		if err != nil {
+			t.Fatalf("PostMessage = %v", err)
+		}
+		return m
+	}
+	post(quiet.ID, "q1")
+	post(busy.ID, "b1")
+	last := post(busy.ID, "b2")
+	if _, _, err := st.DeleteMessage(ctx, store.UserActor("alice"), busy.ID, last.ID); err != nil {
+		t.Fatalf("DeleteMessage = %v", err)
+	}
+	rooms := must[[]store.RoomSummary](t, "Rooms")(st.Rooms(ctx, "bob"))
+	var got []string
+	for _, r := range rooms {
+		text := ""
+		if r.LastMessage != nil {
+			text = r.LastMessage.Text
+		}
+		got = append(got, fmt.Sprintf("%s %s %d", r.Name, text, r.Unread))
+	}
+	if want := []string{"busy b1 1", "quiet q1 1"}; !slices.Equal(got, want) {
+		t.Errorf("Rooms(bob) = %q; want %q", got, want)
+	}
+	post(quiet.ID, "q2")
+	if rooms := must[[]store.RoomSummary](t, "Rooms")(st.Rooms(ctx, "bob")); rooms[0].ID != quiet.ID {
+		t.Errorf("after a message in quiet, the first room is %s; want quiet", rooms[0].Name)
+	}
+}
+
+// The backend provisions a room by id: again with the same settings it
+// gets the same room, with any new members added; with other settings, a
+// conflict. Without an owner, no user has an owner's rights.
+func testProvision(t *testing.T, db Database) {
+	ctx := context.Background()
+	st := db.Open(t, store.Options{})
+	start := head(t, db, st)
+	p := store.Provision{ID: "order-1", Name: "Order 1", Private: true, Members: []store.User{alice}}
+	room, created, err := st.ProvisionRoom(ctx, p)
+	if err != nil || !created || room.ID != "order-1" || room.Owner != store.System || !room.Private {
+		t.Fatalf("ProvisionRoom = %+v, %v, %v; want order-1 created, private, owned by the system", room, created, err)
+	}
+	p.Members = []store.User{alice, bob}
+	again, created, err := st.ProvisionRoom(ctx, p)
+	if err != nil || created || again != room {
+		t.Fatalf("ProvisionRoom again = %+v, %v, %v; want %+v, not created", again, created, err, room)
+	}
+	if got := types(logSince(t, db, st, start)); !slices.Equal(got, []string{"member:joined alice", "member:joined bob"}) {
+		t.Errorf("log of the provisioning = %q; want alice's and bob's joins", got)
+	}
+	for _, change := range []func(*store.Provision){
+		func(p *store.Provision) { p.Name = "Order one" },
+		func(p *store.Provision) { p.Private = false },
+		func(p *store.Provision) { p.Topic = "refund" },
+		func(p *store.Provision) { p.Owner = &alice },
+	} {
+		q := p
+		change(&q)
+		if _, _, err := st.ProvisionRoom(ctx, q); !errors.Is(err, store.ErrRoomConflict) {
+			t.Errorf("ProvisionRoom(%+v) over %+v = %v; want ErrRoomConflict", q, p, err)
+		}
+	}
+	if _, err := st.AddMember(ctx, store.UserActor("alice"), room.ID, carol); !errors.Is(err, store.ErrNotOwner) {
+		t.Errorf("a member adding to the system's room = %v; want ErrNotOwner", err)
+	}
+	owned, _, err := st.ProvisionRoom(ctx, store.Provision{Name: "support", Owner: &bob})
+	if err != nil || owned.Owner != "bob" || !strings.HasPrefix(owned.ID, "r_") {
+		t.Fatalf("ProvisionRoom with an owner and no id = %+v, %v", owned, err)
+	}
+	if err := st.CheckMember(ctx, "bob", owned.ID); err != nil {
+		t.Errorf("the owner of a provisioned room: CheckMember = %v; want a member", err)
+	}
+	sys, _, err := st.PostMessage(ctx, store.User{ID: store.System}, room.ID, "Order shipped", "")
+	if err != nil || !sys.System || sys.Author != store.System {
+		t.Errorf("a system message = %+v, %v; want system", sys, err)
+	}
+	if err := st.RemoveMember(ctx, store.Admin, room.ID, "alice"); err != nil {
+		t.Errorf("the backend removing a member = %v", err)
+	}
+}
+
+// Instances race to provision one id: one room, created once.
+func testConcurrentProvision(t *testing.T, db Database) {
+	ctx := context.Background()
+	a, b := db.Open(t, store.Options{}), db.Open(t, store.Options{})
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		created int
+	)
+	for i := range 8 {
+		st := []*store.Store{a, b}[i%2]
+		wg.Go(func() {
+			_, c, err := st.ProvisionRoom(ctx, store.Provision{ID: "shared", Name: "Shared", Members: []store.User{alice}})
+			if err != nil {
+				t.Errorf("ProvisionRoom = %v", err)
+				return
+			}
+			if c {
+				mu.Lock()
+				created++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if created != 1 {
+		t.Fatalf("8 racing provisions: %d created; want 1", created)
+	}
+	if got := types(logSince(t, db, a, 0)); !slices.Equal(got, []string{"member:joined alice"}) {
+		t.Errorf("log = %q; want alice's one join", got)
+	}
+}
+
+// Custom events for a room are the room's; for a user, about that user
+// alone. A disconnect is a control event about its user, and its cut-off
+// is kept, never moving back.
+func testPublishAndDisconnect(t *testing.T, db Database) {
+	ctx := context.Background()
+	st := db.Open(t, store.Options{})
+	room := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, alice, "r", false))
+	start := head(t, db, st)
+	if err := st.Publish(ctx, room.ID, "", "order.updated", []byte(`{"status":"shipped"}`)); err != nil {
+		t.Fatalf("Publish(room) = %v", err)
+	}
+	if err := st.Publish(ctx, "", "bob", "nudge", nil); err != nil {
+		t.Fatalf("Publish(user) = %v", err)
+	}
+	if err := st.Publish(ctx, "r_nope", "", "x", nil); !errors.Is(err, store.ErrRoomNotFound) {
+		t.Errorf("Publish(unknown room) = %v; want ErrRoomNotFound", err)
+	}
+	cut := time.UnixMilli(time.Now().UnixMilli())
+	if err := st.Disconnect(ctx, "bob", cut); err != nil {
+		t.Fatalf("Disconnect = %v", err)
+	}
+	if err := st.Disconnect(ctx, "bob", cut.Add(-time.Hour)); err != nil {
+		t.Fatalf("Disconnect = %v", err)
+	}
+	evs := logSince(t, db, st, start)
+	var got []string
+	for _, e := range evs {
+		got = append(got, fmt.Sprintf("%s \"%v\" %q %s", e.Type, e.Room == room.ID, e.Subject, e.Data))
+	}
+	want := []string{
+		fmt.Sprintf(`custom "true" "" {"event":"order.updated","data":{"status":"shipped"},"room":%q}`, room.ID),
+		`custom "false" "bob" {"event":"nudge","data":null}`,
+		fmt.Sprintf(`user:disconnected "false" "bob" {"user":"bob","revoke_before":%d}`, cut.UnixMilli()),
+		fmt.Sprintf(`user:disconnected "false" "bob" {"user":"bob","revoke_before":%d}`, cut.Add(-time.Hour).UnixMilli()),
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("log = %q; want %q", got, want)
+	}
+	if mine := must[[]event.Event](t, "Range")(st.Range(ctx, event.Query{After: start, UpTo: 1 << 62, Subject: "bob", Limit: 10})); len(mine) != 3 {
+		t.Errorf("Range(subject bob) = %d events; want the 3 about bob", len(mine))
+	}
+	if inRoom := must[[]event.Event](t, "Range")(st.Range(ctx, event.Query{After: start, UpTo: 1 << 62, Rooms: []string{room.ID}, Limit: 10})); len(inRoom) != 1 {
+		t.Errorf("Range(room) = %d events; want the room's custom event alone", len(inRoom))
+	}
+	if before := must[time.Time](t, "RevokedBefore")(st.RevokedBefore(ctx, "bob")); !before.Equal(cut) {
+		t.Errorf("RevokedBefore(bob) = %v; want %v, the later cut-off", before, cut)
+	}
+	if before := must[time.Time](t, "RevokedBefore")(st.RevokedBefore(ctx, "alice")); !before.IsZero() {
+		t.Errorf("RevokedBefore(alice) = %v; want none", before)
+	}
+	if revs := must[map[string]time.Time](t, "Revocations")(st.Revocations(ctx)); len(revs) != 1 || !revs["bob"].Equal(cut) {
+		t.Errorf("Revocations = %v; want bob's alone", revs)
+	}
+}
+
+// A write that carries a request id records it with its change: a second
+// one with the id changes nothing; a write that fails records nothing.
+func testRequests(t *testing.T, db Database) {
+	ctx := context.Background()
+	a, b := db.Open(t, store.Options{}), db.Open(t, store.Options{})
+	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
+	start := head(t, db, a)
+	req := store.WithRequest(ctx, store.Request{ID: "req-1", Fingerprint: "f1"})
+	if err := a.Publish(req, "r_nope", "", "x", nil); !errors.Is(err, store.ErrRoomNotFound) {
+		t.Fatalf("Publish(unknown room) = %v", err)
+	}
+	if _, err := a.FindAnswer(ctx, "req-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("FindAnswer after a failed request = %v; want ErrNotFound: nothing recorded", err)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done int
+	)
+	for i := range 6 {
+		st := []*store.Store{a, b}[i%2]
+		wg.Go(func() {
+			err := st.Publish(req, room.ID, "", "once", nil)
+			switch {
+			case err == nil:
+				mu.Lock()
+				done++
+				mu.Unlock()
+			case !errors.Is(err, store.ErrRequestSeen):
+				t.Errorf("Publish with a request id = %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if done != 1 {
+		t.Fatalf("6 racing requests with one id: %d done; want 1", done)
+	}
+	if got := logSince(t, db, a, start); len(got) != 1 {
+		t.Errorf("log = %d events; want 1", len(got))
+	}
+	ans, err := b.FindAnswer(ctx, "req-1")
+	if err != nil || ans.Fingerprint != "f1" || ans.Status != 0 {
+		t.Fatalf("FindAnswer before the answer = %+v, %v; want f1, no status", ans, err)
+	}
+	if err := a.SaveAnswer(req, "req-1", 204, []byte("{}")); err != nil {
+		t.Fatalf("SaveAnswer = %v", err)
+	}
+	if ans, err := b.FindAnswer(ctx, "req-1"); err != nil || ans.Status != 204 || string(ans.Body) != "{}" {
+		t.Errorf("FindAnswer = %+v, %v; want 204 {}", ans, err)
 	}
 }
