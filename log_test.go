@@ -48,6 +48,20 @@ func (h storeLog) Post(t testing.TB, user, room string) {
 	}
 }
 
+func (h storeLog) SendTo(t testing.TB, user string) {
+	t.Helper()
+	if err := h.st.Publish(context.Background(), "", user, "hello", nil); err != nil {
+		t.Fatalf("Publish(to %s) = %v", user, err)
+	}
+}
+
+func (h storeLog) DeleteRoom(t testing.TB, owner, room string) {
+	t.Helper()
+	if err := h.st.DeleteRoom(context.Background(), store.UserActor(owner), room); err != nil {
+		t.Fatalf("DeleteRoom(%s) = %v", room, err)
+	}
+}
+
 func (h storeLog) Trim(t testing.TB, through int64) {
 	t.Helper()
 	if err := h.st.Trim(context.Background(), through); err != nil {

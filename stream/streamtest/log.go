@@ -27,6 +27,12 @@ type LogHarness interface {
 	Leave(t testing.TB, user, room string)
 	// Post posts a message of user's in room.
 	Post(t testing.TB, user, room string)
+	// SendTo logs an event for user alone (a custom event of the server
+	// API), in no room.
+	SendTo(t testing.TB, user string)
+	// DeleteRoom deletes a room as its owner: a room:deleted about each
+	// member.
+	DeleteRoom(t testing.TB, owner, room string)
 	// Trim makes retention delete the events through position through.
 	Trim(t testing.TB, through int64)
 }
@@ -47,6 +53,8 @@ func TestLog(t *testing.T, newLog NewLogHarness) {
 	t.Run("Trim", func(t *testing.T) { testLogTrim(t, newLog) })
 	t.Run("Epochs", func(t *testing.T) { testLogEpochs(t, newLog) })
 	t.Run("Snapshot", func(t *testing.T) { testLogSnapshot(t, newLog) })
+	t.Run("UserEvents", func(t *testing.T) { testLogUserEvents(t, newLog) })
+	t.Run("RoomDeletion", func(t *testing.T) { testLogRoomDeletion(t, newLog) })
 }
 
 // head returns the log's head through its Membership.
@@ -357,5 +365,75 @@ func testLogSnapshot(t *testing.T, newLog NewLogHarness) {
 	check("after leaving one", b)
 	if _, pos, err := h.Members().Snapshot(ctx, "nobody"); err != nil || pos != head(t, h) {
 		t.Fatalf("Snapshot(nobody) = %d, %v; want the head %d", pos, err, head(t, h))
+	}
+}
+
+// An event for one user has no room and the user as its subject: it is in
+// the log in its place, among the user's subject events, and in no room's.
+func testLogUserEvents(t *testing.T, newLog NewLogHarness) {
+	h := newLog(t, 1024)
+	start := head(t, h)
+	a := h.CreateRoom(t, "alice")
+	h.Join(t, "bob", a)
+	h.SendTo(t, "bob")
+	h.Post(t, "alice", a)
+	h.SendTo(t, "carol")
+	h.SendTo(t, "bob")
+	all := ReadN(t, h.Log(), start, 6)
+	end := all[len(all)-1].Seq
+	names := map[string]string{a: "A", "": "-"}
+	want := []string{"member:joined A alice", "member:joined A bob", "custom - bob", "message:created A ", "custom - carol", "custom - bob"}
+	if got := describe(all, names); !slices.Equal(got, want) {
+		t.Fatalf("log = %q; want %q", got, want)
+	}
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		q    event.Query
+		want []string
+	}{
+		{"about bob", event.Query{After: start, UpTo: end, Subject: "bob", Limit: 100},
+			[]string{"member:joined A bob", "custom - bob", "custom - bob"}},
+		{"room A", event.Query{After: start, UpTo: end, Rooms: []string{a}, Limit: 100},
+			[]string{"member:joined A alice", "member:joined A bob", "message:created A "}},
+	} {
+		evs, err := h.Log().Range(ctx, tt.q)
+		if err != nil {
+			t.Fatalf("%s: Range = %v", tt.name, err)
+		}
+		if got := describe(evs, names); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: Range = %q; want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// A room's deletion is a room:deleted about each member, after which the
+// membership as of the head no longer has the room.
+func testLogRoomDeletion(t *testing.T, newLog NewLogHarness) {
+	h := newLog(t, 1024)
+	ctx := context.Background()
+	start := head(t, h)
+	a := h.CreateRoom(t, "alice")
+	b := h.CreateRoom(t, "alice")
+	h.Join(t, "bob", a)
+	h.Join(t, "bob", b)
+	h.DeleteRoom(t, "alice", a)
+	evs := ReadN(t, h.Log(), start, 6)
+	names := map[string]string{a: "A", b: "B"}
+	got := describe(evs[4:], names)
+	slices.Sort(got)
+	if want := []string{"room:deleted A alice", "room:deleted A bob"}; !slices.Equal(got, want) {
+		t.Fatalf("the deletion's events = %q; want %q", got, want)
+	}
+	rooms, pos, err := h.Members().Snapshot(ctx, "bob")
+	if err != nil || pos < evs[5].Seq || !slices.Equal(rooms, []string{b}) {
+		t.Fatalf("Snapshot(bob) after the deletion = %v at %d, %v; want [B] at %d or later", rooms, pos, err, evs[5].Seq)
+	}
+	mine, err := h.Log().Range(ctx, event.Query{After: start, UpTo: pos, Subject: "bob", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := describe(mine, names), []string{"member:joined A bob", "member:joined B bob", "room:deleted A bob"}; !slices.Equal(got, want) {
+		t.Errorf("bob's subject events = %q; want %q", got, want)
 	}
 }
