@@ -81,6 +81,11 @@ func embedded(ctx context.Context, cfg Config, logger *slog.Logger) (*backend, e
 		st.Close()
 		return nil, err
 	}
+	if err := loadRevocations(ctx, st, hub); err != nil {
+		hub.Close(context.Background())
+		st.Close()
+		return nil, err
+	}
 	typing := stream.NewTyping(hub, cfg.TypingTimeout)
 	// Presence follows the hub's feed of streams opening and closing.
 	presence := stream.NewPresence(hub, st, stream.PresenceOptions{
@@ -96,6 +101,20 @@ func embedded(ctx context.Context, cfg Config, logger *slog.Logger) (*backend, e
 			presence.Close()
 			typing.Close()
 		}}, nil
+}
+
+// loadRevocations gives a hub the token cut-offs of the store. The hub
+// has read the log's head already, and learns the later ones from the log:
+// none is missed, and one read twice changes nothing.
+func loadRevocations(ctx context.Context, st *store.Store, hub *stream.Hub) error {
+	revs, err := st.Revocations(ctx)
+	if err != nil {
+		return err
+	}
+	for user, before := range revs {
+		hub.Revoke(user, before)
+	}
+	return nil
 }
 
 // leaderRetry is how long an instance waits to try the leader's lock
@@ -140,6 +159,10 @@ func clustered(ctx context.Context, cfg Config, logger *slog.Logger) (b *backend
 	rlog := stream.NewRedisLog(rdb, st, ropts)
 	hub, err := stream.NewHub(ctx, rlog, st, cfg.hubOptions(logger))
 	if err != nil {
+		return nil, err
+	}
+	if err := loadRevocations(ctx, st, hub); err != nil {
+		hub.Close(context.Background())
 		return nil, err
 	}
 	feed := stream.NewRedisFeed(rdb, cfg.RedisPrefix, hub, logger)

@@ -73,6 +73,9 @@ type Config struct {
 	TypingTimeout     time.Duration
 	MaxBody           int64
 	MaxText           int
+	EditWindow        time.Duration
+	APIKeys           []string
+	ServerAddr        string
 	TicketTTL         time.Duration
 	SQLiteSync        string
 	ShutdownTimeout   time.Duration
@@ -84,6 +87,10 @@ type Config struct {
 	LogFormat         string
 
 	finish func() error // applies the flags that need parsing; set by configFlags
+
+	// serverReady, when set (by tests), receives the address the server
+	// API listens on when it has a listener of its own.
+	serverReady chan<- string
 }
 
 // configFlags defines the server's flags on a new flag set, with defaults
@@ -95,7 +102,7 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	c := &Config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(output)
-	var cors, rateLimits, logLevel string
+	var cors, rateLimits, logLevel, apiKeys string
 	dev := &switchValue{}
 	fs.StringVar(&c.Addr, "addr", ":8080", "listen address")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the SQLite database and the generated JWT secret")
@@ -134,6 +141,9 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.DurationVar(&c.TypingTimeout, "typing-timeout", 5*time.Second, "how long a typing indicator lasts without a new ping")
 	fs.Int64Var(&c.MaxBody, "max-body", 64<<10, "largest request body in bytes")
 	fs.IntVar(&c.MaxText, "max-text", 4000, "longest message in characters")
+	fs.DurationVar(&c.EditWindow, "edit-window", 0, "how long after posting an author may edit a message (0: no limit)")
+	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated keys of the server API (X-API-Key), several during a rotation (default: none, the server API is off)")
+	fs.StringVar(&c.ServerAddr, "server-addr", "", "address of a listener of its own for the server API, which the main one then does not serve (default: the main listener)")
 	fs.DurationVar(&c.TicketTTL, "ticket-ttl", time.Minute, "lifetime of a stream ticket")
 	fs.StringVar(&c.SQLiteSync, "sqlite-sync", "FULL", "SQLite synchronous mode: FULL survives power loss, NORMAL a crash")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests to finish")
@@ -190,6 +200,23 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 				continue
 			}
 			c.CORSOrigins = append(c.CORSOrigins, origin)
+		}
+		c.APIKeys = nil
+		keys := strings.Split(apiKeys, ",")
+		for i, k := range keys {
+			if k = strings.TrimSpace(k); k == "" {
+				continue
+			}
+			// A key itself is never repeated.
+			const want = "want at least 32 printable characters without spaces, such as the output of openssl rand -hex 32"
+			switch {
+			case strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsControl(r) }):
+				errs = append(errs, fmt.Errorf("--api-keys (%s): key %d of %d has a space or a control character: %s", envName("api-keys"), i+1, len(keys), want))
+			case len(k) < 32:
+				errs = append(errs, fmt.Errorf("--api-keys (%s): key %d of %d has %d characters: %s", envName("api-keys"), i+1, len(keys), len(k), want))
+			default:
+				c.APIKeys = append(c.APIKeys, k)
+			}
 		}
 		var err error
 		if c.RateLimits, err = onOff(rateLimits); err != nil {
@@ -454,6 +481,8 @@ func (c *Config) validate() error {
 	check(c.TypingTimeout >= 10*time.Millisecond, "typing-timeout", c.TypingTimeout, "at least 10ms")
 	check(c.MaxBody >= 1024, "max-body", c.MaxBody, "at least 1024 (bytes)")
 	check(c.MaxText >= 1, "max-text", c.MaxText, "at least 1 (characters)")
+	check(c.EditWindow >= 0, "edit-window", c.EditWindow, "a duration that is not negative (0: no limit)")
+	check(c.ServerAddr == "" || isHostPort(c.ServerAddr) && !sameAddr(c.ServerAddr, c.Addr), "server-addr", c.ServerAddr, "empty (the main listener) or "+hostPort+", other than --addr")
 	check(c.TicketTTL >= time.Second, "ticket-ttl", c.TicketTTL, "at least 1s")
 	sync := strings.ToUpper(c.SQLiteSync)
 	check(sync == "FULL" || sync == "NORMAL" || sync == "EXTRA", "sqlite-sync", c.SQLiteSync, "FULL, NORMAL or EXTRA")
@@ -514,6 +543,13 @@ func (c *Config) validateCluster(check func(ok bool, name string, value any, wan
 		rand.Read(b[:])
 		c.InstanceID = cmp.Or(host, "herald") + "-" + hex.EncodeToString(b[:])
 	}
+}
+
+// sameAddr reports whether two listen addresses are one: the same text,
+// and not port 0, which picks a free port each time.
+func sameAddr(a, b string) bool {
+	_, port, _ := net.SplitHostPort(a)
+	return a == b && port != "0"
 }
 
 // isHostPort reports whether addr is an address net.Listen takes: a host,

@@ -303,6 +303,11 @@ func TestConfigErrors(t *testing.T) {
 		{"max body tiny", map[string]string{"HERALD_MAX_BODY": "10"}, nil, "max-body", []string{`"10"`, "at least 1024"}},
 		{"max text zero", map[string]string{"HERALD_MAX_TEXT": "0"}, nil, "max-text", []string{`"0"`, "at least 1"}},
 		{"ticket ttl too short", nil, []string{"--ticket-ttl", "500ms"}, "ticket-ttl", []string{`"500ms"`, "at least 1s"}},
+		{"edit window negative", nil, []string{"--edit-window", "-1m"}, "edit-window", []string{`"-1m0s"`, "not negative"}},
+		{"api key too short", map[string]string{"HERALD_API_KEYS": "0123456789abcdef0123456789abcdef, short"}, nil, "api-keys", []string{"key 2 of 2 has 5 characters", "at least 32"}},
+		{"api key with a space", nil, []string{"--api-keys", "an api key with spaces that is long enough"}, "api-keys", []string{"key 1 of 1 has a space", "without spaces"}},
+		{"server addr without colon", nil, []string{"--server-addr", "9090"}, "server-addr", []string{`"9090"`, "host:port"}},
+		{"server addr the main one", nil, []string{"--addr", ":8080", "--server-addr", ":8080"}, "server-addr", []string{`":8080"`, "other than --addr"}},
 		{"sqlite sync off", map[string]string{"HERALD_SQLITE_SYNC": "OFF"}, nil, "sqlite-sync", []string{`"OFF"`, "FULL, NORMAL or EXTRA"}},
 		{"shutdown timeout zero", nil, []string{"--shutdown-timeout", "0s"}, "shutdown-timeout", []string{`"0s"`, "positive duration"}},
 		{"debug addr without colon", map[string]string{"HERALD_DEBUG_ADDR": "6060"}, nil, "debug-addr", []string{`"6060"`, "host:port"}},
@@ -360,17 +365,18 @@ func TestConfigErrorsTogether(t *testing.T) {
 		"HERALD_HEARTBEAT":  "abc",
 		"HERALD_JWT_SECRET": "hunter2-hunter2",
 		"HERALD_REDIS_URL":  "redis://herald:s3cr3t-pa55@127.0.0.1:6379/not-a-db",
+		"HERALD_API_KEYS":   "k3y-0f-the-app",
 	}
 	_, err := parseConfig([]string{"--queue-size", "lots", "--cors-origins", "app.example.com", "--max-text", "0"}, func(k string) string { return env[k] }, io.Discard)
 	if err == nil {
-		t.Fatal("parseConfig with six bad settings = nil; want six errors")
+		t.Fatal("parseConfig with seven bad settings = nil; want seven errors")
 	}
-	for _, want := range []string{"--heartbeat (HERALD_HEARTBEAT)", "--jwt-secret (HERALD_JWT_SECRET)", "--redis-url (HERALD_REDIS_URL)", "--queue-size (HERALD_QUEUE_SIZE)", "--cors-origins (HERALD_CORS_ORIGINS)", "--max-text (HERALD_MAX_TEXT)"} {
+	for _, want := range []string{"--heartbeat (HERALD_HEARTBEAT)", "--jwt-secret (HERALD_JWT_SECRET)", "--redis-url (HERALD_REDIS_URL)", "--queue-size (HERALD_QUEUE_SIZE)", "--cors-origins (HERALD_CORS_ORIGINS)", "--max-text (HERALD_MAX_TEXT)", "--api-keys (HERALD_API_KEYS)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("parseConfig error =\n%v\nwant it to name %s", err, want)
 		}
 	}
-	for _, secret := range []string{"hunter2", "s3cr3t-pa55"} {
+	for _, secret := range []string{"hunter2", "s3cr3t-pa55", "k3y-0f-the-app"} {
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("parseConfig error =\n%v\nwant it not to repeat the secret %q", err, secret)
 		}

@@ -115,6 +115,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	srv := api.New(st, hub, api.NewAuthWith(secret, authOpts), api.Config{
 		MaxBody:     cfg.MaxBody,
 		MaxText:     cfg.MaxText,
+		EditWindow:  cfg.EditWindow,
+		APIKeys:     cfg.APIKeys,
 		TicketTTL:   cfg.TicketTTL,
 		CORSOrigins: cfg.CORSOrigins,
 		Limits:      cfg.rateLimits(),
@@ -136,8 +138,14 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		hub.Close(context.Background())
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	serverAPI, handler, err := listenServerAPI(cfg, srv, logger)
+	if err != nil {
+		ln.Close()
+		hub.Close(context.Background())
+		return err
+	}
 	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -184,6 +192,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	case <-ctx.Done():
 	case err := <-served:
 		hub.Close(context.Background())
+		if serverAPI != nil {
+			serverAPI.Close()
+		}
 		return fmt.Errorf("http server: %w", err)
 	}
 
@@ -194,6 +205,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	go func() { shutdown <- httpSrv.Shutdown(shutCtx) }() // stops accepting at once
 	hubErr := hub.Close(shutCtx)                          // streams end with a retry hint
 	httpErr := <-shutdown
+	if serverAPI != nil {
+		httpErr = errors.Join(httpErr, serverAPI.Shutdown(shutCtx))
+	}
 	if httpErr != nil {
 		httpSrv.Close()
 	}

@@ -69,6 +69,12 @@ func startWith(t testing.TB, env map[string]string) *testServer {
 	if err != nil {
 		t.Fatalf("parseConfig: %v", err)
 	}
+	return startConfig(t, cfg)
+}
+
+// startConfig starts Herald with cfg.
+func startConfig(t testing.TB, cfg Config) *testServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	s := &testServer{t: t, cfg: cfg, secret: []byte(cfg.JWTSecret), cancel: cancel, stopped: make(chan error, 1), client: restClient}
@@ -139,6 +145,7 @@ func envOf(c Config) map[string]string {
 		"HERALD_QUEUE_SIZE": itoa(c.QueueSize), "HERALD_REPLAY_BUFFER": itoa(c.ReplayBuffer),
 		"HERALD_PRESENCE_BATCH": c.PresenceBatch.String(), "HERALD_PRESENCE_GRACE": c.PresenceGrace.String(),
 		"HERALD_TYPING_TIMEOUT": c.TypingTimeout.String(), "HERALD_MAX_STREAMS_PER_USER": itoa(c.MaxStreamsPerUser),
+		"HERALD_API_KEYS": strings.Join(c.APIKeys, ","), "HERALD_EDIT_WINDOW": c.EditWindow.String(),
 	}
 }
 

@@ -32,6 +32,9 @@ type Identity struct {
 	User    string
 	Name    string
 	Expires time.Time
+	// IssuedAt is the token's iat in whole Unix seconds, 0 when it has
+	// none: a disconnect's cut-off refuses the tokens issued before it.
+	IssuedAt int64
 }
 
 // claims are the token claims Herald reads. The times are plain numbers
@@ -246,7 +249,11 @@ func (a *Auth) verify(token string) (Identity, error) {
 	if err := checkID("sub", cl.Subject); err != nil {
 		return Identity{}, fmt.Errorf("%w: %w", errBadSubject, err)
 	}
-	return Identity{User: cl.Subject, Name: cleanName(cl.Name), Expires: numericDate(cl.ExpiresAt).Time}, nil
+	id := Identity{User: cl.Subject, Name: cleanName(cl.Name), Expires: numericDate(cl.ExpiresAt).Time}
+	if cl.IssuedAt != nil {
+		id.IssuedAt = int64(math.Floor(*cl.IssuedAt))
+	}
+	return id, nil
 }
 
 // cleanName makes a token's display name safe to store and show: control
@@ -333,6 +340,8 @@ func tokenError(err error) *Error {
 		msg = "the bearer token's iat claim is in the future"
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience):
 		msg = "the bearer token was issued for another application (its iss or aud claim)"
+	case errors.Is(err, errRevoked):
+		code, msg = "revoked_token", "the bearer token was issued before this user's tokens were revoked: sign in again for a new one"
 	}
 	e := errorf(http.StatusUnauthorized, code, "%s", msg)
 	e.Challenge = challenge + `, error="invalid_token", error_description="` + msg + `"`
@@ -353,7 +362,8 @@ func (s *Server) refuseToken(c echo.Context, err error) error {
 	return e
 }
 
-// authenticate is the middleware of every /v1 route but the stream.
+// authenticate is the middleware of every /v1 route but the stream and the
+// server API.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		token, ok := bearer(c.Request())
@@ -363,6 +373,13 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		id, err := s.auth.Verify(token)
 		if err != nil {
 			return s.refuseToken(c, err)
+		}
+		// The cut-offs this instance has read in the log: a disconnect
+		// made elsewhere holds here once its event arrives, within the
+		// log's delay. The stream, which a banned client would hold on
+		// to, checks the store itself.
+		if s.hub.Revoked(id.User, id.IssuedAt) {
+			return s.refuseToken(c, errRevoked)
 		}
 		if c.Request().Method == http.MethodGet {
 			// Reads are limited here, all of them: a loop of history or
@@ -376,6 +393,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// errRevoked is the refusal of a token issued before its user's cut-off.
+var errRevoked = errors.New("the token was issued before the user's tokens were revoked")
+
 const identityKey = "herald.identity"
 
 func identity(c echo.Context) Identity { return c.Get(identityKey).(Identity) }
@@ -387,6 +407,7 @@ type pass struct {
 	Name    string `json:"n,omitempty"`
 	Expires int64  `json:"e"`           // unix seconds
 	Token   int64  `json:"x,omitempty"` // the bearer token's expiry, which a cookie never outlives
+	Issued  int64  `json:"i,omitempty"` // the bearer token's iat, which a disconnect's cut-off may refuse
 	Nonce   string `json:"r,omitempty"`
 }
 
@@ -450,7 +471,7 @@ func (a *Auth) Ticket(id Identity, ttl time.Duration) string {
 		exp = id.Expires
 	}
 	return a.sign(pass{Kind: "t", User: id.User, Name: id.Name, Expires: exp.Unix(),
-		Token: id.Expires.Unix(), Nonce: hex.EncodeToString(n[:])})
+		Token: id.Expires.Unix(), Issued: id.IssuedAt, Nonce: hex.EncodeToString(n[:])})
 }
 
 // redeem spends a ticket. It returns the ticket's pass even when the ticket
@@ -493,7 +514,7 @@ func (a *Auth) cookieFor(p pass, ttl time.Duration) (string, time.Time) {
 	if tok := time.Unix(p.Token, 0); p.Token > 0 && tok.Before(exp) {
 		exp = tok
 	}
-	return a.sign(pass{Kind: "c", User: p.User, Name: p.Name, Expires: exp.Unix()}), exp
+	return a.sign(pass{Kind: "c", User: p.User, Name: p.Name, Expires: exp.Unix(), Issued: p.Issued}), exp
 }
 
 // checkCookie returns the cookie's pass when it is valid and unexpired.

@@ -59,6 +59,8 @@ func statusOf(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, store.ErrInvalid):
+		return http.StatusUnprocessableEntity
 	}
 	return http.StatusInternalServerError
 }

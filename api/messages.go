@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/heraldchat/herald/store"
 	"github.com/labstack/echo/v4"
@@ -69,4 +70,67 @@ func (s *Server) listMessages(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"messages": msgs, "has_more": more})
+}
+
+type editMessageRequest struct {
+	Text string `json:"text"`
+}
+
+// messageID reads the message id of the path; one that is not a positive
+// integer names no message.
+func messageID(c echo.Context) (int64, error) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, store.ErrMessageNotFound
+	}
+	return id, nil
+}
+
+// editMessage lets an author replace their message's text: 200 with the
+// message, its edited_at set.
+func (s *Server) editMessage(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionMessage); err != nil {
+		return err
+	}
+	msgID, err := messageID(c)
+	if err != nil {
+		return err
+	}
+	text, err := s.editText(c)
+	if err != nil {
+		return err
+	}
+	msg, _, err := s.store.EditMessage(c.Request().Context(), store.UserActor(id.User), c.Param("room"), msgID, text, s.cfg.EditWindow)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, msg)
+}
+
+// editText reads and checks an edit's text, as a post's.
+func (s *Server) editText(c echo.Context) (string, error) {
+	var req editMessageRequest
+	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+		return "", err
+	}
+	return req.Text, checkText("text", req.Text, s.cfg.MaxText, true)
+}
+
+// deleteMessage lets an author or the room's owner delete a message: 200
+// with its tombstone.
+func (s *Server) deleteMessage(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
+		return err
+	}
+	msgID, err := messageID(c)
+	if err != nil {
+		return err
+	}
+	msg, _, err := s.store.DeleteMessage(c.Request().Context(), store.UserActor(id.User), c.Param("room"), msgID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, msg)
 }

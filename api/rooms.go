@@ -136,3 +136,105 @@ func (s *Server) removeMember(c echo.Context) error {
 	s.cfg.Typing.Stop(room, user)
 	return c.NoContent(http.StatusNoContent)
 }
+
+func (s *Server) getRoom(c echo.Context) error {
+	room, err := s.store.RoomDetails(c.Request().Context(), identity(c).User, c.Param("room"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, room)
+}
+
+// updateRoomRequest sets the fields present; null or absent leaves one as
+// it is.
+type updateRoomRequest struct {
+	Name  *string `json:"name"`
+	Topic *string `json:"topic"`
+	Owner *string `json:"owner"`
+}
+
+// roomChange checks an update's fields.
+func (s *Server) roomChange(c echo.Context) (store.RoomChange, error) {
+	var req updateRoomRequest
+	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+		return store.RoomChange{}, err
+	}
+	if req.Name == nil && req.Topic == nil && req.Owner == nil {
+		return store.RoomChange{}, errorf(http.StatusUnprocessableEntity, "invalid_field", "give name, topic or owner")
+	}
+	if req.Name != nil {
+		if err := checkText("name", *req.Name, s.cfg.MaxName, false); err != nil {
+			return store.RoomChange{}, err
+		}
+	}
+	if req.Topic != nil && *req.Topic != "" {
+		if err := checkText("topic", *req.Topic, s.cfg.MaxTopic, false); err != nil {
+			return store.RoomChange{}, err
+		}
+	}
+	if req.Owner != nil {
+		if err := checkID("owner", *req.Owner); err != nil {
+			return store.RoomChange{}, err
+		}
+	}
+	return store.RoomChange{Name: req.Name, Topic: req.Topic, Owner: req.Owner}, nil
+}
+
+// updateRoom lets the owner rename the room, set its topic (empty clears
+// it) or hand it to another member: 200 with the room.
+func (s *Server) updateRoom(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
+		return err
+	}
+	ch, err := s.roomChange(c)
+	if err != nil {
+		return err
+	}
+	room, _, err := s.store.UpdateRoom(c.Request().Context(), store.UserActor(id.User), c.Param("room"), ch)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, room)
+}
+
+// deleteRoom lets the owner close the room: 204.
+func (s *Server) deleteRoom(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
+		return err
+	}
+	if err := s.store.DeleteRoom(c.Request().Context(), store.UserActor(id.User), c.Param("room")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+type openDMRequest struct {
+	User string `json:"user"`
+}
+
+// openDM answers the caller's direct conversation with a user: 201 when
+// this call created it, 200 when it existed.
+func (s *Server) openDM(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
+		return err
+	}
+	var req openDMRequest
+	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+		return err
+	}
+	if err := checkID("user", req.User); err != nil {
+		return err
+	}
+	room, created, err := s.store.OpenDM(c.Request().Context(), id.user(), req.User)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, room)
+}

@@ -25,6 +25,14 @@ type Config struct {
 	MaxText int
 	// MaxName caps a room's name in characters (default 100).
 	MaxName int
+	// MaxTopic caps a room's topic in characters (default 250).
+	MaxTopic int
+	// EditWindow is how long after posting an author may edit a message
+	// (0: no limit).
+	EditWindow time.Duration
+	// APIKeys are the keys the server API accepts, several during a
+	// rotation; none turns the server API off.
+	APIKeys []string
 	// HistoryLimit is the default page size of history (default 50); MaxHistory
 	// its maximum (default 200).
 	HistoryLimit, MaxHistory int
@@ -75,6 +83,7 @@ type Server struct {
 	limiter *limiter
 	echo    *echo.Echo
 	metrics *metrics
+	keys    apiKeys // the server API's
 
 	clientTag string // the ETag of Client
 }
@@ -90,6 +99,9 @@ func New(st *store.Store, hub *stream.Hub, auth *Auth, cfg Config) *Server {
 	}
 	if cfg.MaxName <= 0 {
 		cfg.MaxName = 100
+	}
+	if cfg.MaxTopic <= 0 {
+		cfg.MaxTopic = 250
 	}
 	if cfg.HistoryLimit <= 0 {
 		cfg.HistoryLimit = 50
@@ -109,7 +121,8 @@ func New(st *store.Store, hub *stream.Hub, auth *Auth, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: st, hub: hub, auth: auth, logger: cfg.Logger, limiter: newLimiter(cfg.Limits, cfg.Buckets, cfg.Logger)}
+	s := &Server{cfg: cfg, store: st, hub: hub, auth: auth, logger: cfg.Logger, limiter: newLimiter(cfg.Limits, cfg.Buckets, cfg.Logger),
+		keys: newAPIKeys(cfg.APIKeys)}
 	sum := sha256.Sum256(cfg.Client)
 	s.clientTag = `"` + hex.EncodeToString(sum[:12]) + `"`
 	s.metrics = newMetrics(cfg.Registry, st, hub)
@@ -134,7 +147,7 @@ func (s *Server) routes() *echo.Echo {
 	if len(s.cfg.CORSOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:     s.cfg.CORSOrigins,
-			AllowMethods:     []string{http.MethodGet, http.MethodPost, http.MethodDelete},
+			AllowMethods:     []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete},
 			AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType, "Last-Event-ID"},
 			AllowCredentials: true,
 			MaxAge:           600,
@@ -172,6 +185,13 @@ func (s *Server) routes() *echo.Echo {
 	v1(http.MethodGet, "/rooms/:room/receipts", s.listReceipts)
 	v1(http.MethodGet, "/presence", s.getPresence)
 	v1(http.MethodPost, "/presence", s.setStatus)
+	v1(http.MethodGet, "/rooms/:room", s.getRoom)
+	v1(http.MethodPatch, "/rooms/:room", s.updateRoom)
+	v1(http.MethodDelete, "/rooms/:room", s.deleteRoom)
+	v1(http.MethodPatch, "/rooms/:room/messages/:id", s.editMessage)
+	v1(http.MethodDelete, "/rooms/:room/messages/:id", s.deleteMessage)
+	v1(http.MethodPost, "/dms", s.openDM)
+	s.serverRoutes(e)
 	return e
 }
 

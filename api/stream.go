@@ -72,8 +72,12 @@ func (s *Server) streamHandler(c echo.Context) error {
 			}
 			id = Identity{User: p.User, Name: p.Name, Expires: time.Unix(cp.Expires, 0)}
 		}
+		id.IssuedAt = p.Issued
 	} else {
 		return noBearer(r)
+	}
+	if err := s.checkRevoked(c, id); err != nil {
+		return err
 	}
 	// Each open may replay much: opens are limited per user. A 429 would
 	// make EventSource give up for good, so the answer is a retry hint.
@@ -89,7 +93,23 @@ func (s *Server) streamHandler(c echo.Context) error {
 	// The stream ends when what let it in expires (the token, or the
 	// stream cookie, which never outlives the token): the client comes
 	// back with a fresh one and its Last-Event-ID.
-	s.hub.Serve(c.Response(), r, stream.Subscriber{User: id.User, LastEventID: last, Expires: id.Expires})
+	s.hub.Serve(c.Response(), r, stream.Subscriber{User: id.User, LastEventID: last, Expires: id.Expires, IssuedAt: id.IssuedAt})
+	return nil
+}
+
+// checkRevoked refuses a stream whose token a disconnect's cut-off refuses,
+// as committed: the client of a banned user reconnects at once, maybe to
+// an instance whose hub has not read the disconnect yet. When the store
+// does not answer, the hub's own cut-offs decide, and opening the stream
+// fails anyway with the store.
+func (s *Server) checkRevoked(c echo.Context, id Identity) error {
+	before, err := s.store.RevokedBefore(c.Request().Context(), id.User)
+	if err == nil && !before.IsZero() {
+		s.hub.Revoke(id.User, before)
+	}
+	if s.hub.Revoked(id.User, id.IssuedAt) {
+		return s.refuseToken(c, errRevoked)
+	}
 	return nil
 }
 

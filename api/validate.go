@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -18,18 +19,39 @@ import (
 // Invalid UTF-8 is refused before decoding, because encoding/json would
 // silently replace it.
 func decodeJSON(c echo.Context, maxBody int64, v any) error {
-	r := c.Request()
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxBody))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return errorf(http.StatusRequestEntityTooLarge, "too_large", "the body exceeds %d bytes", maxBody)
-	}
+	body, err := readBody(c, maxBody)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "bad_request", "could not read the body")
+		return err
 	}
 	if len(body) == 0 {
 		return errorf(http.StatusBadRequest, "malformed_json", "a JSON object body is required")
 	}
+	return unmarshalBody(body, v)
+}
+
+// decodeOptionalJSON is decodeJSON for a body that may be left out: an
+// empty one leaves v as it is.
+func decodeOptionalJSON(c echo.Context, maxBody int64, v any) error {
+	body, err := readBody(c, maxBody)
+	if err != nil || len(bytes.TrimSpace(body)) == 0 {
+		return err
+	}
+	return unmarshalBody(body, v)
+}
+
+func readBody(c echo.Context, maxBody int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "the body exceeds %d bytes", maxBody)
+	}
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "bad_request", "could not read the body")
+	}
+	return body, nil
+}
+
+func unmarshalBody(body []byte, v any) error {
 	if !utf8.Valid(body) {
 		return errorf(http.StatusUnprocessableEntity, "invalid_utf8", "the body is not valid UTF-8")
 	}
