@@ -29,7 +29,7 @@ func (s *Store) OpenDM(ctx context.Context, me User, other string) (room Room, c
 	key := dmKey(me.ID, other)
 	err = s.write(ctx, func(t *Tx) error {
 		room, created = Room{}, false
-		err := t.get(&room, `SELECT `+roomColumns+` FROM rooms r WHERE r.dm_key = ?`, key)
+		err := t.get(&room, `SELECT `+roomColumns+` FROM rooms r WHERE r.dm_key = ?`+t.q.keyShare(), key)
 		if err == nil {
 			_, err := t.exec(`UPDATE members SET hidden = ? WHERE room_id = ? AND user_id = ? AND hidden = ?`, false, room.ID, me.ID, true)
 			if err != nil {

@@ -89,8 +89,14 @@ type Hub struct {
 	users    map[string]map[*conn]int // user → their local connections
 	streams  int
 	closed   bool
-	stamp    uint64           // counts Notify calls, to reach each connection once
-	revoked  map[string]int64 // user → cut-off of their tokens, Unix ms
+	stamp    uint64 // counts Notify calls, to reach each connection once
+
+	// revMu guards revoked, each user's cut-off of their tokens (Unix ms).
+	// Every authenticated request reads it, so it has a lock of its own
+	// rather than mu, which the dispatcher holds while it routes; who
+	// holds both takes mu first.
+	revMu   sync.RWMutex
+	revoked map[string]int64
 
 	closing  chan struct{} // closed by Close, for streams not yet registered
 	cancel   context.CancelFunc
@@ -370,10 +376,16 @@ func (h *Hub) disconnectedLocked(e *entry) {
 }
 
 // revokeLocked raises user's cut-off to before (Unix ms); it never lowers.
-func (h *Hub) revokeLocked(user string, before int64) {
+// It is called with mu held, so that the dispatcher's cut-offs are ordered
+// with register's check.
+func (h *Hub) revokeLocked(user string, before int64) { h.revoke(user, before) }
+
+func (h *Hub) revoke(user string, before int64) {
+	h.revMu.Lock()
 	if before > h.revoked[user] {
 		h.revoked[user] = before
 	}
+	h.revMu.Unlock()
 }
 
 // Revoke records that user's tokens issued before the cut-off are refused.
@@ -381,24 +393,16 @@ func (h *Hub) revokeLocked(user string, before int64) {
 // a server loads the cut-offs the store holds when it starts, and applies
 // its own at once. A later cut-off replaces an earlier one, never the
 // other way.
-func (h *Hub) Revoke(user string, before time.Time) {
-	h.mu.Lock()
-	h.revokeLocked(user, before.UnixMilli())
-	h.mu.Unlock()
-}
+func (h *Hub) Revoke(user string, before time.Time) { h.revoke(user, before.UnixMilli()) }
 
 // Revoked reports whether a token of user issued at issued (Unix seconds,
 // 0 when the token did not say) is refused by the user's cut-off. Tokens
 // say when they were issued in whole seconds, so the cut-off counts in
 // whole seconds too: a token of the cut-off's own second is accepted.
 func (h *Hub) Revoked(user string, issued int64) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.revokedLocked(user, issued)
-}
-
-func (h *Hub) revokedLocked(user string, issued int64) bool {
+	h.revMu.RLock()
 	before := h.revoked[user]
+	h.revMu.RUnlock()
 	return before > 0 && issued < before/1000
 }
 
@@ -617,7 +621,7 @@ func (h *Hub) register(c *conn, rooms []string, head int64) (int64, map[string]b
 	}
 	// A disconnect dispatched since the subscriber was authenticated: its
 	// token may be one the cut-off refuses.
-	if h.revokedLocked(c.user, c.issued) {
+	if h.Revoked(c.user, c.issued) {
 		return 0, nil, errDisconnected
 	}
 	// Bring the membership from head forward to pos with the member events
