@@ -43,7 +43,9 @@ const messageFrom = ` FROM messages m LEFT JOIN users u ON u.id = m.author_id`
 func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clientID string) (msg Message, created bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
 		msg, created = Message{}, false
-		room, member, err := t.roomFor(roomID, author.ID)
+		// The room is held from lockRoom on: nothing before it refers to
+		// the room.
+		room, member, err := t.peekRoom(roomID, author.ID)
 		if err != nil {
 			return err
 		}
@@ -66,7 +68,7 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 		// to the commit. A retry's lookup comes after, so that two racing
 		// retries of one post find each other.
 		if err := t.q.lockRoom(roomID); err != nil {
-			return fmt.Errorf("store: lock room: %w", err)
+			return lockError(err)
 		}
 		if clientID != "" {
 			err := t.get(&msg, `SELECT `+messageColumns+messageFrom+`
@@ -169,7 +171,7 @@ func (s *Store) DeleteMessage(ctx context.Context, actor Actor, roomID string, i
 // message does not exist, whether the room does or not; the app's backend
 // is told which.
 func (t *Tx) messageFor(actor Actor, roomID string, id int64) (Room, Message, error) {
-	room, member, err := t.roomFor(roomID, actor.User)
+	room, member, err := t.peekRoom(roomID, actor.User)
 	switch {
 	case errors.Is(err, ErrRoomNotFound) && !actor.Admin:
 		return Room{}, Message{}, ErrMessageNotFound
@@ -179,7 +181,10 @@ func (t *Tx) messageFor(actor Actor, roomID string, id int64) (Room, Message, er
 		return Room{}, Message{}, ErrMessageNotFound
 	}
 	if err := t.q.lockRoom(roomID); err != nil {
-		return Room{}, Message{}, fmt.Errorf("store: lock room: %w", err)
+		if errors.Is(err, ErrRoomNotFound) && !actor.Admin {
+			return Room{}, Message{}, ErrMessageNotFound
+		}
+		return Room{}, Message{}, lockError(err)
 	}
 	var msg Message
 	err = t.get(&msg, `SELECT `+messageColumns+messageFrom+` WHERE m.id = ? AND m.room_id = ?`, id, roomID)
@@ -190,6 +195,15 @@ func (t *Tx) messageFor(actor Actor, roomID string, id int64) (Room, Message, er
 		return Room{}, Message{}, fmt.Errorf("store: get message: %w", err)
 	}
 	return room, msg, nil
+}
+
+// lockError is a failure of lockRoom: the room gone, or an error of the
+// database.
+func lockError(err error) error {
+	if errors.Is(err, ErrRoomNotFound) {
+		return err
+	}
+	return fmt.Errorf("store: lock room: %w", err)
 }
 
 // messagesByID loads messages by id.

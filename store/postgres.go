@@ -256,9 +256,14 @@ func (q pgTx) logEvent(e event.Event) (int64, error) {
 }
 
 // lockRoom locks the room's row against other posts, but not against the
-// key-share locks that inserting members and messages takes.
+// key-share locks that inserting members and messages takes. It conflicts
+// with a deletion's lock: a room deleted while it waited is gone.
 func (q pgTx) lockRoom(id string) error {
-	_, err := q.exec(`SELECT 1 FROM rooms WHERE id = ? FOR NO KEY UPDATE`, id)
+	var one int
+	err := q.get(&one, `SELECT 1 FROM rooms WHERE id = ? FOR NO KEY UPDATE`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrRoomNotFound
+	}
 	return err
 }
 

@@ -535,6 +535,19 @@ func (s *Store) CheckMember(ctx context.Context, user, roomID string) error {
 // run concurrently, the room stays as it is read until the transaction
 // ends, but for its settings: no deletion comes in between.
 func (t *Tx) roomFor(roomID, user string) (Room, bool, error) {
+	return t.readRoom(roomID, user, t.q.keyShare())
+}
+
+// peekRoom is roomFor without holding the room: for a change that takes
+// the room's post lock (lockRoom) before it writes anything that refers to
+// the room. That lock conflicts with a deletion's too, and fails if the
+// room was deleted since, so the hold would only cost posts to a busy room
+// a shared lock each on its row.
+func (t *Tx) peekRoom(roomID, user string) (Room, bool, error) {
+	return t.readRoom(roomID, user, "")
+}
+
+func (t *Tx) readRoom(roomID, user, lock string) (Room, bool, error) {
 	if room, member, ok := t.cache.lookup(roomID, user); ok {
 		return room, member, nil
 	}
@@ -545,7 +558,7 @@ func (t *Tx) roomFor(roomID, user string) (Room, bool, error) {
 	err := t.get(&row, `
 		SELECT `+roomColumns+`,
 		       EXISTS (SELECT 1 FROM members WHERE room_id = r.id AND user_id = ?) AS member
-		  FROM rooms r WHERE r.id = ?`+t.q.keyShare(), user, roomID)
+		  FROM rooms r WHERE r.id = ?`+lock, user, roomID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Room{}, false, ErrRoomNotFound
 	}

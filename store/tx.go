@@ -37,7 +37,9 @@ type querier interface {
 	// position, or 0 when positions are given after commit.
 	logEvent(e event.Event) (int64, error)
 	// lockRoom makes the transaction the only writer of the room's messages
-	// until it ends, so that their ids commit in order.
+	// until it ends, so that their ids commit in order. It returns
+	// ErrRoomNotFound when the room was deleted since the transaction read
+	// it.
 	lockRoom(id string) error
 	// keyShare is the locking clause that roomFor's read of a room ends
 	// with: where writers run concurrently, it holds the room's row until
