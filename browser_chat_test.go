@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -112,7 +113,11 @@ func testChat(t *testing.T, aliceURL, bobURL string, s *testServer) {
 	bob := openChat(bobTab, bobURL, room, "Bob")
 	bob.waitJS("the room from the link", `document.querySelector("#room-name").textContent === "general"`)
 	bob.waitTexts("the room's newest page", history[5:]...)
-	bob.run("load older messages", chromedp.Click(chromedp.ID("older")))
+	// Clicked from the page: the list may still scroll to its bottom as
+	// members and receipts arrive, which can move the button from under
+	// a pointer's click.
+	bob.waitJS("the older button", `!document.querySelector("#older").hidden`)
+	bob.eval(`document.querySelector("#older").click()`, nil)
 	bob.waitTexts("all of history", history...)
 	bob.waitJS("no more history", `document.querySelector("#older").hidden`)
 	bob.waitJS("a phone layout: the room without the rooms list, nothing wider than the screen",
@@ -143,7 +148,9 @@ func testChat(t *testing.T, aliceURL, bobURL string, s *testServer) {
 		chromedp.SendKeys(chromedp.ID("new-room-name"), "random"),
 		chromedp.Click(chromedp.CSS("#new-room button")),
 	)
-	alice.waitJS("the other room to open", `document.querySelector("#room-name").textContent === "random"`)
+	alice.waitJS("the other room to open", `document.querySelector("#room-name").textContent === "random" && location.hash !== "#room=" + encodeURIComponent(`+strconv.Quote(room)+`)`)
+	var random string
+	alice.eval(`decodeURIComponent(location.hash.slice("#room=".length))`, &random)
 	bob.run("send two", chromedp.SendKeys(chromedp.ID("text"), "are you there?\n"))
 	bob.waitTexts("the first", append(append([]string{}, history...), "hello alice", "are you there?")...)
 	bob.run("send two", chromedp.SendKeys(chromedp.ID("text"), "hello?\n"))
@@ -158,8 +165,25 @@ func testChat(t *testing.T, aliceURL, bobURL string, s *testServer) {
 		return li.querySelector(".text").textContent === "hello?" && li.querySelector(".seen").textContent === "Seen by Alice";
 	})()`)
 
+	// Bob edits his last message and deletes the one before: Alice sees
+	// the new text, marked edited, and a tombstone.
+	lastMsg := `[...document.querySelectorAll("#message-list li.msg")].at(-1)`
+	bob.run("edit", chromedp.Click(chromedp.CSS(`#message-list li.msg:last-child button.edit`)))
+	bob.waitJS("the composer holding the text", `document.querySelector("#text").value === "hello?" && document.querySelector("#send").textContent === "Save"`)
+	bob.run("change and save", chromedp.SendKeys(chromedp.ID("text"), " anyone?\n"))
+	// (The Enter that SendKeys types reaches the textarea as a character
+	// too, which a real keyboard's does not.)
+	bob.waitJS("the composer back", `document.querySelector("#text").value.trim() === "" && document.querySelector("#send").textContent === "Send"`)
+	bob.run("delete", chromedp.Click(chromedp.CSS(`#message-list li.msg:nth-last-child(2) button.delete`)))
+	want := append(append([]string{}, history...), "hello alice", "(deleted)", "hello? anyone?")
+	alice.waitTexts("the edit and the deletion", want...)
+	alice.waitJS("marked edited", lastMsg+`.querySelector(".time").textContent.endsWith("(edited)")`)
+	alice.waitJS("no actions on Bob's messages", lastMsg+`.querySelector(".actions") === null`)
+	bob.waitTexts("his own edit and deletion", want...)
+	bob.waitJS("no actions on a tombstone", `document.querySelector("#message-list li.msg:nth-last-child(2) .actions") === null`)
+
 	// Alice leaves random: it is gone from her list.
-	alice.run("open random", chromedp.Click(chromedp.CSS(`#rooms li:last-child button`)))
+	alice.run("open random", chromedp.Click(chromedp.CSS(`#rooms li[data-room="`+random+`"] button`)))
 	alice.waitJS("random open", `document.querySelector("#room-name").textContent === "random"`)
 	alice.run("leave", chromedp.Click(chromedp.ID("leave")))
 	alice.waitJS("random gone", `[...document.querySelectorAll("#rooms .name")].map((e) => e.textContent).join() === "# general"`)

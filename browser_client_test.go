@@ -437,6 +437,67 @@ func TestBrowserClient(t *testing.T) {
 		}
 	})
 
+	t.Run("edits, deletions and room changes reach the snapshot", func(t *testing.T) {
+		p := p.in(t)
+		r := jsString(room)
+		// Her own edit resolves with the message edited, and the snapshot
+		// has it at once.
+		var edited struct {
+			Text     string
+			EditedAt string `json:"edited_at"`
+		}
+		p.eval(`alice.send(`+r+`, "tpyo").then((m) => alice.editMessage(`+r+`, m.id, "typo"))`, &edited)
+		if edited.Text != "typo" || edited.EditedAt == "" {
+			t.Errorf("editMessage = %+v; want the new text with edited_at", edited)
+		}
+		p.waitJS("her edit in the snapshot", `alice.messages(`+r+`).some((m) => m.text === "typo" && m.edited_at)`)
+
+		// Bob's edit, and his deletion of her message as the room's owner,
+		// come by the stream.
+		id := s.post(bob, room, "bob's draft")
+		p.waitJS("bob's draft", `alice.messages(`+r+`).some((m) => m.text === "bob's draft")`)
+		s.must(http.StatusOK, "PATCH", fmt.Sprintf("/v1/rooms/%s/messages/%d", room, id), bob, map[string]string{"text": "bob's final"}, nil)
+		p.waitJS("his edit", `alice.messages(`+r+`).some((m) => m.id === `+fmt.Sprint(id)+` && m.text === "bob's final" && m.edited_at)`)
+		var mine int64
+		p.eval(`alice.messages(`+r+`).find((m) => m.text === "typo").id`, &mine)
+		s.must(http.StatusOK, "DELETE", fmt.Sprintf("/v1/rooms/%s/messages/%d", room, mine), bob, nil, nil)
+		p.waitJS("her message a tombstone", `alice.messages(`+r+`).some((m) => m.id === `+fmt.Sprint(mine)+` && m.deleted_at && m.text === undefined)`)
+
+		// Her own room: she sets its topic, which the snapshot learns from
+		// room:updated, reads it back, and closes it.
+		var own struct {
+			ID, Kind string
+		}
+		p.eval(`alice.createRoom("her own").then((r) => ({ id: r.id, kind: r.kind }))`, &own)
+		o := jsString(own.ID)
+		p.waitJS("her room listed", `alice.getSnapshot().rooms.some((r) => r.id === `+o+`)`)
+		p.eval(`alice.updateRoom(`+o+`, { topic: "plans" }).then(() => null)`, nil)
+		p.waitJS("the topic in the snapshot", `alice.getSnapshot().rooms.find((r) => r.id === `+o+`)?.topic === "plans"`)
+		var details struct {
+			Topic       string
+			MemberCount int `json:"member_count"`
+			Member      bool
+		}
+		p.eval(`alice.room(`+o+`)`, &details)
+		if own.Kind != "room" || details.Topic != "plans" || details.MemberCount != 1 || !details.Member {
+			t.Errorf("room %+v, details %+v; want a room with topic plans, her its one member", own, details)
+		}
+		p.eval(`alice.deleteRoom(`+o+`)`, nil)
+		p.waitJS("her room gone", `!alice.getSnapshot().rooms.some((r) => r.id === `+o+`)`)
+
+		// A direct conversation: the same room each time, in her list.
+		var dm1, dm2 struct {
+			ID, Kind string
+			Status   int
+		}
+		p.eval(`alice.dm("bob").then((r) => ({ id: r.id, kind: r.kind, status: r.status }))`, &dm1)
+		p.eval(`alice.dm("bob").then((r) => ({ id: r.id, kind: r.kind, status: r.status }))`, &dm2)
+		if dm1.Kind != "dm" || dm1.Status != http.StatusCreated || dm2.ID != dm1.ID || dm2.Status != http.StatusOK {
+			t.Errorf("dm twice = %+v, %+v; want one DM, 201 then 200", dm1, dm2)
+		}
+		p.waitJS("the DM listed", `alice.getSnapshot().rooms.some((r) => r.id === `+jsString(dm1.ID)+` && r.kind === "dm" && r.peer?.id === "bob")`)
+	})
+
 	t.Run("keeps what comes while history loads", func(t *testing.T) {
 		p := p.in(t)
 		room3 := s.createRoom(bob, "slow history", false)

@@ -232,7 +232,8 @@ func (p *tab) dump() string {
 		const q = (s) => document.querySelector(s)?.innerText ?? "";
 		return "page " + location.href + "\n" + (document.querySelector("#app") ?
 			["conn: " + q("#conn"), "rooms: " + q("#rooms"), "room: " + q("#room-name"), "members: " + q("#members"),
-			 "messages: " + q("#message-list"), "typing: " + q("#typing"), "toast: " + q("#toast")].join("\n") :
+			 "messages: " + q("#message-list"), "typing: " + q("#typing"), "composer: " + JSON.stringify(document.querySelector("#text")?.value) + " " + q("#send"),
+			 "toast: " + q("#toast")].join("\n") :
 			document.body?.innerText?.slice(0, 2000) ?? "");
 	})()`))
 	return out

@@ -1,10 +1,11 @@
 package main
 
-// The README's curl walk-through, and its Errors examples, run as written
-// against a real herald serve with the defaults a user has: each sh block
-// in one bash session, in order, and each output block compared with what
-// the commands print or with what the stream shows. Ids, times and the
-// epoch differ from run to run and are compared as such.
+// The README's walk-throughs, with curl and of the server API, and its
+// Errors examples, run as written against a real herald serve with the
+// defaults a user has: each sh block in one bash session, in order, and
+// each output block compared with what the commands print or with what the
+// stream shows. Ids, times and the epoch differ from run to run and are
+// compared as such.
 
 import (
 	"bufio"
@@ -153,11 +154,28 @@ func (sh *shell) run(block string) string {
 }
 
 func TestREADMEWalkthrough(t *testing.T) {
-	for _, tool := range []string{"bash", "curl", "jq"} {
+	for _, tool := range []string{"bash", "curl", "jq", "openssl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the README's walk-through needs %s (make test installs it: .ci/deps): %v", tool, err)
+			t.Fatalf("the README's walk-throughs need %s (make test installs it: .ci/deps): %v", tool, err)
 		}
 	}
+	readme := string(mustRead(t, "README.md"))
+	t.Run("curl", func(t *testing.T) {
+		var blocks []readmeBlock
+		blocks = append(blocks, readmeBlocks(t, readme, "## A walk-through with curl", "### From a browser")...)
+		blocks = append(blocks, readmeBlocks(t, readme, "### Errors", "## The server API")...)
+		walkthrough(t, blocks)
+	})
+	t.Run("server API", func(t *testing.T) {
+		walkthrough(t, readmeBlocks(t, readme, "## The server API", "## Configuration"))
+	})
+}
+
+// walkthrough runs blocks in a bash session against a herald serve of its
+// own, with the defaults a user has. The server starts before the first
+// block, or, when a block starts it with make run, where that block does,
+// with the HERALD_ variables that block gives it.
+func walkthrough(t *testing.T, blocks []readmeBlock) {
 	bin := buildHerald(t)
 	dir := t.TempDir()
 	port, err := storetest.FreePort()
@@ -165,15 +183,25 @@ func TestREADMEWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	// The defaults a user has, the secret generated into ./data.
-	startProc(t, map[string]string{
-		"HERALD_ADDR": addr, "HERALD_DATA_DIR": filepath.Join(dir, "data"), "HERALD_JWT_SECRET": "",
-		"HERALD_RETRY": "2s", "HERALD_PRESENCE_BATCH": "200ms", "HERALD_RATE_LIMITS": "on",
-	})
-	readme := string(mustRead(t, "README.md"))
-	var blocks []readmeBlock
-	blocks = append(blocks, readmeBlocks(t, readme, "## A walk-through with curl", "### From a browser")...)
-	blocks = append(blocks, readmeBlocks(t, readme, "### Errors", "## Configuration")...)
+	serve := func(env map[string]string) {
+		// The defaults a user has, the secret generated into ./data.
+		for k, v := range map[string]string{
+			"HERALD_ADDR": addr, "HERALD_DATA_DIR": filepath.Join(dir, "data"), "HERALD_JWT_SECRET": "",
+			"HERALD_RETRY": "2s", "HERALD_PRESENCE_BATCH": "200ms", "HERALD_RATE_LIMITS": "on",
+		} {
+			env[k] = v
+		}
+		startProc(t, env)
+	}
+	serving := false
+	for _, b := range blocks {
+		if b.lang == "sh" && strings.Contains(b.text, "make run") {
+			serving = true // by that block
+		}
+	}
+	if !serving {
+		serve(map[string]string{})
+	}
 
 	// The README's example epoch, which its commands repeat.
 	var exampleEpoch string
@@ -200,6 +228,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 				cmd = strings.ReplaceAll(cmd, exampleEpoch, epoch)
 			}
 			var lines []string
+			starts := false
 			for _, l := range strings.Split(cmd, "\n") {
 				if strings.HasPrefix(l, "curl -N ") {
 					// A stream, in its own terminal: it runs on, into a
@@ -212,10 +241,25 @@ func TestREADMEWalkthrough(t *testing.T) {
 					streamed = 0
 					l = strings.Replace(l, "curl -N ", "curl -sN ", 1) + " > " + stream + " 2>/dev/null &"
 				}
+				if strings.HasSuffix(l, "make run") {
+					// The server, in its own terminal: the test starts
+					// it, with the variables the line sets.
+					starts = true
+					l = strings.TrimSuffix(l, "make run") + "env | grep ^HERALD_"
+				}
 				lines = append(lines, l)
 			}
 			lastCmd = b.text
 			last = sh.run(strings.Join(lines, "\n"))
+			if starts {
+				vars := map[string]string{}
+				for _, l := range strings.Split(last, "\n") {
+					if k, v, ok := strings.Cut(l, "="); ok && strings.HasPrefix(k, "HERALD_") {
+						vars[k] = v
+					}
+				}
+				serve(vars)
+			}
 		case "":
 			if strings.Contains(lastCmd, "curl -N ") || strings.Contains(strings.ToLower(lastProse(b.prose)), "stream") {
 				streamed = waitFrames(t, stream, streamed, b.text)

@@ -19,7 +19,7 @@ const herald = new Herald({ url: "https://chat.example.com", token: async ({ ref
 herald.connect();
 const off: () => void = herald.on("message:created", (m) => {
   const id: number = m.id;
-  const text: string = m.text;
+  const text: string = m.deleted_at ? "(deleted)" : m.text ?? "";
   console.log(id, text, m.created_at.length);
 });
 off();
@@ -30,6 +30,8 @@ herald.on("state", ({ state, previous }) => {
 herald.on("typing:started", (d) => d.user.toUpperCase());
 herald.on("presence:changed", (p) => (p.last_seen ?? "").length + p.status.length);
 herald.on("error", (e) => e.code);
+herald.on("room:updated", (r) => r.topic.length + (r.owner ?? "").length);
+herald.on("custom", (c) => console.log(c.event, c.data, c.room));
 herald.addEventListener("receipt:updated", (e) => e.detail.message_id.toFixed());
 const types: readonly string[] = EVENT_TYPES;
 const states: readonly ConnectionState[] = STATES;
@@ -48,6 +50,13 @@ async function actions(): Promise<void> {
   await herald.markRead(room.id, msg.id);
   const members = await herald.members(room.id);
   console.log(more, members[0].status, members[0].owner, (await herald.receipts(room.id))[0].message_id);
+  const edited: Message = await herald.editMessage(room.id, msg.id, "hi!");
+  const gone: Message = await herald.deleteMessage(room.id, edited.id);
+  const details = await herald.room(room.id);
+  await herald.updateRoom(room.id, { topic: "plans" });
+  const dm = await herald.dm("bob");
+  console.log(gone.deleted_at, details.member_count, details.kind === "dm", dm.peer?.name);
+  await herald.deleteRoom(room.id);
   try {
     await herald.join("r");
   } catch (err) {

@@ -20,9 +20,13 @@ export type Time = string;
 export interface Message {
   id: number;
   room: string;
-  user: string;
+  /** The author; absent for a system message. */
+  user?: string;
   name?: string;
-  text: string;
+  /** Present, true, for a message the server API posted as itself. */
+  system?: true;
+  /** Absent when the message was deleted. */
+  text?: string;
   client_id?: string;
   created_at: Time;
   edited_at?: Time;
@@ -31,15 +35,30 @@ export interface Message {
 
 export interface Room {
   id: string;
+  /** dm: a direct conversation of two members, with no owner and no name. */
+  kind: "room" | "dm";
   name: string;
+  topic: string;
   private: boolean;
-  owner: string;
+  /** Absent for a DM and for a room the server API provisioned without one. */
+  owner?: string;
   created_at: Time;
   /** Other users' messages after your read position (in GET /v1/rooms). */
   unread?: number;
   /** Your read position, a message id; 0 when nothing was read. */
   last_read?: number;
-  topic?: string;
+  /** The newest message that is not deleted (in GET /v1/rooms). */
+  last_message?: Message | null;
+  /** What the list is ordered by, newest first (in GET /v1/rooms). */
+  last_activity_at?: Time;
+  /** For a DM, the other member. */
+  peer?: { id: string; name?: string };
+}
+
+/** A room as GET /v1/rooms/{room} shows it. */
+export interface RoomDetails extends Room {
+  member_count: number;
+  member: boolean;
 }
 
 export interface Member {
@@ -83,13 +102,13 @@ export interface EventMap {
   "message:deleted": Message;
   "member:joined": { room: string; user: string; name?: string; by?: string };
   "member:left": { room: string; user: string; name?: string; by?: string; reason?: "left" | "removed" };
-  "room:updated": Partial<Room> & { room?: string; id?: string };
-  "room:deleted": { room?: string; id?: string };
+  "room:updated": { room: string; name: string; topic: string; private: boolean; owner?: string; by?: string };
+  "room:deleted": { room: string; by?: string };
   "receipt:updated": { room: string; user: string; message_id: number };
   "typing:started": { room: string; user: string; name?: string };
   "typing:stopped": { room: string; user: string; name?: string };
   "presence:changed": { user: string; status: Status; last_seen: Time | null };
-  custom: unknown;
+  custom: { event: string; data: unknown; room?: string };
 }
 
 export type EventType = keyof EventMap;
@@ -189,12 +208,18 @@ export declare class Herald extends EventTarget {
 
   createRoom(name: string, options?: { private?: boolean }): Promise<Room>;
   rooms(): Promise<Room[]>;
+  room(room: string): Promise<RoomDetails>;
+  updateRoom(room: string, changes: { name?: string; topic?: string; owner?: string }): Promise<Room>;
+  deleteRoom(room: string): Promise<null>;
+  dm(user: string): Promise<Room>;
   join(room: string): Promise<{ room: string; user: string; changed: boolean }>;
   leave(room: string): Promise<null>;
   members(room: string): Promise<(Member & Presence)[]>;
   addMember(room: string, user: string): Promise<{ room: string; user: string; changed: boolean }>;
   removeMember(room: string, user: string): Promise<null>;
   send(room: string, text: string, options?: { clientId?: string }): Promise<Message>;
+  editMessage(room: string, id: number, text: string): Promise<Message>;
+  deleteMessage(room: string, id: number): Promise<Message>;
   discard(room: string, clientId: string): void;
   history(room: string, query?: { before?: number; after?: number; limit?: number }): Promise<Page>;
   typing(room: string, typing?: boolean): Promise<null>;

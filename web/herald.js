@@ -455,6 +455,36 @@ export class Herald extends EventTarget {
     return rooms;
   }
 
+  /** A room: its settings, member count, and your unread count and read position. */
+  room(room) {
+    return this._request("GET", `/v1/rooms/${enc(room)}`, { retry: true });
+  }
+
+  /**
+   * The owner changes a room: {name?, topic?, owner?} (owner hands it to
+   * another member). Every member's snapshot follows by room:updated.
+   */
+  updateRoom(room, changes) {
+    return this._request("PATCH", `/v1/rooms/${enc(room)}`, { body: changes, retry: true });
+  }
+
+  /**
+   * The owner closes a room: every member gets room:deleted, and its
+   * messages are gone. Not retried: a repeat would answer room_not_found.
+   */
+  async deleteRoom(room) {
+    await this._request("DELETE", `/v1/rooms/${enc(room)}`);
+    this._forgetRoom(room);
+    return null;
+  }
+
+  /** The one direct conversation with user, opened the first time it is asked for. */
+  async dm(user) {
+    const room = await this._request("POST", "/v1/dms", { body: { user }, retry: true });
+    this._scheduleRooms();
+    return room;
+  }
+
   /** Joins a public room (or one you were added to). */
   async join(room) {
     const res = await this._request("POST", `/v1/rooms/${enc(room)}/join`, { retry: true });
@@ -510,6 +540,20 @@ export class Herald extends EventTarget {
       if (err.code !== "closed") this._setPending(room, id, { client_id: id, text, status: "failed", error: { code: err.code, message: err.message } });
       throw err;
     }
+  }
+
+  /** The author edits a message, within the server's --edit-window; resolves with it edited. */
+  async editMessage(room, id, text) {
+    const msg = await this._request("PATCH", `/v1/rooms/${enc(room)}/messages/${id}`, { body: { text }, retry: true });
+    this._replaceMessage(msg);
+    return msg;
+  }
+
+  /** The author or the room's owner deletes a message; resolves with its tombstone. */
+  async deleteMessage(room, id) {
+    const msg = await this._request("DELETE", `/v1/rooms/${enc(room)}/messages/${id}`, { retry: true });
+    this._replaceMessage(msg);
+    return msg;
   }
 
   /** Drops a failed message from the pending list. */
@@ -723,6 +767,13 @@ export class Herald extends EventTarget {
     return fresh.length;
   }
 
+  // An edit or a deletion of a loaded message: its new version replaces it.
+  _replaceMessage(msg) {
+    if (!this._msgIds.get(msg.room)?.has(msg.id)) return;
+    const next = this._snap.messages[msg.room].map((m) => (m.id === msg.id ? Object.freeze({ ...msg }) : m));
+    this._update({ messages: { ...this._snap.messages, [msg.room]: Object.freeze(next) } });
+  }
+
   _setPending(room, clientId, entry) {
     const cur = this._snap.pending[room] ?? EMPTY;
     const rest = cur.filter((p) => p.client_id !== clientId);
@@ -832,10 +883,7 @@ export class Herald extends EventTarget {
       }
       case "message:updated":
       case "message:deleted":
-        if (this._msgIds.get(d.room)?.has(d.id)) {
-          const next = this._snap.messages[d.room].map((m) => (m.id === d.id ? Object.freeze({ ...d }) : m));
-          this._update({ messages: { ...this._snap.messages, [d.room]: Object.freeze(next) } });
-        }
+        this._replaceMessage(d);
         return;
       case "member:joined":
         if (d.user === s.user) {
@@ -858,11 +906,14 @@ export class Herald extends EventTarget {
         }
         this._dropTypist(d.room, d.user);
         return;
-      case "room:updated":
-        this._patchRoom(d.room ?? d.id, (r) => ({ ...r, ...d, id: r.id, unread: r.unread, last_read: r.last_read }));
+      case "room:updated": {
+        // The room's settings as they now are; no owner means none.
+        const { room, by, ...settings } = d;
+        this._patchRoom(room, ({ owner, ...r }) => ({ ...r, ...settings }));
         return;
+      }
       case "room:deleted":
-        this._forgetRoom(d.room ?? d.id);
+        this._forgetRoom(d.room);
         return;
       case "receipt:updated":
         this._noteRead(d.room, d.user, d.message_id, d.user === s.user);
