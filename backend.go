@@ -36,6 +36,7 @@ type backend struct {
 	typing   api.Typing
 	shared   api.Config // Buckets, Tickets and Checks, for a cluster
 	stop     func()     // stops what the mode started, but the store
+	unlock   func()     // releases the database's lock, after the store closed; nil in a cluster
 	once     sync.Once
 	err      error
 }
@@ -46,6 +47,9 @@ func (b *backend) close() error {
 	b.once.Do(func() {
 		b.stop()
 		b.err = b.store.Close()
+		if b.unlock != nil {
+			b.unlock()
+		}
 	})
 	return b.err
 }
@@ -68,22 +72,33 @@ func (cfg Config) hubOptions(logger *slog.Logger) stream.Options {
 
 // embedded is one instance on its own: the store is a SQLite file whose
 // writer feeds the hub from memory, and presence and typing are in memory.
-func embedded(ctx context.Context, cfg Config, logger *slog.Logger) (*backend, error) {
+func embedded(ctx context.Context, cfg Config, logger *slog.Logger) (b *backend, err error) {
+	// The lock comes first: a second server must not even migrate a
+	// database that another one serves.
+	unlock, err := lockDatabase(cfg)
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(ctx, store.Options{
 		Path: cfg.dbPath(), Synchronous: cfg.SQLiteSync, Retention: cfg.Retention, Logger: logger,
 		LiveEvents: cfg.ReplayBuffer, LiveBytes: cfg.ReplayBufferBytes,
 	})
 	if err != nil {
+		unlock()
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			st.Close()
+			unlock()
+		}
+	}()
 	hub, err := stream.NewHub(ctx, st, st, cfg.hubOptions(logger))
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	if err := loadRevocations(ctx, st, hub); err != nil {
 		hub.Close(context.Background())
-		st.Close()
 		return nil, err
 	}
 	typing := stream.NewTyping(hub, cfg.TypingTimeout)
@@ -94,7 +109,7 @@ func embedded(ctx context.Context, cfg Config, logger *slog.Logger) (*backend, e
 		OnLastClose: typing.StopUser,
 		Logger:      logger,
 	})
-	return &backend{mode: "embedded", store: st, hub: hub, presence: presence, typing: typing,
+	return &backend{mode: "embedded", store: st, hub: hub, presence: presence, typing: typing, unlock: unlock,
 		// Spent stream tickets are kept in the database: a ticket opens one
 		// stream, also across a restart.
 		shared: api.Config{Tickets: st}, stop: func() {
