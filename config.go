@@ -194,6 +194,14 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 			if o = strings.TrimSpace(o); o == "" {
 				continue
 			}
+			if o == "*" {
+				// echo would answer Access-Control-Allow-Origin: * with
+				// credentials allowed, which browsers refuse: every
+				// cross-origin stream would fail, with nothing said here.
+				errs = append(errs, badSetting("cors-origins", envName("cors-origins"), o,
+					"the origins themselves, such as https://app.example.com, not *: browsers send credentials (the stream cookie of EventSource withCredentials) only to a server that names their origin, and refuse an answer that allows any"))
+				continue
+			}
 			origin, err := parseOrigin(o)
 			if err != nil {
 				errs = append(errs, badSetting("cors-origins", envName("cors-origins"), o, err.Error()))

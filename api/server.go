@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
@@ -141,7 +142,7 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(middleware.RequestID())
+	e.Use(requestID)
 	e.Use(middleware.Recover())
 	e.Use(s.requestLogger())
 	if len(s.cfg.CORSOrigins) > 0 {
@@ -225,6 +226,54 @@ func echoToOpenAPI(p string) string {
 		i = j - 1
 	}
 	return string(b)
+}
+
+// requestID gives every request an id, sent back in X-Request-Id and
+// repeated in the logs. A client's own id (a proxy's, say) is kept when it
+// is at most maxRequestID characters of safe ones; any other would put
+// what a client chose, unbounded, in every answer's headers and in log
+// lines, so the request gets a fresh one instead. The request's header is
+// rewritten too, so that the request logger, which reads it first, logs
+// the id that was answered.
+func requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		id := req.Header.Get(echo.HeaderXRequestID)
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		req.Header[echo.HeaderXRequestID] = []string{id}
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+// maxRequestID is the longest request id a client may choose: a UUID, a
+// W3C traceparent or a proxy's id all fit.
+const maxRequestID = 128
+
+// validRequestID reports whether a client's request id is kept: 1 to
+// maxRequestID ASCII letters, digits and - _ . : / + =.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch b := id[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		case b == '-', b == '_', b == '.', b == ':', b == '/', b == '+', b == '=':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID is 128 random bits in hex.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (s *Server) requestLogger() echo.MiddlewareFunc {
