@@ -23,6 +23,11 @@ import (
 
 // TestMain stops the PostgreSQL and Redis servers that tests started.
 func TestMain(m *testing.M) {
+	if path := os.Getenv(holdLockEnv); path != "" {
+		// This process is a test's helper: another process that holds
+		// a database's write lock.
+		os.Exit(holdLock(path))
+	}
 	code := m.Run()
 	stopBrowser()
 	storetest.StopShared()
@@ -46,6 +51,11 @@ type testServer struct {
 // override them (HERALD_* names, as a user would set them).
 func startServer(t testing.TB, env map[string]string) *testServer {
 	t.Helper()
+	return startWith(t, testEnv(t, env))
+}
+
+// testEnv is startServer's settings: env's entries over the defaults.
+func testEnv(t testing.TB, env map[string]string) map[string]string {
 	base := map[string]string{
 		"HERALD_ADDR":        "127.0.0.1:0",
 		"HERALD_DATA_DIR":    t.TempDir(),
@@ -60,7 +70,7 @@ func startServer(t testing.TB, env map[string]string) *testServer {
 	for k, v := range env {
 		base[k] = v
 	}
-	return startWith(t, base)
+	return base
 }
 
 func startWith(t testing.TB, env map[string]string) *testServer {
@@ -75,6 +85,13 @@ func startWith(t testing.TB, env map[string]string) *testServer {
 // startConfig starts Herald with cfg.
 func startConfig(t testing.TB, cfg Config) *testServer {
 	t.Helper()
+	return startConfigTo(t, cfg, nil)
+}
+
+// startConfigTo starts Herald with cfg, logging to logw, or to the test's
+// output when logw is nil.
+func startConfigTo(t testing.TB, cfg Config, logw io.Writer) *testServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	s := &testServer{t: t, cfg: cfg, secret: []byte(cfg.JWTSecret), cancel: cancel, stopped: make(chan error, 1), client: restClient}
@@ -88,9 +105,11 @@ func startConfig(t testing.TB, cfg Config) *testServer {
 		}
 		s.client = &http.Client{Timeout: restClient.Timeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	}
-	var logw io.Writer = os.Stderr
-	if tt, ok := t.(*testing.T); ok {
-		logw = tt.Output()
+	if logw == nil {
+		logw = os.Stderr
+		if tt, ok := t.(*testing.T); ok {
+			logw = tt.Output()
+		}
 	}
 	go func() { s.stopped <- serve(ctx, cfg, logw, ready) }()
 	select {

@@ -87,10 +87,16 @@ func (s *Server) handleError(err error, c echo.Context) {
 	case errors.As(err, &storeErr) && statusOf(storeErr) != http.StatusInternalServerError:
 		status, body = statusOf(storeErr), errorDetail{storeErr.Code, storeErr.Message}
 	case errors.Is(err, store.ErrUnavailable):
-		// The database is down or restarting: the client may retry.
+		// The database is down or restarting, its disk is full, another
+		// process holds its lock: nothing was changed, and the client may
+		// retry. Each of these ends by itself or by an operator's hand,
+		// never by the client's.
 		status, body = http.StatusServiceUnavailable, errorDetail{"unavailable", "the service is briefly unavailable; retry shortly"}
 		c.Response().Header().Set("Retry-After", "1")
+		reason := unavailableReason(err)
+		s.metrics.storeUnavailable(reason)
 		s.logger.LogAttrs(c.Request().Context(), slog.LevelWarn, "database unavailable",
+			slog.String("reason", reason),
 			slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
 			slog.String("method", c.Request().Method),
 			slog.String("path", c.Path()),
@@ -120,6 +126,19 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	c.JSON(status, errorBody{body})
+}
+
+// unavailableReason names the kind of a store.ErrUnavailable, for the
+// metric, the log and readiness: disk_full, locked or unavailable (out of
+// reach, or failing otherwise).
+func unavailableReason(err error) string {
+	switch {
+	case errors.Is(err, store.ErrDiskFull):
+		return "disk_full"
+	case errors.Is(err, store.ErrLocked):
+		return "locked"
+	}
+	return "unavailable"
 }
 
 func codeForStatus(status int) string {

@@ -18,6 +18,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	routes   map[string]bool // the routes' paths: no label takes another value
+	// unavailable counts requests answered 503 because the database could
+	// not serve them, by reason (unavailableReason).
+	unavailable *prometheus.CounterVec
 }
 
 // methods are the methods a label may name; a client chooses the method,
@@ -39,13 +42,20 @@ func newMetrics(reg *prometheus.Registry, st *store.Store, hub *stream.Hub) *met
 		Name: "herald_http_request_duration_seconds", Help: "HTTP request latency by route (streams excluded).",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"method", "route"})
+	m.unavailable = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_store_unavailable_total",
+		Help: "Requests answered 503 because the database could not serve them, by reason: disk_full, locked (by another process), unavailable (out of reach).",
+	}, []string{"reason"})
+	for _, r := range []string{"disk_full", "locked", "unavailable"} {
+		m.unavailable.WithLabelValues(r) // every reason shows, at 0, before it happens
+	}
 	stat := func(f func(stream.Stats) float64) func() float64 {
 		return func() float64 { return f(hub.Stats()) }
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.latency,
+		m.requests, m.latency, m.unavailable,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_streams_open", Help: "Open SSE streams on this instance."},
 			stat(func(s stream.Stats) float64 { return float64(s.Streams) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_log_position", Help: "Newest log position dispatched."},
@@ -78,5 +88,12 @@ func (m *metrics) observe(method, route string, status int, latency time.Duratio
 	m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
 	if route != "/v1/stream" {
 		m.latency.WithLabelValues(method, route).Observe(latency.Seconds())
+	}
+}
+
+// storeUnavailable counts a request answered 503 for reason.
+func (m *metrics) storeUnavailable(reason string) {
+	if m.unavailable != nil {
+		m.unavailable.WithLabelValues(reason).Inc()
 	}
 }

@@ -315,7 +315,7 @@ func (s *Server) readyz(c echo.Context) error {
 	r := readiness{Status: "ready", Checks: map[string]string{"store": "ok"}}
 	status := http.StatusOK
 	if err := s.store.Ping(ctx); err != nil {
-		r.Status, r.Checks["store"], status = "store unavailable", "unavailable", http.StatusServiceUnavailable
+		r.Status, r.Checks["store"], status = "store unavailable", unavailableReason(err), http.StatusServiceUnavailable
 	}
 	for name, check := range s.cfg.Checks {
 		r.Checks[name] = "ok"

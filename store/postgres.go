@@ -3,12 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,29 +270,5 @@ func (pgTx) keyShare() string { return " FOR KEY SHARE" }
 
 func (q pgTx) lockRoomExclusive(id string) error {
 	_, err := q.exec(`SELECT 1 FROM rooms WHERE id = ? FOR UPDATE`, id)
-	return err
-}
-
-// unavailable marks errors that say the database cannot be reached, as
-// opposed to a statement it refused: those become ErrUnavailable.
-func unavailable(err error) error {
-	if err == nil || errors.Is(err, ErrUnavailable) {
-		return err
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		// Connection exceptions, and a server shutting down or starting.
-		if strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" {
-			return errors.Join(ErrUnavailable, err)
-		}
-		return err
-	}
-	var ne net.Error
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ne) || errors.As(err, &ce) || errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
-		return errors.Join(ErrUnavailable, err)
-	}
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -48,7 +49,20 @@ type sqliteDB struct {
 
 	commits atomic.Int64
 	writes  atomic.Int64
+
+	// locked is set by the writer goroutine, its only user, while another
+	// process holds the database's write lock: each transaction then
+	// waits for it only briefly, so that the requests queued meanwhile are
+	// answered (503) at once rather than a busy timeout each.
+	locked bool
 }
+
+// How long the writer waits for another process's write lock (ms): at
+// first, and while it is known to be held.
+const (
+	busyTimeout       = 1000
+	busyTimeoutLocked = 50
+)
 
 var _ dialect = (*sqliteDB)(nil)
 
@@ -71,6 +85,10 @@ func openSQLite(ctx context.Context, opts Options, onCommit func([]event.Event))
 		wq[k] = v
 	}
 	wq.Set("_txlock", "immediate")
+	// Only another process takes the write lock from the writer, which is
+	// this process's only writing connection: waiting long for it would
+	// only hold up the answers queued behind.
+	wq.Set("_busy_timeout", strconv.Itoa(busyTimeout))
 	w, err := sqlx.ConnectContext(ctx, "sqlite3", "file:"+opts.Path+"?"+wq.Encode())
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: open %s: %w", opts.Path, err)
@@ -256,13 +274,29 @@ func (db *sqliteDB) writer() {
 	}
 }
 
+// setLocked shortens the writer's wait for the write lock while another
+// process holds it, and restores it once a transaction got it.
+func (db *sqliteDB) setLocked(locked bool) {
+	if locked == db.locked {
+		return
+	}
+	ms := busyTimeout
+	if locked {
+		ms = busyTimeoutLocked
+	}
+	if _, err := db.wc.ExecContext(context.Background(), `PRAGMA busy_timeout = `+strconv.Itoa(ms)); err == nil {
+		db.locked = locked
+	}
+}
+
 // commitBatch runs a batch in one transaction, each request in its own
 // savepoint: one request's failure rolls back only its own changes while
-// the rest of the group commits.
+// the rest of the group commits. A failure of the database itself (a full
+// disk, another process's lock) fails the whole batch with ErrUnavailable.
 func (db *sqliteDB) commitBatch(batch []*writeReq) {
 	results := make([]error, len(batch))
 	var events []event.Event
-	err := func() error {
+	err := unavailable(func() error {
 		t := &Tx{q: sqliteTx{db.stmts}, cache: db.cache, now: now()}
 		if _, err := t.exec(`BEGIN IMMEDIATE`); err != nil {
 			return fmt.Errorf("store: begin: %w", err)
@@ -287,6 +321,12 @@ func (db *sqliteDB) commitBatch(batch []*writeReq) {
 			}
 			mark, cacheMark := len(t.events), db.cache.mark()
 			if err := req.fn(t); err != nil {
+				if err = unavailable(err); errors.Is(err, ErrUnavailable) {
+					// The database cannot write (a full disk, a lock):
+					// neither can the rest of the batch, and SQLite may
+					// have rolled the whole transaction back already.
+					return err
+				}
 				results[i] = err
 				t.events = t.events[:mark]
 				db.cache.rollback(cacheMark)
@@ -310,7 +350,8 @@ func (db *sqliteDB) commitBatch(batch []*writeReq) {
 		db.cache.commit()
 		events = t.events
 		return nil
-	}()
+	}())
+	db.setLocked(errors.Is(err, ErrLocked))
 	if err != nil {
 		for i := range results {
 			if results[i] == nil {

@@ -116,6 +116,12 @@ type Store struct {
 	// replay must start at or after it.
 	trimmedThrough atomic.Int64
 
+	// unwritable is set while writes fail for want of the database (a
+	// full disk, another process's lock, a database out of reach), from
+	// the first such failure to the next write that commits: Ping reports
+	// it, and tries a write of its own to learn whether it is over.
+	unwritable atomic.Bool
+
 	stop      chan struct{} // closed by Close: stops the pruner
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -231,8 +237,23 @@ func (s *Store) RotateEpoch(ctx context.Context, old string) error {
 	return s.loadMeta(ctx)
 }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return unavailable(s.r.PingContext(ctx)) }
+// Ping checks that the database answers, and that it takes writes: after
+// a write failed with ErrUnavailable, Ping writes a row itself (reads work
+// on a full disk, and next to another process's write lock), so that
+// readiness recovers without waiting for a client to try again.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := unavailable(s.r.PingContext(ctx)); err != nil {
+		return err
+	}
+	if !s.unwritable.Load() {
+		return nil
+	}
+	return s.write(ctx, func(t *Tx) error {
+		_, err := t.exec(`INSERT INTO meta (key, value) VALUES ('probe', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.FormatInt(time.Now().UnixNano(), 10))
+		return err
+	})
+}
 
 // Stats reports how many write requests were committed in how many
 // transactions since Open.

@@ -71,7 +71,14 @@ func (s *Store) write(ctx context.Context, fn func(*Tx) error) error {
 			return inner(t)
 		}
 	}
-	return s.db.write(ctx, fn)
+	err := s.db.write(ctx, fn)
+	switch {
+	case err == nil:
+		s.unwritable.Store(false)
+	case errors.Is(err, ErrUnavailable):
+		s.unwritable.Store(true)
+	}
+	return err
 }
 
 // emit appends an event to the log inside the current transaction.
