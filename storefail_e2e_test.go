@@ -346,3 +346,43 @@ func TestStoreLocked(t *testing.T) {
 	s.post(alice, room, "unlocked")
 	logs.noErrors(t)
 }
+
+// TestClientGoneIsNotAnError: a client that gives up while its request
+// waits (here for another process's database lock) is not the server's
+// failure: it is logged at debug, with its request id, and counted as 499.
+func TestClientGoneIsNotAnError(t *testing.T) {
+	s, logs := startServerLog(t, map[string]string{"HERALD_LOG_LEVEL": "debug"})
+	alice := s.token("alice")
+	room := s.createRoom(alice, "gone", false)
+	release := lockDatabaseElsewhere(t, s.cfg.dbPath())
+
+	// This post waits for the lock; its client does not.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", s.URL+"/v1/rooms/"+room+"/messages", strings.NewReader(`{"text":"gone"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("X-Request-Id", "left-early")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a post with the database locked answered %d within 100ms; want it to wait for the lock", resp.StatusCode)
+	}
+	release()
+	waitReady(t, s)
+
+	deadline := time.Now().Add(time.Minute)
+	for !slices.ContainsFunc(logs.entries(t), func(e map[string]any) bool {
+		return e["msg"] == "client went away" && e["request_id"] == "left-early" && e["level"] == "DEBUG"
+	}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the post whose client left is not logged at debug as client went away, with its request id")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := sample(t, s, `herald_http_requests_total{method="POST",route="/v1/rooms/:room/messages",status="499"}`); n != 1 {
+		t.Errorf("posts counted with status 499 = %v; want 1, the one whose client left", n)
+	}
+	logs.noErrors(t)
+}

@@ -65,6 +65,10 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
+// StatusClientClosedRequest is the status recorded for a request whose
+// client went away before its answer: nginx's 499, which HTTP lacks.
+const StatusClientClosedRequest = 499
+
 // handleError is the one place where errors become HTTP answers. Internal
 // failures are logged with the request id; the client gets a generic message.
 func (s *Server) handleError(err error, c echo.Context) {
@@ -86,6 +90,18 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 	case errors.As(err, &storeErr) && statusOf(storeErr) != http.StatusInternalServerError:
 		status, body = statusOf(storeErr), errorDetail{storeErr.Code, storeErr.Message}
+	case c.Request().Context().Err() != nil:
+		// The client went away while its request ran, and what failed
+		// was the work it no longer waits for: not the server's failure.
+		// Nobody reads the answer; it is counted as 499, the status
+		// proxies log for a client that closed its request.
+		s.logger.LogAttrs(c.Request().Context(), slog.LevelDebug, "client went away",
+			slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
+			slog.String("method", c.Request().Method),
+			slog.String("path", c.Path()),
+			slog.String("err", err.Error()))
+		c.NoContent(StatusClientClosedRequest)
+		return
 	case errors.Is(err, store.ErrUnavailable):
 		// The database is down or restarting, its disk is full, another
 		// process holds its lock: nothing was changed, and the client may
