@@ -1063,6 +1063,63 @@ func TestStreamSlowConsumerIsDroppedAndResumes(t *testing.T) {
 	}
 }
 
+// A reader whose socket stays full past the write timeout, while its queue
+// still has room, is dropped by the timeout: that is counted as a dropped
+// stream too, and the stream resumes by replay like any other drop.
+func TestStreamWriteTimeoutCountsAsDropped(t *testing.T) {
+	const textSize = 32000
+	// A queue far larger than what the test posts: only the write timeout
+	// can end the sloth's stream.
+	sc := newStreamScene(t, map[string]string{
+		"HERALD_QUEUE_SIZE": "100000", "HERALD_QUEUE_BYTES": strconv.Itoa(1 << 30),
+		"HERALD_WRITE_TIMEOUT": "100ms", "HERALD_MAX_TEXT": strconv.Itoa(textSize),
+	})
+	room := sc.room("alice", "firehose", false)
+	sc.join("sloth", room)
+	conn, slow := sc.openUnread("sloth")
+
+	var texts []string
+	for i := 0; i%8 != 0 || sc.metric("herald_streams_dropped_total") == 0; i++ {
+		if i == 2000 {
+			t.Fatalf("herald_streams_dropped_total = 0 after %d unread messages of %d bytes; want the timed-out stream counted", i, textSize)
+		}
+		head := fmt.Sprintf("big-%04d ", i)
+		texts = append(texts, head+strings.Repeat("x", textSize-len(head)))
+		sc.say("alice", room, texts[len(texts)-1])
+	}
+	if n := sc.metric("herald_streams_dropped_total"); n != 1 {
+		t.Fatalf("herald_streams_dropped_total = %v; want 1 (only the sloth)", n)
+	}
+
+	// The stream ended; what it delivered, then a replay, is everything.
+	conn.SetReadDeadline(time.Now().Add(streamtest.Timeout))
+	var got []sseEvent
+	lastID := ""
+	dec := stream.NewDecoder(slow.Body)
+	for {
+		f, err := dec.Next()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the timed-out stream did not end (after %d events)", len(got))
+		}
+		if err != nil {
+			break
+		}
+		if f.HasID {
+			lastID = f.ID
+		}
+		if f.Event == "message:created" {
+			e := sseEvent{Frame: f}
+			if err := json.Unmarshal([]byte(f.Data), &e.p); err != nil {
+				t.Fatalf("message:created data %q: %v", f.Data, err)
+			}
+			got = append(got, e)
+		}
+	}
+	again := sc.open("sloth", lastID)
+	got = append(got, sseRead(t, again, len(texts)-len(got))...)
+	sseCheckMessages(t, "sloth", got, texts)
+}
+
 // ---------------------------------------------------------------------------
 // 8. Refusals that EventSource survives
 

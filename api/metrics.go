@@ -62,7 +62,7 @@ func newMetrics(reg *prometheus.Registry, st *store.Store, hub *stream.Hub) *met
 			stat(func(s stream.Stats) float64 { return float64(s.Position) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_events_delivered_total", Help: "Event frames queued to streams."},
 			stat(func(s stream.Stats) float64 { return float64(s.Delivered) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_streams_dropped_total", Help: "Streams dropped for falling behind."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_streams_dropped_total", Help: "Streams dropped for falling behind: a full queue, or a write that timed out."},
 			stat(func(s stream.Stats) float64 { return float64(s.Dropped) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_streams_refused_total", Help: "Streams refused by a cap or shutdown."},
 			stat(func(s stream.Stats) float64 { return float64(s.Rejected) })),

@@ -213,7 +213,7 @@ type Stats struct {
 	Streams   int
 	Position  int64
 	Delivered int64 // frames queued to connections
-	Dropped   int64 // connections dropped for falling behind
+	Dropped   int64 // connections dropped for falling behind: a full queue, or a write that timed out
 	Rejected  int64 // streams refused by a cap or shutdown
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -102,6 +104,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 	wr := h.httpWriter(w)
 	w.WriteHeader(http.StatusOK)
 	if err := wr.write(head); err != nil {
+		h.writeFailed(s.c, err)
 		return
 	}
 	h.deliver(ctx, wr, &s)
@@ -131,11 +134,27 @@ func (h *Hub) deliver(ctx context.Context, w *writer, s *stream) {
 				h.opts.Logger.Error("replay", "err", err, "user", s.c.user)
 				w.write(closingFrame(nil, h.opts.Retry, errUnavailable))
 			}
+			h.writeFailed(s.c, err)
 			return
 		}
 	}
 	s.rooms = nil // only the replay needed them; the stream may live for days
-	h.pump(w, s.c, s.expires)
+	h.writeFailed(s.c, h.pump(w, s.c, s.expires))
+}
+
+// writeFailed counts a stream whose write timed out as dropped, like one
+// whose queue filled: both are readers too slow for the events, and
+// resume by replay. Once dropped (by either), a stream is counted once.
+func (h *Hub) writeFailed(c *conn, err error) {
+	if !errors.Is(err, errWriteTimeout) {
+		return
+	}
+	h.mu.Lock()
+	if !c.removed {
+		h.dropLocked(c)
+		h.dropped.Add(1)
+	}
+	h.mu.Unlock()
 }
 
 // serveConn runs a hijacked stream on a goroutine the hub owns, which Close
@@ -175,7 +194,8 @@ func (h *Hub) serveConn(nc net.Conn, hdr http.Header, head []byte, s stream) {
 		defer unwatch()
 		defer h.unregister(s.c)
 		w := h.connWriter(nc)
-		if w.write(resp) != nil {
+		if err := w.write(resp); err != nil {
+			h.writeFailed(s.c, err)
 			return
 		}
 		h.deliver(context.Background(), w, &s)
@@ -268,7 +288,12 @@ func closingFrame(b []byte, retry time.Duration, reason error) []byte {
 	return append(b, "\n\n"...)
 }
 
-var errWrite = errors.New("stream: write to client")
+var (
+	errWrite = errors.New("stream: write to client")
+	// errWriteTimeout is a write that did not finish within WriteTimeout:
+	// a client too slow to read its events.
+	errWriteTimeout = fmt.Errorf("%w: timed out", errWrite)
+)
 
 // writer sends bytes to one client with a bounded wait. It renews the
 // connection's write deadline only when half of it has been used, rather
@@ -293,18 +318,27 @@ func (h *Hub) connWriter(nc net.Conn) *writer {
 	return &writer{w: nc, setDeadline: nc.SetWriteDeadline, timeout: h.opts.WriteTimeout}
 }
 
+// write sends b and flushes it. It returns errWriteTimeout when the client
+// did not take it within the timeout, and errWrite for any other failure
+// (the client went away).
 func (w *writer) write(b []byte) error {
 	if now := time.Now(); w.deadline.Sub(now) < w.timeout/2 {
 		w.deadline = now.Add(w.timeout)
 		w.setDeadline(w.deadline)
 	}
-	if _, err := w.w.Write(b); err != nil {
-		return errWrite
+	_, err := w.w.Write(b)
+	if err == nil && w.flush != nil {
+		err = w.flush()
 	}
-	if w.flush != nil && w.flush() != nil {
-		return errWrite
+	if err == nil {
+		return nil
 	}
-	return nil
+	// Over HTTP/2 a stream reset by its deadline fails as closed; the
+	// clock tells that it was the deadline.
+	if errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(w.deadline) {
+		return errWriteTimeout
+	}
+	return errWrite
 }
 
 // bufPool holds write buffers, so that idle streams keep none.
@@ -313,8 +347,8 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &
 // pump is the stream's writer: each time it wakes it takes everything
 // queued and sends it in one write and one flush, with a heartbeat when one
 // is due. It returns when the stream ends, at the latest when its
-// credential expires.
-func (h *Hub) pump(w *writer, c *conn, expires time.Time) {
+// credential expires, with the error of the write that failed, if one did.
+func (h *Hub) pump(w *writer, c *conn, expires time.Time) error {
 	heartbeat := time.AfterFunc(h.opts.Heartbeat, func() { c.notify(notePing) })
 	defer heartbeat.Stop()
 	if !expires.IsZero() {
@@ -327,7 +361,7 @@ func (h *Hub) pump(w *writer, c *conn, expires time.Time) {
 		frames, notes := c.take(spare)
 		if notes&(noteDropped|noteHungUp) != 0 {
 			// A dropped stream resumes by replay; a gone client reads nothing.
-			return
+			return nil
 		}
 		bp := bufPool.Get().(*[]byte)
 		buf := (*bp)[:0]
@@ -359,7 +393,7 @@ func (h *Hub) pump(w *writer, c *conn, expires time.Time) {
 			bufPool.Put(bp)
 		}
 		if err != nil || notes&(noteClosing|noteExpired|noteDisconnected) != 0 {
-			return
+			return err
 		}
 	}
 }
