@@ -340,3 +340,34 @@ func TestStreamCookieOverTLS(t *testing.T) {
 		})
 	}
 }
+
+// Over HTTP/2 a stream's write deadline is a timer that resets the stream
+// when it fires, whether a write is under way or not: an idle stream, its
+// heartbeat due after the write timeout, must outlive it and keep
+// delivering.
+func TestHTTP2IdleStreamOutlivesWriteTimeout(t *testing.T) {
+	s := startServer(t, map[string]string{"HERALD_HEARTBEAT": "700ms", "HERALD_WRITE_TIMEOUT": "100ms"})
+	client := protoClient(t, "h2c", nil)
+	alice := s.token("alice")
+	room := s.createRoom(alice, "idle", false)
+	c := streamtest.ConnectWith(t, client, s.URL+"/v1/stream", http.Header{"Authorization": {"Bearer " + alice}})
+	if c.Resp.Proto != "HTTP/2.0" {
+		t.Fatalf("stream answered in %s; want HTTP/2.0", c.Resp.Proto)
+	}
+	c.Expect("ready")
+	// Idle for a heartbeat interval, several write timeouts long.
+	for f, ok := c.Frame(); f.Comment != "ping"; f, ok = c.Frame() {
+		if !ok {
+			t.Fatal("an idle HTTP/2 stream ended before its heartbeat; want it open")
+		}
+	}
+	id := s.post(alice, room, "still here")
+	var msg struct{ ID int64 }
+	c.ExpectData("message:created", &msg)
+	if msg.ID != id {
+		t.Errorf("message:created id = %d; want %d", msg.ID, id)
+	}
+	if n := sample(t, s, "herald_streams_dropped_total"); n != 0 {
+		t.Errorf("herald_streams_dropped_total = %v; want 0", n)
+	}
+}

@@ -295,22 +295,29 @@ var (
 	errWriteTimeout = fmt.Errorf("%w: timed out", errWrite)
 )
 
-// writer sends bytes to one client with a bounded wait. It renews the
-// connection's write deadline only when half of it has been used, rather
-// than on every write: a stuck client still fails within the timeout, and
-// the hot path saves a timer update per write.
+// writer sends bytes to one client with a bounded wait.
+//
+// On a connection (HTTP/1, hijacked) a deadline only fails a write still
+// in progress when it passes, so an idle stream may keep a past one: the
+// writer renews it only when half of it has been used, rather than on
+// every write, and a stuck client still fails within the timeout. Over
+// HTTP/2 a stream's write deadline is a timer that resets the stream when
+// it fires, written to or not: it is armed before each write and cleared
+// after, or every idle stream would end one timeout after its last write
+// (before its next heartbeat).
 type writer struct {
 	w           io.Writer
 	flush       func() error // nil for a hijacked connection
 	setDeadline func(time.Time) error
 	timeout     time.Duration
 	deadline    time.Time
+	perWrite    bool // arm and clear the deadline around each write (HTTP/2)
 }
 
 // httpWriter writes through net/http (HTTP/2, or when hijacking fails).
 func (h *Hub) httpWriter(w http.ResponseWriter) *writer {
 	rc := http.NewResponseController(w)
-	return &writer{w: w, flush: rc.Flush, setDeadline: rc.SetWriteDeadline, timeout: h.opts.WriteTimeout}
+	return &writer{w: w, flush: rc.Flush, setDeadline: rc.SetWriteDeadline, timeout: h.opts.WriteTimeout, perWrite: true}
 }
 
 // connWriter writes to a hijacked connection.
@@ -322,13 +329,16 @@ func (h *Hub) connWriter(nc net.Conn) *writer {
 // did not take it within the timeout, and errWrite for any other failure
 // (the client went away).
 func (w *writer) write(b []byte) error {
-	if now := time.Now(); w.deadline.Sub(now) < w.timeout/2 {
+	if now := time.Now(); w.perWrite || w.deadline.Sub(now) < w.timeout/2 {
 		w.deadline = now.Add(w.timeout)
 		w.setDeadline(w.deadline)
 	}
 	_, err := w.w.Write(b)
 	if err == nil && w.flush != nil {
 		err = w.flush()
+	}
+	if w.perWrite {
+		w.setDeadline(time.Time{})
 	}
 	if err == nil {
 		return nil
