@@ -79,6 +79,8 @@ type Config struct {
 	TicketTTL         time.Duration
 	SQLiteSync        string
 	ShutdownTimeout   time.Duration
+	ReadTimeout       time.Duration
+	MaxHeaderBytes    int
 	DebugAddr         string
 	TLSCert           string
 	TLSKey            string
@@ -147,6 +149,8 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.DurationVar(&c.TicketTTL, "ticket-ttl", time.Minute, "lifetime of a stream ticket")
 	fs.StringVar(&c.SQLiteSync, "sqlite-sync", "FULL", "SQLite synchronous mode: FULL survives power loss, NORMAL a crash")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests to finish")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", 30*time.Second, "how long a client may take to send a request's headers and body (408 past it); streams and answers are not bound by it")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 32<<10, "largest request header in bytes (431 past it)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of an opt-in pprof listener, such as 127.0.0.1:6060")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain: serve HTTPS, with HTTP/2, instead of plain HTTP (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
@@ -496,6 +500,8 @@ func (c *Config) validate() error {
 	check(sync == "FULL" || sync == "NORMAL" || sync == "EXTRA", "sqlite-sync", c.SQLiteSync, "FULL, NORMAL or EXTRA")
 	c.SQLiteSync = sync
 	check(c.ShutdownTimeout > 0, "shutdown-timeout", c.ShutdownTimeout, "a positive duration such as 10s")
+	check(c.ReadTimeout >= 100*time.Millisecond, "read-timeout", c.ReadTimeout, "at least 100ms")
+	check(c.MaxHeaderBytes >= 4<<10, "max-header-bytes", c.MaxHeaderBytes, "at least 4096 (bytes)")
 	check(c.DebugAddr == "" || isHostPort(c.DebugAddr), "debug-addr", c.DebugAddr, "empty (off) or "+hostPort)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format", c.LogFormat, "text or json")
 	errs = append(errs, c.validateTLS())

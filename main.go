@@ -144,13 +144,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		hub.Close(context.Background())
 		return err
 	}
-	httpSrv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		Protocols:         protocols(certs != nil),
-	}
+	httpSrv := newHTTPServer(cfg, handler, logger)
+	httpSrv.Protocols = protocols(certs != nil)
 	scheme := "http"
 	served := make(chan error, 1)
 	if certs != nil {
@@ -161,7 +156,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		go func() { served <- httpSrv.Serve(ln) }()
 	}
 
-	debugSrv := startDebug(cfg.DebugAddr, logger)
+	debugSrv := startDebug(cfg, logger)
 
 	if b.mode == "cluster" {
 		logger.Info("herald listening", "addr", ln.Addr().String(), "scheme", scheme, "mode", b.mode, "instance", cfg.InstanceID,
@@ -232,7 +227,8 @@ func browsable(addr string) string {
 }
 
 // startDebug serves pprof on a separate, opt-in listener.
-func startDebug(addr string, logger *slog.Logger) *http.Server {
+func startDebug(cfg Config, logger *slog.Logger) *http.Server {
+	addr := cfg.DebugAddr
 	if addr == "" {
 		return nil
 	}
@@ -242,7 +238,8 @@ func startDebug(addr string, logger *slog.Logger) *http.Server {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(cfg, mux, logger)
+	srv.Addr = addr
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("debug listener", "err", err)

@@ -28,6 +28,10 @@ func TestMain(m *testing.M) {
 		// a database's write lock.
 		os.Exit(holdLock(path))
 	}
+	if spare := os.Getenv(serveLimitedEnv); spare != "" {
+		// This process is a test's helper: a server with few files.
+		os.Exit(serveLimited(spare))
+	}
 	code := m.Run()
 	stopBrowser()
 	storetest.StopShared()

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/heraldchat/herald/api"
 )
@@ -26,12 +25,7 @@ func listenServerAPI(cfg Config, srv *api.Server, logger *slog.Logger) (*http.Se
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s (--server-addr): %w", cfg.ServerAddr, err)
 	}
-	s := &http.Server{
-		Handler:           srv.ServerAPIHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	s := newHTTPServer(cfg, srv.ServerAPIHandler(), logger)
 	go func() {
 		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("server API listener", "err", err)

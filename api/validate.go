@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"unicode"
@@ -44,6 +45,12 @@ func readBody(c echo.Context, maxBody int64) ([]byte, error) {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "the body exceeds %d bytes", maxBody)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The client declared a body and did not send it in time
+		// (--read-timeout); the connection is not reused.
+		c.Response().Header().Set(echo.HeaderConnection, "close")
+		return nil, errorf(http.StatusRequestTimeout, "timeout", "the body was not sent in time")
 	}
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "bad_request", "could not read the body")

@@ -184,6 +184,11 @@ func (h *Hub) serveConn(nc net.Conn, hdr http.Header, head []byte, s stream) {
 	}
 	h.conns.Add(1)
 	h.mu.Unlock()
+	// A stream request that came with a body keeps the read deadline that
+	// bounded sending it (--read-timeout); a stream reads nothing, but where
+	// hang-ups are noticed by a read (TLS, or off Linux) that deadline
+	// would end it.
+	nc.SetReadDeadline(time.Time{})
 	resp = append(resp, head...)
 	// A hang-up ends the pump at once; a replay then in progress ends at
 	// its next write.
