@@ -79,7 +79,7 @@ func startProc(t testing.TB, env map[string]string) *proc {
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), "HERALD_ADDR="+addr, "HERALD_DATA_DIR="+t.TempDir(),
 		"HERALD_JWT_SECRET="+testSecret, "HERALD_RATE_LIMITS=off", "HERALD_LOG_LEVEL=warn",
-		"HERALD_RETRY=50ms", "HERALD_PRESENCE_BATCH=5ms")
+		"HERALD_RETRY=50ms", "HERALD_PRESENCE_BATCH=5ms", "HERALD_DRAIN_DELAY=0s")
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

@@ -79,6 +79,7 @@ type Config struct {
 	TicketTTL         time.Duration
 	SQLiteSync        string
 	ShutdownTimeout   time.Duration
+	DrainDelay        time.Duration
 	ReadTimeout       time.Duration
 	MaxHeaderBytes    int
 	DebugAddr         string
@@ -149,6 +150,7 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.DurationVar(&c.TicketTTL, "ticket-ttl", time.Minute, "lifetime of a stream ticket")
 	fs.StringVar(&c.SQLiteSync, "sqlite-sync", "FULL", "SQLite synchronous mode: FULL survives power loss, NORMAL a crash")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests to finish")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "how long /readyz answers 503 at shutdown, while all else is served, before the server stops accepting (0: stop at once)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 30*time.Second, "how long a client may take to send a request's headers and body (408 past it); streams and answers are not bound by it")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 32<<10, "largest request header in bytes (431 past it)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of an opt-in pprof listener, such as 127.0.0.1:6060")
@@ -500,6 +502,7 @@ func (c *Config) validate() error {
 	check(sync == "FULL" || sync == "NORMAL" || sync == "EXTRA", "sqlite-sync", c.SQLiteSync, "FULL, NORMAL or EXTRA")
 	c.SQLiteSync = sync
 	check(c.ShutdownTimeout > 0, "shutdown-timeout", c.ShutdownTimeout, "a positive duration such as 10s")
+	check(c.DrainDelay >= 0 && c.DrainDelay <= 5*time.Minute, "drain-delay", c.DrainDelay, "between 0s and 5m")
 	check(c.ReadTimeout >= 100*time.Millisecond, "read-timeout", c.ReadTimeout, "at least 100ms")
 	check(c.MaxHeaderBytes >= 4<<10, "max-header-bytes", c.MaxHeaderBytes, "at least 4096 (bytes)")
 	check(c.DebugAddr == "" || isHostPort(c.DebugAddr), "debug-addr", c.DebugAddr, "empty (off) or "+hostPort)

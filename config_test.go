@@ -311,6 +311,8 @@ func TestConfigErrors(t *testing.T) {
 		{"server addr the main one", nil, []string{"--addr", ":8080", "--server-addr", ":8080"}, "server-addr", []string{`":8080"`, "other than --addr"}},
 		{"sqlite sync off", map[string]string{"HERALD_SQLITE_SYNC": "OFF"}, nil, "sqlite-sync", []string{`"OFF"`, "FULL, NORMAL or EXTRA"}},
 		{"shutdown timeout zero", nil, []string{"--shutdown-timeout", "0s"}, "shutdown-timeout", []string{`"0s"`, "positive duration"}},
+		{"drain delay negative", nil, []string{"--drain-delay", "-1s"}, "drain-delay", []string{`"-1s"`, "between 0s and 5m"}},
+		{"drain delay too long", map[string]string{"HERALD_DRAIN_DELAY": "1h"}, nil, "drain-delay", []string{`"1h0m0s"`, "between 0s and 5m"}},
 		{"read timeout too short", map[string]string{"HERALD_READ_TIMEOUT": "10ms"}, nil, "read-timeout", []string{`"10ms"`, "at least 100ms"}},
 		{"read timeout not a duration", nil, []string{"--read-timeout", "30"}, "read-timeout", []string{`"30"`, "Go duration"}},
 		{"max header bytes too few", nil, []string{"--max-header-bytes", "1000"}, "max-header-bytes", []string{`"1000"`, "at least 4096"}},

@@ -193,23 +193,58 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		return fmt.Errorf("http server: %w", err)
 	}
 
-	logger.Info("shutting down")
-	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	return shutdown(cfg, logger, srv, httpSrv, serverAPI, debugSrv, b, served)
+}
+
+// shutdown drains the server once its context ended. /readyz answers 503
+// for --drain-delay first, while everything else is still served, so that
+// a load balancer stops sending; then the listeners stop accepting, every
+// stream ends with its closing frame, and requests in flight get until
+// --shutdown-timeout to finish. Connections still busy then (a client that
+// stopped sending or reading) are closed: that is the drain doing its job,
+// not a failure. It fails only when the server could not close cleanly.
+func shutdown(cfg Config, logger *slog.Logger, srv *api.Server, httpSrv, serverAPI, debugSrv *http.Server, b *backend, served <-chan error) error {
+	srv.Drain()
+	logger.Info("draining: /readyz answers 503", "drain_delay", cfg.DrainDelay)
+	time.Sleep(cfg.DrainDelay)
+
+	logger.Info("shutting down", "shutdown_timeout", cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	shutdown := make(chan error, 1)
-	go func() { shutdown <- httpSrv.Shutdown(shutCtx) }() // stops accepting at once
-	hubErr := hub.Close(shutCtx)                          // streams end with a retry hint
-	httpErr := <-shutdown
+	servers := []*http.Server{httpSrv}
 	if serverAPI != nil {
-		httpErr = errors.Join(httpErr, serverAPI.Shutdown(shutCtx))
+		servers = append(servers, serverAPI)
 	}
-	if httpErr != nil {
-		httpSrv.Close()
+	stopped := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { stopped <- s.Shutdown(ctx) }() // stops accepting at once
+	}
+	hubErr := b.hub.Close(ctx) // streams end with a retry hint
+	var httpErr error
+	for range servers {
+		httpErr = errors.Join(httpErr, <-stopped)
+	}
+	if errors.Is(httpErr, context.DeadlineExceeded) {
+		logger.Warn("closing the connections still busy at the shutdown deadline", "shutdown_timeout", cfg.ShutdownTimeout)
+		for _, s := range servers {
+			s.Close()
+		}
+		httpErr = nil
+	}
+	if hubErr != nil {
+		// Streams whose last write is stuck on a client that stopped
+		// reading: each ends within its write timeout.
+		logger.Warn("waiting for streams still writing at the shutdown deadline", "write_timeout", cfg.WriteTimeout)
+		hubCtx, cancel := context.WithTimeout(context.Background(), cfg.WriteTimeout+time.Second)
+		defer cancel()
+		hubErr = b.hub.Close(hubCtx)
 	}
 	if debugSrv != nil {
 		debugSrv.Close()
 	}
-	<-served
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		httpErr = errors.Join(httpErr, err)
+	}
 	return errors.Join(hubErr, httpErr, b.close())
 }
 

@@ -68,6 +68,8 @@ func testEnv(t testing.TB, env map[string]string) map[string]string {
 		"HERALD_LOG_LEVEL":   "warn",
 		"HERALD_SQLITE_SYNC": "NORMAL",
 		"HERALD_RETRY":       "50ms",
+		// Shutdown drains for a moment in production; tests stop at once.
+		"HERALD_DRAIN_DELAY": "0s",
 		// Presence changes are batched for throughput; tests wait on them.
 		"HERALD_PRESENCE_BATCH": "5ms",
 	}
@@ -169,6 +171,7 @@ func envOf(c Config) map[string]string {
 		"HERALD_PRESENCE_BATCH": c.PresenceBatch.String(), "HERALD_PRESENCE_GRACE": c.PresenceGrace.String(),
 		"HERALD_TYPING_TIMEOUT": c.TypingTimeout.String(), "HERALD_MAX_STREAMS_PER_USER": itoa(c.MaxStreamsPerUser),
 		"HERALD_API_KEYS": strings.Join(c.APIKeys, ","), "HERALD_EDIT_WINDOW": c.EditWindow.String(),
+		"HERALD_DRAIN_DELAY": c.DrainDelay.String(),
 	}
 }
 

@@ -379,7 +379,7 @@ func TestServerAPIOwnListener(t *testing.T) {
 	env := serverEnv("HERALD_SERVER_ADDR", "127.0.0.1:0")
 	base := map[string]string{
 		"HERALD_ADDR": "127.0.0.1:0", "HERALD_DATA_DIR": t.TempDir(), "HERALD_JWT_SECRET": testSecret,
-		"HERALD_RATE_LIMITS": "off", "HERALD_LOG_LEVEL": "warn", "HERALD_SQLITE_SYNC": "NORMAL",
+		"HERALD_RATE_LIMITS": "off", "HERALD_LOG_LEVEL": "warn", "HERALD_SQLITE_SYNC": "NORMAL", "HERALD_DRAIN_DELAY": "0s",
 	}
 	for k, v := range base {
 		env[k] = v

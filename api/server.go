@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldchat/herald/store"
@@ -87,7 +88,16 @@ type Server struct {
 	keys    apiKeys // the server API's
 
 	clientTag string // the ETag of Client
+
+	// draining is set by Drain, when shutdown begins: /readyz answers
+	// 503 from then on while everything else is still served.
+	draining atomic.Bool
 }
+
+// Drain makes /readyz answer 503 "shutting down" from now on, so that a
+// load balancer stops sending requests before the server stops taking
+// them. Everything else is served as before.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // New builds the API. The caller owns st and hub and closes them after the
 // HTTP server has shut down.
@@ -326,7 +336,7 @@ func (s *Server) readyz(c echo.Context) error {
 			}
 		}
 	}
-	if s.hub.Closed() {
+	if s.draining.Load() || s.hub.Closed() {
 		r.Status, status = "shutting down", http.StatusServiceUnavailable
 	}
 	return c.JSON(status, r)
