@@ -110,7 +110,8 @@ type Store struct {
 	r      *sqlx.DB   // the reader pool
 	rstmts *stmtCache // prepared on the reader pool
 	epoch  string
-	live   *live // the newest committed events, for Read; nil in a cluster
+	live   *live     // the newest committed events, for Read; nil in a cluster
+	mark   *markFile // the highest position handed out; nil in a cluster
 
 	// trimmedThrough is the highest log position deleted by retention: a
 	// replay must start at or after it.
@@ -192,7 +193,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.db, s.r, err = openPostgres(ctx, opts)
 	} else {
 		s.live = newLive(opts.LiveEvents, opts.LiveBytes)
-		s.db, s.r, err = openSQLite(ctx, opts, s.live.publish)
+		if s.mark, err = openMark(opts.Path + markSuffix); err != nil {
+			return nil, err
+		}
+		if s.db, s.r, err = openSQLite(ctx, opts, s.committed); err != nil {
+			s.mark.close()
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -201,6 +207,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := s.loadMeta(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if s.mark != nil {
+		if err := s.checkMark(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	s.wg.Add(1)
 	go s.pruner()
@@ -216,6 +228,9 @@ func (s *Store) Close() error {
 		dbErr := s.db.close()
 		s.rstmts.close()
 		s.closeErr = errors.Join(dbErr, s.r.Close())
+		if s.mark != nil {
+			s.closeErr = errors.Join(s.closeErr, s.mark.close())
+		}
 	})
 	return s.closeErr
 }
