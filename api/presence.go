@@ -3,7 +3,9 @@ package api
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/heraldchat/herald/store"
@@ -107,11 +109,57 @@ func (s *Server) setTyping(c echo.Context) error {
 		return errorf(http.StatusUnprocessableEntity, "invalid_field", "typing must be true or false")
 	}
 	room := c.Param("room")
-	if err := s.store.CheckMember(c.Request().Context(), id.User, room); err != nil {
+	ctx := c.Request().Context()
+	err := s.typingLocks.with(room, id.User, func() error {
+		if err := s.store.CheckMember(ctx, id.User, room); err != nil {
+			return err
+		}
+		s.cfg.Typing.Set(room, id.User, id.Name, *req.Typing)
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	s.cfg.Typing.Set(room, id.User, id.Name, *req.Typing)
+	if *req.Typing && s.store.CheckMember(ctx, id.User, room) != nil {
+		// Left or removed on another instance of a cluster between the
+		// check and the start, whose lock this one does not share: stop
+		// now rather than at the timeout.
+		s.cfg.Typing.Stop(room, id.User)
+	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// typingLocks serializes, for one user in one room, a typing ping's
+// membership check and start with the leave or removal that ends the
+// user's typing there. Without it a ping checked just before a leave
+// commits starts typing just after it: typing:started after member:left,
+// stuck until the timeout. Locks are striped by a hash of the pair, so
+// they take no memory per user.
+type typingLocks [64]sync.Mutex
+
+func (l *typingLocks) with(room, user string, fn func() error) error {
+	h := fnv.New32a()
+	h.Write([]byte(room))
+	h.Write([]byte{0})
+	h.Write([]byte(user))
+	mu := &l[h.Sum32()%uint32(len(l))]
+	mu.Lock()
+	defer mu.Unlock()
+	return fn()
+}
+
+// endTyping runs change, which makes user leave room, and once it
+// committed ends the user's typing there, with no ping in between: no
+// typing:started follows member:left. A change refused stops nothing, so
+// a failed removal cannot clear someone else's indicator.
+func (s *Server) endTyping(room, user string, change func() error) error {
+	return s.typingLocks.with(room, user, func() error {
+		if err := change(); err != nil {
+			return err
+		}
+		s.cfg.Typing.Stop(room, user)
+		return nil
+	})
 }
 
 type readRequest struct {

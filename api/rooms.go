@@ -68,10 +68,10 @@ func (s *Server) leaveRoom(c echo.Context) error {
 		return err
 	}
 	room := c.Param("room")
-	if err := s.store.Leave(c.Request().Context(), id.User, room); err != nil {
+	err := s.endTyping(room, id.User, func() error { return s.store.Leave(c.Request().Context(), id.User, room) })
+	if err != nil {
 		return err
 	}
-	s.cfg.Typing.Stop(room, id.User)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -130,10 +130,12 @@ func (s *Server) removeMember(c echo.Context) error {
 		return err
 	}
 	room, user := c.Param("room"), c.Param("user")
-	if err := s.store.RemoveMember(c.Request().Context(), store.UserActor(id.User), room, user); err != nil {
+	err := s.endTyping(room, user, func() error {
+		return s.store.RemoveMember(c.Request().Context(), store.UserActor(id.User), room, user)
+	})
+	if err != nil {
 		return err
 	}
-	s.cfg.Typing.Stop(room, user)
 	return c.NoContent(http.StatusNoContent)
 }
 

@@ -89,6 +89,8 @@ type Server struct {
 
 	clientTag string // the ETag of Client
 
+	typingLocks typingLocks
+
 	// draining is set by Drain, when shutdown begins: /readyz answers
 	// 503 from then on while everything else is still served.
 	draining atomic.Bool

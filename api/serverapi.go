@@ -339,11 +339,12 @@ func (s *Server) serverAddMember(c echo.Context) error {
 // error.
 func (s *Server) serverRemoveMember(c echo.Context) error {
 	room, user := c.Param("room"), c.Param("user")
-	err := s.store.RemoveMember(c.Request().Context(), store.Admin, room, user)
+	err := s.endTyping(room, user, func() error {
+		return s.store.RemoveMember(c.Request().Context(), store.Admin, room, user)
+	})
 	if err != nil && !errors.Is(err, store.ErrMemberNotFound) {
 		return err
 	}
-	s.cfg.Typing.Stop(room, user)
 	return c.JSON(http.StatusOK, membership{Room: room, User: user, Changed: err == nil})
 }
 
