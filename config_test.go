@@ -568,3 +568,32 @@ func TestServeJWKS(t *testing.T) {
 		t.Errorf("the keys were fetched %d times; want at most 2 (at start, and once for the new kid)", fetches)
 	}
 }
+
+// The bounds on sending a request and on shutting down have defaults, and
+// the environment and the flags set them.
+func TestConfigRequestAndDrainBounds(t *testing.T) {
+	tests := []struct {
+		name           string
+		env            map[string]string
+		args           []string
+		read, drain    time.Duration
+		maxHeaderBytes int
+	}{
+		{"defaults", nil, nil, 30 * time.Second, 5 * time.Second, 32 << 10},
+		{"env", map[string]string{"HERALD_READ_TIMEOUT": "2s", "HERALD_DRAIN_DELAY": "0s", "HERALD_MAX_HEADER_BYTES": "8192"}, nil, 2 * time.Second, 0, 8192},
+		{"flags over env", map[string]string{"HERALD_READ_TIMEOUT": "2s", "HERALD_DRAIN_DELAY": "0s", "HERALD_MAX_HEADER_BYTES": "8192"},
+			[]string{"--read-timeout", "1m", "--drain-delay", "15s", "--max-header-bytes", "65536"}, time.Minute, 15 * time.Second, 64 << 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ReadTimeout != tt.read || c.DrainDelay != tt.drain || c.MaxHeaderBytes != tt.maxHeaderBytes {
+				t.Errorf("read timeout, drain delay, max header bytes = %v, %v, %d; want %v, %v, %d",
+					c.ReadTimeout, c.DrainDelay, c.MaxHeaderBytes, tt.read, tt.drain, tt.maxHeaderBytes)
+			}
+		})
+	}
+}
