@@ -346,7 +346,7 @@ func TestStreamCookieOverTLS(t *testing.T) {
 // heartbeat due after the write timeout, must outlive it and keep
 // delivering.
 func TestHTTP2IdleStreamOutlivesWriteTimeout(t *testing.T) {
-	s := startServer(t, map[string]string{"HERALD_HEARTBEAT": "700ms", "HERALD_WRITE_TIMEOUT": "100ms"})
+	s := startServer(t, map[string]string{"HERALD_HEARTBEAT": "1s", "HERALD_WRITE_TIMEOUT": "250ms"})
 	client := protoClient(t, "h2c", nil)
 	alice := s.token("alice")
 	room := s.createRoom(alice, "idle", false)

@@ -15,7 +15,7 @@ import (
 // returns no error, the drain having done its job.
 func TestShutdownDrains(t *testing.T) {
 	s := startServer(t, map[string]string{
-		"HERALD_DRAIN_DELAY": "1s", "HERALD_SHUTDOWN_TIMEOUT": "500ms", "HERALD_READ_TIMEOUT": "1m",
+		"HERALD_DRAIN_DELAY": "2s", "HERALD_SHUTDOWN_TIMEOUT": "500ms", "HERALD_READ_TIMEOUT": "1m",
 	})
 	alice := s.token("alice")
 	room := s.createRoom(alice, "drain", false)
