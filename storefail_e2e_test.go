@@ -330,9 +330,11 @@ func TestStoreLocked(t *testing.T) {
 	room := s.createRoom(alice, "locked", false)
 	release := lockDatabaseElsewhere(t, s.cfg.dbPath())
 
-	for range 3 {
+	for i := range 3 {
+		start := time.Now()
 		resp, data := s.doResp("POST", "/v1/rooms/"+room+"/messages", alice, map[string]string{"text": "locked out"}, nil)
 		checkUnavailable(t, "a post with the database locked", resp, data)
+		t.Logf("post %d with the database locked answered 503 in %v", i+1, time.Since(start).Round(time.Millisecond))
 	}
 	if status, checks := readiness(t, s); status != http.StatusServiceUnavailable || checks["store"] != "locked" {
 		t.Errorf("GET /readyz with the database locked = %d %v; want 503 with store locked", status, checks)
