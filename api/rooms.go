@@ -228,7 +228,7 @@ func (s *Server) openDM(c echo.Context) error {
 	if err := checkID("user", req.User); err != nil {
 		return err
 	}
-	room, created, err := s.store.OpenDM(c.Request().Context(), id.user(), req.User)
+	room, created, err := s.store.OpenDM(c.Request().Context(), id.user(), req.User, false)
 	if err != nil {
 		return err
 	}

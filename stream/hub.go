@@ -316,8 +316,8 @@ func (h *Hub) dispatch(evs []event.Event) {
 // to the room's local connections. A joining user sees their own join; a
 // leaving user sees their own leave and nothing of the room after it. A
 // room:deleted is each member's own, like a leave. An event without a room
-// is for one user's streams: a custom event is queued to them, and a
-// disconnect closes them.
+// is for one user's streams: a custom event or an invitation is queued to
+// them, and a disconnect closes them.
 func (h *Hub) routeLocked(e *entry, wake *[]*conn) {
 	if e.Room == "" {
 		if e.Type == event.UserDisconnected {

@@ -16,10 +16,11 @@ var errReplayTooLong = errors.New("stream: replay longer than allowed")
 
 // replay writes the events in (from, to] that user should have seen: those
 // of the rooms they belonged to at the time of each event, and those for
-// them alone (custom events to the user), in log order. roomsAtTo is the
-// membership at to; membership at from is found by walking the user's
-// membership events back from it. Control events (a disconnect) are never
-// replayed: the stream that replays was opened after them.
+// them alone (custom events to the user, their invitations), in log
+// order. roomsAtTo is the membership at to; membership at from is found by
+// walking the user's membership events back from it. Control events (a
+// disconnect) are never replayed: the stream that replays was opened
+// after them.
 func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[string]bool, from, to int64) error {
 	at := make(map[string]bool, len(roomsAtTo))
 	for r := range roomsAtTo {
@@ -35,7 +36,7 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 		switch {
 		case event.Membership(e.Type):
 			mevs = append(mevs, e)
-		case e.Room == "" && e.Type == event.Custom:
+		case event.ForUser(e.Event):
 			own = append(own, e)
 		}
 	}
