@@ -81,8 +81,9 @@ func (s *Store) Invite(ctx context.Context, actor Actor, roomID, user string) (m
 // unless one is recorded already. A room has at most as many open and
 // declined invitations as it may have members (ErrTooManyInvites). A
 // user with as many open invitations as they may have rooms gets no more
-// until they answer some: the invitation is dropped, silently, so that
-// the inviter learns nothing of the user.
+// until they answer some: the invitation is recorded as declined, and
+// the user is not told. It then looks to the inviter like any other,
+// withdrawn the same way, so that they learn nothing of the user.
 func (t *Tx) invite(room Room, user, by string) error {
 	var have bool
 	if err := t.get(&have, `SELECT EXISTS (SELECT 1 FROM invitations WHERE room_id = ? AND user_id = ?)`, room.ID, user); err != nil {
@@ -104,22 +105,23 @@ func (t *Tx) invite(room Room, user, by string) error {
 			return ErrTooManyInvites
 		}
 	}
+	var declined sql.NullInt64
 	if t.caps.roomsPerUser > 0 {
 		var n int
 		if err := t.get(&n, `SELECT COUNT(*) FROM invitations WHERE user_id = ? AND declined_at IS NULL`, user); err != nil {
 			return fmt.Errorf("store: count invitations: %w", err)
 		}
 		if n >= t.caps.roomsPerUser {
-			return nil
+			declined = sql.NullInt64{Int64: int64(t.now), Valid: true}
 		}
 	}
-	res, err := t.exec(`INSERT INTO invitations (room_id, user_id, invited_by, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		room.ID, user, by, t.now)
+	res, err := t.exec(`INSERT INTO invitations (room_id, user_id, invited_by, created_at, declined_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		room.ID, user, by, t.now, declined)
 	if err != nil {
 		return fmt.Errorf("store: insert invitation: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return err // another instance's came first
+	if n, err := res.RowsAffected(); err != nil || n == 0 || declined.Valid {
+		return err // another instance's came first, or the user is not told
 	}
 	inv := Invitation{Room: room.ID, Kind: room.Kind, Name: room.Name, Private: room.Private, By: by, CreatedAt: t.now}
 	if by != System {

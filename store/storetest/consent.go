@@ -274,6 +274,31 @@ func testCaps(t *testing.T, db Database) {
 	if _, err := st.Invite(ctx, store.UserActor("dave"), inviting.ID, "u3"); !errors.Is(err, store.ErrTooManyInvites) {
 		t.Errorf("a fourth invitation to a room of three = %v; want ErrTooManyInvites", err)
 	}
+
+	// A user with as many open invitations as they may have rooms is not
+	// told of a third; to the inviter it looks like any other: the same
+	// answer, withdrawn the same way. The user cannot accept it.
+	for _, owner := range []store.User{bob, carol} {
+		r := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, store.User{ID: owner.ID + "-2"}, "asks", true))
+		must[bool](t, "Invite")(st.Invite(ctx, store.UserActor(owner.ID+"-2"), r.ID, "popular"))
+	}
+	third := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, store.User{ID: "erin"}, "one more", true))
+	start := head(t, db, st)
+	if member, err := st.Invite(ctx, store.UserActor("erin"), third.ID, "popular"); err != nil || member {
+		t.Errorf("a third invitation of a user who may have two rooms = %v, %v; want the answer of any invitation", member, err)
+	}
+	if got := userEvents(logSince(t, db, st, start), "popular"); len(got) != 0 {
+		t.Errorf("the user's events after a third invitation = %q; want none", got)
+	}
+	if invs := must[[]store.Invitation](t, "Invitations")(st.Invitations(ctx, "popular")); len(invs) != 2 {
+		t.Errorf("Invitations(popular) = %d; want the first two", len(invs))
+	}
+	if _, err := st.Join(ctx, store.User{ID: "popular"}, third.ID); !errors.Is(err, store.ErrPrivateRoom) {
+		t.Errorf("joining the room of the third invitation = %v; want ErrPrivateRoom", err)
+	}
+	if err := st.RemoveMember(ctx, store.UserActor("erin"), third.ID, "popular"); err != nil {
+		t.Errorf("withdrawing the third invitation = %v; want nil, as for any invitation", err)
+	}
 }
 
 // Joins racing for a room's last place, or for a user's last room, on
