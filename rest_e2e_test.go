@@ -839,6 +839,10 @@ func TestRESTBadInput(t *testing.T) {
 		{"message: null text", msgPath, []byte(`{"text":null}`), 422, "invalid_field"},
 		{"message: empty text", msgPath, []byte(`{"text":""}`), 422, "invalid_field"},
 		{"message: whitespace text", msgPath, []byte(`{"text":" \n\t\r  "}`), 422, "invalid_field"},
+		{"message: zero-width characters only", msgPath, []byte(`{"text":"\u200b\u200c\u200d\u2060"}`), 422, "invalid_field"},
+		{"message: byte order marks and spaces only", msgPath, []byte(`{"text":"\ufeff \ufeff\u00a0"}`), 422, "invalid_field"},
+		{"message: direction marks only", msgPath, []byte(`{"text":"\u200e\u202e\u2066"}`), 422, "invalid_field"},
+		{"message: Hangul fillers, blank Braille only", msgPath, []byte(`{"text":"\u3164\u2800\uffa0"}`), 422, "invalid_field"},
 		{"message: text over the limit", msgPath, big(maxText + 1), 422, "too_long"},
 		{"message: multibyte text over the limit", msgPath, []byte(`{"text":"` + strings.Repeat("é", maxText+1) + `"}`), 422, "too_long"},
 		{"message: NUL", msgPath, []byte(`{"text":"a\u0000b"}`), 422, "invalid_characters"},
@@ -860,6 +864,7 @@ func TestRESTBadInput(t *testing.T) {
 		{"message: client_id with tab", msgPath, []byte(`{"text":"hi","client_id":"a\tb"}`), 422, "invalid_field"},
 		{"message: client_id with NUL", msgPath, []byte(`{"text":"hi","client_id":"a\u0000"}`), 422, "invalid_field"},
 		{"message: client_id with no-break space", msgPath, []byte(`{"text":"hi","client_id":"a\u00a0b"}`), 422, "invalid_field"},
+		{"message: client_id with a zero-width space", msgPath, []byte(`{"text":"hi","client_id":"a\u200bb"}`), 422, "invalid_field"},
 		{"message: client_id over 128", msgPath, []byte(`{"text":"hi","client_id":"` + strings.Repeat("c", 129) + `"}`), 422, "invalid_field"},
 
 		// Creating a room.
@@ -875,6 +880,15 @@ func TestRESTBadInput(t *testing.T) {
 		{"room: name over 100", roomPath, []byte(`{"name":"` + strings.Repeat("n", 101) + `"}`), 422, "too_long"},
 		{"room: name with newline", roomPath, []byte(`{"name":"a\nb"}`), 422, "invalid_characters"},
 		{"room: name with NUL", roomPath, []byte(`{"name":"a\u0000"}`), 422, "invalid_characters"},
+		{"room: name of invisible characters", roomPath, []byte(`{"name":"\u200b\u200d\ufeff"}`), 422, "invalid_field"},
+		{"room: name of Hangul fillers", roomPath, []byte(`{"name":"\u3164\u115f"}`), 422, "invalid_field"},
+		{"room: name with an RLO", roomPath, []byte(`{"name":"invoice\u202efdp.exe"}`), 422, "invalid_characters"},
+		{"room: name with a direction isolate", roomPath, []byte(`{"name":"a\u2067b\u2069"}`), 422, "invalid_characters"},
+		{"room: name with a right-to-left mark", roomPath, []byte(`{"name":"a\u200fb"}`), 422, "invalid_characters"},
+		{"room: name with a zero-width space", roomPath, []byte(`{"name":"ad\u200bmin"}`), 422, "invalid_characters"},
+		{"room: name with a soft hyphen", roomPath, []byte(`{"name":"ad\u00admin"}`), 422, "invalid_characters"},
+		{"room: name with hidden tag text", roomPath, []byte(`{"name":"hi\udb40\udc41\udb40\udc42"}`), 422, "invalid_characters"},
+		{"room: name with a line separator", roomPath, []byte(`{"name":"a\u2028b"}`), 422, "invalid_characters"},
 		{"room: name invalid UTF-8", roomPath, []byte("{\"name\":\"\xff\"}"), 422, "invalid_utf8"},
 		{"room: body over 64 KiB", roomPath, []byte(`{"name":"` + strings.Repeat("n", 70<<10) + `"}`), 413, "too_large"},
 
@@ -1077,6 +1091,9 @@ func TestRESTTokens(t *testing.T) {
 		{"without sub", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { delete(c, "sub") })), 401, "invalid_token"},
 		{"empty sub", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "" })), 401, "invalid_token"},
 		{"sub with a space", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "ali ce" })), 401, "invalid_token"},
+		{"sub with a letter of another script that looks Latin", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "\u0430lice" })), 401, "invalid_token"},
+		{"sub with a right-to-left override", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice\u202e" })), 401, "invalid_token"},
+		{"sub with a zero-width space", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "ali\u200bce" })), 401, "invalid_token"},
 		{"sub over 128", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("a", 129) })), 401, "invalid_token"},
 		{"sub is a number", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = 42 })), 401, "malformed_token"},
 		{"payload swapped, signature kept", "Bearer " + parts[0] + "." + base64.RawURLEncoding.EncodeToString(mallory) + "." + parts[2], 401, "invalid_token"},
@@ -1155,6 +1172,11 @@ func TestRESTTokenClaims(t *testing.T) {
 		// Names are stored and shown like message text: never with control
 		// characters, which PostgreSQL would refuse (NUL) or break displays.
 		{"control characters are dropped", "ctrl", "Bo\x00b\x1b[31m\nby", "Bob[31mby"},
+		// And, as in a room's name, invisible and direction-changing ones,
+		// but not the joiners that emoji and scripts need.
+		{"direction controls are dropped", "rlo", "Eve\u202e\u2066lin\u200b", "Evelin"},
+		{"joiners stay", "zwj", "👩‍💻 می‌خواهم", "👩‍💻 می‌خواهم"},
+		{"a name of invisible characters is none", "blank", "\u200b\u3164\ufeff", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

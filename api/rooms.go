@@ -173,7 +173,7 @@ func (s *Server) roomChange(c echo.Context) (store.RoomChange, error) {
 		}
 	}
 	if req.Owner != nil {
-		if err := checkID("owner", *req.Owner); err != nil {
+		if err := checkUserID("owner", *req.Owner); err != nil {
 			return store.RoomChange{}, err
 		}
 	}

@@ -255,13 +255,13 @@ func (s *Server) provisionRoom(c echo.Context) error {
 	}
 	p := store.Provision{ID: req.ID, Name: req.Name, Topic: req.Topic, Private: req.Private}
 	if req.Owner != "" {
-		if err := checkID("owner", req.Owner); err != nil {
+		if err := checkUserID("owner", req.Owner); err != nil {
 			return err
 		}
 		p.Owner = &store.User{ID: req.Owner}
 	}
 	for _, m := range req.Members {
-		if err := checkID("members", m); err != nil {
+		if err := checkUserID("members", m); err != nil {
 			return err
 		}
 		p.Members = append(p.Members, store.User{ID: m})
@@ -319,7 +319,7 @@ func (s *Server) serverAddMember(c echo.Context) error {
 	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
 		return err
 	}
-	if err := checkID("user", req.User); err != nil {
+	if err := checkUserID("user", req.User); err != nil {
 		return err
 	}
 	room := c.Param("room")
@@ -365,7 +365,7 @@ func (s *Server) serverPostMessage(c echo.Context) error {
 	}
 	author := store.User{ID: store.System}
 	if req.User != "" {
-		if err := checkID("user", req.User); err != nil {
+		if err := checkUserID("user", req.User); err != nil {
 			return err
 		}
 		author.ID = req.User
@@ -438,7 +438,7 @@ func (s *Server) publish(c echo.Context) error {
 		return errorf(http.StatusUnprocessableEntity, "invalid_field", "give room or user, not both")
 	}
 	if req.User != "" {
-		if err := checkID("user", req.User); err != nil {
+		if err := checkUserID("user", req.User); err != nil {
 			return err
 		}
 	}
@@ -467,7 +467,7 @@ type disconnectRequest struct {
 // it: 204. The body is optional.
 func (s *Server) disconnectUser(c echo.Context) error {
 	user := c.Param("user")
-	if err := checkID("user", user); err != nil {
+	if err := checkUserID("user", user); err != nil {
 		return err
 	}
 	var req disconnectRequest
