@@ -74,6 +74,9 @@ type Config struct {
 	MaxBody           int64
 	MaxText           int
 	EditWindow        time.Duration
+	MemberAdds        string
+	MaxRoomsPerUser   int
+	MaxRoomMembers    int
 	APIKeys           []string
 	ServerAddr        string
 	TicketTTL         time.Duration
@@ -142,6 +145,9 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.Int64Var(&c.MaxBody, "max-body", 64<<10, "largest request body in bytes")
 	fs.IntVar(&c.MaxText, "max-text", 4000, "longest message in characters")
 	fs.DurationVar(&c.EditWindow, "edit-window", 0, "how long after posting an author may edit a message (0: no limit)")
+	fs.StringVar(&c.MemberAdds, "member-adds", "invite", "invite: a room's owner (or a DM) invites, and the user accepts; direct: the owner adds without asking")
+	fs.IntVar(&c.MaxRoomsPerUser, "max-rooms-per-user", 1000, "rooms one user may be a member of, DMs included (0: no cap)")
+	fs.IntVar(&c.MaxRoomMembers, "max-room-members", 50_000, "members one room may have, and open invitations (0: no cap)")
 	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated keys of the server API (X-API-Key), several during a rotation (default: none, the server API is off)")
 	fs.StringVar(&c.ServerAddr, "server-addr", "", "address of a listener of its own for the server API, which the main one then does not serve (default: the main listener)")
 	fs.DurationVar(&c.TicketTTL, "ticket-ttl", time.Minute, "lifetime of a stream ticket")
@@ -482,6 +488,9 @@ func (c *Config) validate() error {
 	check(c.MaxBody >= 1024, "max-body", c.MaxBody, "at least 1024 (bytes)")
 	check(c.MaxText >= 1, "max-text", c.MaxText, "at least 1 (characters)")
 	check(c.EditWindow >= 0, "edit-window", c.EditWindow, "a duration that is not negative (0: no limit)")
+	check(c.MemberAdds == "invite" || c.MemberAdds == "direct", "member-adds", c.MemberAdds, "invite (the user accepts) or direct (the owner adds without asking)")
+	check(c.MaxRoomsPerUser >= 0, "max-rooms-per-user", c.MaxRoomsPerUser, "a number that is not negative (0: no cap)")
+	check(c.MaxRoomMembers >= 0, "max-room-members", c.MaxRoomMembers, "a number that is not negative (0: no cap)")
 	check(c.ServerAddr == "" || isHostPort(c.ServerAddr) && !sameAddr(c.ServerAddr, c.Addr), "server-addr", c.ServerAddr, "empty (the main listener) or "+hostPort+", other than --addr")
 	check(c.TicketTTL >= time.Second, "ticket-ttl", c.TicketTTL, "at least 1s")
 	sync := strings.ToUpper(c.SQLiteSync)

@@ -116,6 +116,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		MaxBody:     cfg.MaxBody,
 		MaxText:     cfg.MaxText,
 		EditWindow:  cfg.EditWindow,
+		DirectAdds:  cfg.MemberAdds == "direct",
 		APIKeys:     cfg.APIKeys,
 		TicketTTL:   cfg.TicketTTL,
 		CORSOrigins: cfg.CORSOrigins,

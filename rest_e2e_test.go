@@ -373,11 +373,13 @@ func TestRESTRoomsMembership(t *testing.T) {
 		{"bob (not owner) adds carol", bob, "POST", rp + "/members", map[string]any{"user": "carol"}, 403, "not_owner", nil},
 		{"bob (not owner) removes alice", bob, "DELETE", rp + "/members/alice", nil, 403, "not_owner", nil},
 		{"carol (not member) adds herself to private", carol, "POST", rv + "/members", map[string]any{"user": "carol"}, 403, "not_owner", nil},
-		{"alice adds bob to private", alice, "POST", rv + "/members", map[string]any{"user": "bob"}, 201, "", map[string]any{"room": priv, "user": "bob", "changed": true}},
-		{"alice adds bob again", alice, "POST", rv + "/members", map[string]any{"user": "bob"}, 200, "", map[string]any{"changed": false}},
-		{"added bob joins private", bob, "POST", rv + "/join", nil, 200, "", map[string]any{"changed": false}},
-		{"added bob reads private history", bob, "GET", rv + "/messages", nil, 200, "", map[string]any{"has_more": false}},
-		{"added bob posts to private", bob, "POST", rv + "/messages", map[string]any{"text": "thanks"}, 201, "", map[string]any{"user": "bob", "text": "thanks"}},
+		{"alice invites bob to private", alice, "POST", rv + "/members", map[string]any{"user": "bob"}, 202, "", map[string]any{"room": priv, "user": "bob", "changed": false, "invited": true}},
+		{"alice invites bob again", alice, "POST", rv + "/members", map[string]any{"user": "bob"}, 202, "", map[string]any{"changed": false, "invited": true}},
+		{"invited bob still cannot read private", bob, "GET", rv + "/messages", nil, 403, "not_member", nil},
+		{"invited bob joins private", bob, "POST", rv + "/join", nil, 200, "", map[string]any{"changed": true}},
+		{"alice invites bob, a member now", alice, "POST", rv + "/members", map[string]any{"user": "bob"}, 200, "", map[string]any{"changed": false}},
+		{"bob reads private history", bob, "GET", rv + "/messages", nil, 200, "", map[string]any{"has_more": false}},
+		{"bob posts to private", bob, "POST", rv + "/messages", map[string]any{"text": "thanks"}, 201, "", map[string]any{"user": "bob", "text": "thanks"}},
 		{"alice removes herself", alice, "DELETE", rv + "/members/alice", nil, 409, "owner_removal", nil},
 		{"alice removes carol (not a member)", alice, "DELETE", rv + "/members/carol", nil, 404, "member_not_found", nil},
 		{"alice removes bob", alice, "DELETE", rv + "/members/bob", nil, 204, "", nil},
@@ -902,6 +904,11 @@ func TestRESTBadInput(t *testing.T) {
 		{"member: user with space", memberPath, []byte(`{"user":"bob smith"}`), 422, "invalid_field"},
 		{"member: user with newline", memberPath, []byte(`{"user":"bob\n"}`), 422, "invalid_field"},
 		{"member: user with escape", memberPath, []byte(`{"user":"\u001bbob"}`), 422, "invalid_field"},
+		{"member: user with an accented letter", memberPath, []byte(`{"user":"jos\u00e9"}`), 422, "invalid_field"},
+		{"member: user with a Cyrillic a", memberPath, []byte(`{"user":"\u0430lice"}`), 422, "invalid_field"},
+		{"member: user with an RLO", memberPath, []byte(`{"user":"bob\u202e"}`), 422, "invalid_field"},
+		{"member: user with a zero-width joiner", memberPath, []byte(`{"user":"bo\u200db"}`), 422, "invalid_field"},
+		{"member: user with a fullwidth letter", memberPath, []byte(`{"user":"\uff42ob"}`), 422, "invalid_field"},
 		{"member: user over 128", memberPath, []byte(`{"user":"` + strings.Repeat("u", 129) + `"}`), 422, "invalid_field"},
 		{"member: user invalid UTF-8", memberPath, []byte("{\"user\":\"b\xffb\"}"), 422, "invalid_utf8"},
 		{"member: body over 64 KiB", memberPath, []byte(`{"user":"` + strings.Repeat("u", 70<<10) + `"}`), 413, "too_large"},
@@ -927,10 +934,11 @@ func TestRESTBadInput(t *testing.T) {
 	}
 	// Nothing wedged: the server still answers and accepts good input.
 	s.must(http.StatusOK, "GET", "/healthz", "", nil, nil)
-	s.must(http.StatusCreated, "POST", memberPath, alice, map[string]any{"user": "bob"}, nil)
+	s.must(http.StatusAccepted, "POST", memberPath, alice, map[string]any{"user": "bob"}, nil)
+	s.must(http.StatusOK, "POST", "/v1/rooms/"+room+"/join", bob, nil, nil)
 	var joined struct{ Room, User, By string }
-	if restExpect(t, sa, "member:joined", &joined); joined.Room != room || joined.User != "bob" || joined.By != "alice" {
-		t.Errorf("member:joined = %+v; want bob added to %s by alice", joined, room)
+	if restExpect(t, sa, "member:joined", &joined); joined.Room != room || joined.User != "bob" || joined.By != "" {
+		t.Errorf("member:joined = %+v; want bob, who joined %s by himself", joined, room)
 	}
 	restMarker(t, s, sa, bob, room, "bob got in")
 }
@@ -987,10 +995,16 @@ func TestRESTInputLimits(t *testing.T) {
 		field  string
 	}{
 		{"room name of 100 characters", "/v1/rooms", map[string]any{"name": strings.Repeat("é", 100)}, 201, "name"},
+		// Joiners (emoji, Persian), variation selectors and a flag's tags.
+		{"room name with emoji sequences and joiners", "/v1/rooms", map[string]any{"name": "👩‍💻 ❤️ 🏴󠁧󠁢󠁳󠁣󠁴󠁿 می‌خواهم"}, 201, "name"},
+		{"room name in a right-to-left script", "/v1/rooms", map[string]any{"name": "שלום עולם"}, 201, "name"},
+		// Direction controls are how mixed-direction text is written.
+		{"message with direction controls", "/v1/rooms/" + room + "/messages", map[string]any{"text": "\u2067שלום\u2069 world \u200f!"}, 201, "text"},
 		{"client_id of 128 characters", "/v1/rooms/" + room + "/messages", map[string]any{"text": "x", "client_id": strings.Repeat("c", 128)}, 201, "client_id"},
 		{"client_id with punctuation and unicode", "/v1/rooms/" + room + "/messages", map[string]any{"text": "x", "client_id": "id:1/2#ü-_.~"}, 201, "client_id"},
-		{"user id of 128 characters", "/v1/rooms/" + room + "/members", map[string]any{"user": strings.Repeat("u", 128)}, 201, "user"},
-		{"user id with unicode", "/v1/rooms/" + room + "/members", map[string]any{"user": "josé@example.org"}, 201, "user"},
+		{"user id of 128 characters", "/v1/rooms/" + room + "/members", map[string]any{"user": strings.Repeat("u", 128)}, 202, "user"},
+		{"user id of an identity provider", "/v1/rooms/" + room + "/members", map[string]any{"user": "auth0|5f7c8ec7c33c6c004bbafe82"}, 202, "user"},
+		{"user id that is an e-mail address", "/v1/rooms/" + room + "/members", map[string]any{"user": "jose+chat@example.org"}, 202, "user"},
 	}
 	for _, tt := range valid {
 		t.Run(tt.name, func(t *testing.T) {

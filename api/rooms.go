@@ -45,8 +45,12 @@ func (s *Server) listRooms(c echo.Context) error {
 type membership struct {
 	Room string `json:"room"`
 	User string `json:"user"`
-	// Changed is false when the user already was a member.
+	// Changed is false when the user already was a member, or was only
+	// invited.
 	Changed bool `json:"changed"`
+	// Invited says the user was asked rather than added: they are a
+	// member once they accept.
+	Invited bool `json:"invited,omitempty"`
 }
 
 func (s *Server) joinRoom(c echo.Context) error {
@@ -100,6 +104,10 @@ type addMemberRequest struct {
 	User string `json:"user"`
 }
 
+// addMember lets a room's owner invite a user (202), or, with
+// --member-adds direct, add them (201); 200 when they are a member
+// already. An invitation is answered the same whether the user exists,
+// was invited before, or declined: the owner learns nothing about them.
 func (s *Server) addMember(c echo.Context) error {
 	id := identity(c)
 	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
@@ -109,10 +117,20 @@ func (s *Server) addMember(c echo.Context) error {
 	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
 		return err
 	}
-	if err := checkID("user", req.User); err != nil {
+	if err := checkUserID("user", req.User); err != nil {
 		return err
 	}
 	room := c.Param("room")
+	if !s.cfg.DirectAdds {
+		member, err := s.store.Invite(c.Request().Context(), store.UserActor(id.User), room, req.User)
+		if err != nil {
+			return err
+		}
+		if member {
+			return c.JSON(http.StatusOK, membership{Room: room, User: req.User})
+		}
+		return c.JSON(http.StatusAccepted, membership{Room: room, User: req.User, Invited: true})
+	}
 	added, err := s.store.AddMember(c.Request().Context(), store.UserActor(id.User), room, store.User{ID: req.User})
 	if err != nil {
 		return err
@@ -124,6 +142,8 @@ func (s *Server) addMember(c echo.Context) error {
 	return c.JSON(status, membership{Room: room, User: req.User, Changed: added})
 }
 
+// removeMember lets a room's owner remove a member, or withdraw the
+// invitation of a user who is not one: 204.
 func (s *Server) removeMember(c echo.Context) error {
 	id := identity(c)
 	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
@@ -215,7 +235,9 @@ type openDMRequest struct {
 }
 
 // openDM answers the caller's direct conversation with a user: 201 when
-// this call created it, 200 when it existed.
+// this call created it, 200 when it existed. Unless --member-adds is
+// direct, the user is invited to it: the answer is the same whether they
+// exist or not.
 func (s *Server) openDM(c echo.Context) error {
 	id := identity(c)
 	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
@@ -225,10 +247,10 @@ func (s *Server) openDM(c echo.Context) error {
 	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
 		return err
 	}
-	if err := checkID("user", req.User); err != nil {
+	if err := checkUserID("user", req.User); err != nil {
 		return err
 	}
-	room, created, err := s.store.OpenDM(c.Request().Context(), id.user(), req.User, false)
+	room, created, err := s.store.OpenDM(c.Request().Context(), id.user(), req.User, !s.cfg.DirectAdds)
 	if err != nil {
 		return err
 	}
@@ -237,4 +259,26 @@ func (s *Server) openDM(c echo.Context) error {
 		status = http.StatusCreated
 	}
 	return c.JSON(status, room)
+}
+
+// listInvitations answers the caller's open invitations, the newest first.
+func (s *Server) listInvitations(c echo.Context) error {
+	invs, err := s.store.Invitations(c.Request().Context(), identity(c).User)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"invitations": invs})
+}
+
+// declineInvitation declines the caller's open invitation to a room: 204.
+// Joining the room accepts it.
+func (s *Server) declineInvitation(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
+		return err
+	}
+	if err := s.store.Decline(c.Request().Context(), id.User, c.Param("room")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
 }

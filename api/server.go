@@ -30,6 +30,10 @@ type Config struct {
 	// EditWindow is how long after posting an author may edit a message
 	// (0: no limit).
 	EditWindow time.Duration
+	// DirectAdds lets a room's owner add members without asking them, and
+	// a DM take in its peer at once (--member-adds direct). By default
+	// both invite, and the user joins by accepting.
+	DirectAdds bool
 	// APIKeys are the keys the server API accepts, several during a
 	// rotation; none turns the server API off.
 	APIKeys []string
@@ -191,6 +195,8 @@ func (s *Server) routes() *echo.Echo {
 	v1(http.MethodPatch, "/rooms/:room/messages/:id", s.editMessage)
 	v1(http.MethodDelete, "/rooms/:room/messages/:id", s.deleteMessage)
 	v1(http.MethodPost, "/dms", s.openDM)
+	v1(http.MethodGet, "/invitations", s.listInvitations)
+	v1(http.MethodDelete, "/invitations/:room", s.declineInvitation)
 	s.serverRoutes(e)
 	return e
 }

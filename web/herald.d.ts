@@ -215,7 +215,7 @@ export declare class Herald extends EventTarget {
   join(room: string): Promise<{ room: string; user: string; changed: boolean }>;
   leave(room: string): Promise<null>;
   members(room: string): Promise<(Member & Presence)[]>;
-  addMember(room: string, user: string): Promise<{ room: string; user: string; changed: boolean }>;
+  addMember(room: string, user: string): Promise<{ room: string; user: string; changed: boolean; invited?: boolean }>;
   removeMember(room: string, user: string): Promise<null>;
   send(room: string, text: string, options?: { clientId?: string }): Promise<Message>;
   editMessage(room: string, id: number, text: string): Promise<Message>;

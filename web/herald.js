@@ -511,12 +511,16 @@ export class Herald extends EventTarget {
     return members;
   }
 
-  /** The owner adds a member (the way into a private room). */
+  /**
+   * The owner invites a user (the way into a private room): `invited` is
+   * true, and the user joins by accepting. With `--member-adds direct`,
+   * the owner adds them at once (`changed`).
+   */
   addMember(room, user) {
     return this._request("POST", `/v1/rooms/${enc(room)}/members`, { body: { user }, retry: true });
   }
 
-  /** The owner removes a member. */
+  /** The owner removes a member, or withdraws an invitation. */
   removeMember(room, user) {
     return this._request("DELETE", `/v1/rooms/${enc(room)}/members/${enc(user)}`, { retry: true });
   }
