@@ -6,6 +6,7 @@ package main
 // room is left with an owner who is not in it.
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // invitation is an entry of GET /v1/invitations, and the data of
@@ -343,6 +345,61 @@ func TestCapsReplayAcrossManyRooms(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("replay from the durable log over 1,000 rooms = %q; want %q", got, want)
+	}
+}
+
+// With no cap, a user may be in more rooms than a SQLite statement may
+// name (32,766 variables): they still resume across a restart, from the
+// durable log, with every event missed from their rooms, in order, and
+// none of others'. The rooms are written into the database while the
+// server is stopped, in one statement: through the API they would take
+// minutes.
+func TestReplayAcrossMoreRoomsThanAStatementNames(t *testing.T) {
+	const rooms = 33_000
+	sc := newStreamScene(t, map[string]string{"HERALD_MAX_ROOMS_PER_USER": "0"})
+	first := sc.room("many", "first", false)
+	elsewhere := sc.room("other", "elsewhere", false)
+	sc.testServer.stop()
+	db, err := sql.Open("sqlite3", "file:"+sc.cfg.dbPath()+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now().UnixMilli()
+	const series = `WITH RECURSIVE n(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM n WHERE value < ?) `
+	for _, q := range []string{
+		series + `INSERT INTO rooms (id, kind, name, topic, private, owner_id, created_at, member_count)
+		 SELECT 'r_many_' || value, 'room', 'room ' || value, '', 0, 'many', ?, 1 FROM n`,
+		series + `INSERT INTO members (room_id, user_id, joined_at) SELECT 'r_many_' || value, 'many', ? FROM n`,
+	} {
+		if _, err := db.Exec(q, rooms, now); err != nil {
+			t.Fatalf("make %d rooms: %v", rooms, err)
+		}
+	}
+	if _, err := db.Exec(`UPDATE users SET room_count = room_count + ? WHERE id = 'many'`, rooms); err != nil {
+		t.Fatal(err)
+	}
+	sc.restartServer()
+
+	from := sc.open("many", "").LastID
+	var want []string
+	for _, room := range []string{"r_many_1", "r_many_32767", first, "r_many_33000", "r_many_16000"} {
+		text := "in " + room
+		sc.say("many", room, text)
+		sc.say("other", elsewhere, "not for many")
+		want = append(want, text)
+	}
+	sc.say("many", first, "marker")
+	sc.restartServer()
+	var got []string
+	for _, e := range sseEventsBefore(t, sc.open("many", from), "marker") {
+		got = append(got, e.Event+" "+e.p.Text)
+	}
+	for i, text := range want {
+		want[i] = "message:created " + text
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("replay from the durable log over %d rooms = %q; want %q", rooms+1, got, want)
 	}
 }
 
