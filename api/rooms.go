@@ -14,16 +14,17 @@ type createRoomRequest struct {
 	Private bool   `json:"private"`
 }
 
+func (r *createRoomRequest) check(cfg *Config) error {
+	return checkText("name", r.Name, cfg.MaxName, false)
+}
+
 func (s *Server) createRoom(c echo.Context) error {
 	id := identity(c)
 	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	var req createRoomRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
-		return err
-	}
-	if err := checkText("name", req.Name, s.cfg.MaxName, false); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
 	}
 	room, err := s.store.CreateRoom(c.Request().Context(), id.user(), req.Name, req.Private)
@@ -104,6 +105,8 @@ type addMemberRequest struct {
 	User string `json:"user"`
 }
 
+func (r *addMemberRequest) check(*Config) error { return checkUserID("user", r.User) }
+
 // addMember lets a room's owner invite a user (202), or, with
 // --member-adds direct, add them (201); 200 when they are a member
 // already. An invitation is answered the same whether the user exists,
@@ -114,10 +117,7 @@ func (s *Server) addMember(c echo.Context) error {
 		return err
 	}
 	var req addMemberRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
-		return err
-	}
-	if err := checkUserID("user", req.User); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
 	}
 	room := c.Param("room")
@@ -173,29 +173,32 @@ type updateRoomRequest struct {
 	Owner *string `json:"owner"`
 }
 
-// roomChange checks an update's fields.
+// check checks an update's fields: an empty topic clears it.
+func (r *updateRoomRequest) check(cfg *Config) error {
+	if r.Name == nil && r.Topic == nil && r.Owner == nil {
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "give name, topic or owner")
+	}
+	if r.Name != nil {
+		if err := checkText("name", *r.Name, cfg.MaxName, false); err != nil {
+			return err
+		}
+	}
+	if r.Topic != nil && *r.Topic != "" {
+		if err := checkText("topic", *r.Topic, cfg.MaxTopic, false); err != nil {
+			return err
+		}
+	}
+	if r.Owner != nil {
+		return checkUserID("owner", *r.Owner)
+	}
+	return nil
+}
+
+// roomChange reads and checks an update.
 func (s *Server) roomChange(c echo.Context) (store.RoomChange, error) {
 	var req updateRoomRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return store.RoomChange{}, err
-	}
-	if req.Name == nil && req.Topic == nil && req.Owner == nil {
-		return store.RoomChange{}, errorf(http.StatusUnprocessableEntity, "invalid_field", "give name, topic or owner")
-	}
-	if req.Name != nil {
-		if err := checkText("name", *req.Name, s.cfg.MaxName, false); err != nil {
-			return store.RoomChange{}, err
-		}
-	}
-	if req.Topic != nil && *req.Topic != "" {
-		if err := checkText("topic", *req.Topic, s.cfg.MaxTopic, false); err != nil {
-			return store.RoomChange{}, err
-		}
-	}
-	if req.Owner != nil {
-		if err := checkUserID("owner", *req.Owner); err != nil {
-			return store.RoomChange{}, err
-		}
 	}
 	return store.RoomChange{Name: req.Name, Topic: req.Topic, Owner: req.Owner}, nil
 }
@@ -234,6 +237,8 @@ type openDMRequest struct {
 	User string `json:"user"`
 }
 
+func (r *openDMRequest) check(*Config) error { return checkUserID("user", r.User) }
+
 // openDM answers the caller's direct conversation with a user: 201 when
 // this call created it, 200 when it existed. Unless --member-adds is
 // direct, the user is invited to it: the answer is the same whether they
@@ -244,10 +249,7 @@ func (s *Server) openDM(c echo.Context) error {
 		return err
 	}
 	var req openDMRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
-		return err
-	}
-	if err := checkUserID("user", req.User); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
 	}
 	room, created, err := s.store.OpenDM(c.Request().Context(), id.user(), req.User, !s.cfg.DirectAdds)

@@ -29,6 +29,22 @@ func decodeJSON(c echo.Context, maxBody int64, v any) error {
 	return unmarshalBody(body, v)
 }
 
+// checker is a request body that checks its own fields once decoded,
+// without I/O, so that decoding and checking every body can be fuzzed
+// apart from the handlers (FuzzRequests).
+type checker interface {
+	check(cfg *Config) error
+}
+
+// decodeRequest reads c's JSON body into req and checks it against cfg's
+// limits.
+func decodeRequest(c echo.Context, cfg *Config, req checker) error {
+	if err := decodeJSON(c, cfg.MaxBody, req); err != nil {
+		return err
+	}
+	return req.check(cfg)
+}
+
 // decodeOptionalJSON is decodeJSON for a body that may be left out: an
 // empty one leaves v as it is.
 func decodeOptionalJSON(c echo.Context, maxBody int64, v any) error {
