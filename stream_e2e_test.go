@@ -1484,4 +1484,10 @@ func TestStreamReplayBounded(t *testing.T) {
 	}
 	sc.say("alice", room, "live")
 	sseExpectMessage(t, again, room, "live")
+	// Operators see it: one resync, five events replayed.
+	for name, want := range map[string]float64{"herald_stream_resyncs_total": 1, "herald_replayed_events_total": 5} {
+		if got := sc.metric(name); got != want {
+			t.Errorf("%s = %v; want %v", name, got, want)
+		}
+	}
 }

@@ -111,6 +111,8 @@ type Hub struct {
 	delivered atomic.Int64
 	dropped   atomic.Int64
 	rejected  atomic.Int64
+	resyncs   atomic.Int64
+	replayed  atomic.Int64
 }
 
 type roomConns struct{ conns []*conn }
@@ -215,13 +217,16 @@ type Stats struct {
 	Delivered int64 // frames queued to connections
 	Dropped   int64 // connections dropped for falling behind
 	Rejected  int64 // streams refused by a cap or shutdown
+	Resyncs   int64 // streams told to resync: their position could not be honoured, or their replay was too long
+	Replayed  int64 // events sent by replays
 }
 
 // Stats returns the hub's current counters.
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return Stats{Streams: h.streams, Position: h.pos, Delivered: h.delivered.Load(), Dropped: h.dropped.Load(), Rejected: h.rejected.Load()}
+	return Stats{Streams: h.streams, Position: h.pos, Delivered: h.delivered.Load(), Dropped: h.dropped.Load(),
+		Rejected: h.rejected.Load(), Resyncs: h.resyncs.Load(), Replayed: h.replayed.Load()}
 }
 
 // Sessions is the feed of this hub's streams opening and closing.

@@ -51,6 +51,7 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 
 	buf := make([]byte, 0, 64<<10)
 	sent := 0
+	defer func() { h.replayed.Add(int64(min(sent, h.opts.MaxReplay))) }()
 	write := func(e *entry) error {
 		if sent++; sent > h.opts.MaxReplay {
 			return errReplayTooLong

@@ -59,6 +59,13 @@ func TestServeResyncWhenExpired(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("events before the marker = %v; want %v", got, want)
 			}
+			resyncs := int64(0)
+			if tt.resync != "" {
+				resyncs = 1
+			}
+			if st := h.Stats(); st.Resyncs != resyncs || st.Replayed != int64(len(tt.replay)) {
+				t.Errorf("Stats: %d resyncs, %d events replayed; want %d, %d", st.Resyncs, st.Replayed, resyncs, len(tt.replay))
+			}
 		})
 	}
 }
