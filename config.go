@@ -83,6 +83,7 @@ type Config struct {
 	SQLiteSync        string
 	ShutdownTimeout   time.Duration
 	DebugAddr         string
+	MetricsAddr       string
 	TLSCert           string
 	TLSKey            string
 	Dev               bool
@@ -94,6 +95,8 @@ type Config struct {
 	// serverReady, when set (by tests), receives the address the server
 	// API listens on when it has a listener of its own.
 	serverReady chan<- string
+	// metricsReady, likewise, the address of the metrics' listener.
+	metricsReady chan<- string
 }
 
 // configFlags defines the server's flags on a new flag set, with defaults
@@ -154,6 +157,7 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.StringVar(&c.SQLiteSync, "sqlite-sync", "FULL", "SQLite synchronous mode: FULL survives power loss, NORMAL a crash")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests to finish")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of an opt-in pprof listener, such as 127.0.0.1:6060")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "address of a listener of its own for /metrics, which the main one then does not serve (default: the main listener)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain: serve HTTPS, with HTTP/2, instead of plain HTTP (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(dev, "dev", "dev mode: a chat page at / and a token for any name at POST /dev/token; never in production")
@@ -498,6 +502,8 @@ func (c *Config) validate() error {
 	c.SQLiteSync = sync
 	check(c.ShutdownTimeout > 0, "shutdown-timeout", c.ShutdownTimeout, "a positive duration such as 10s")
 	check(c.DebugAddr == "" || isHostPort(c.DebugAddr), "debug-addr", c.DebugAddr, "empty (off) or "+hostPort)
+	check(c.MetricsAddr == "" || isHostPort(c.MetricsAddr) && !sameAddr(c.MetricsAddr, c.Addr) && !sameAddr(c.MetricsAddr, c.ServerAddr),
+		"metrics-addr", c.MetricsAddr, "empty (the main listener) or "+hostPort+", other than --addr and --server-addr")
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format", c.LogFormat, "text or json")
 	errs = append(errs, c.validateTLS())
 	return errors.Join(errs...)

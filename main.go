@@ -113,25 +113,26 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 
 	reg := prometheus.NewRegistry()
 	srv := api.New(st, hub, api.NewAuthWith(secret, authOpts), api.Config{
-		MaxBody:     cfg.MaxBody,
-		MaxText:     cfg.MaxText,
-		EditWindow:  cfg.EditWindow,
-		DirectAdds:  cfg.MemberAdds == "direct",
-		APIKeys:     cfg.APIKeys,
-		TicketTTL:   cfg.TicketTTL,
-		CORSOrigins: cfg.CORSOrigins,
-		Limits:      cfg.rateLimits(),
-		OpenAPI:     openapiDoc,
-		Client:      web.Client,
-		Dev:         cfg.Dev,
-		Page:        web.Page,
-		Logger:      logger,
-		Registry:    reg,
-		Presence:    b.presence,
-		Typing:      b.typing,
-		Buckets:     b.shared.Buckets,
-		Tickets:     b.shared.Tickets,
-		Checks:      b.shared.Checks,
+		MaxBody:      cfg.MaxBody,
+		MaxText:      cfg.MaxText,
+		EditWindow:   cfg.EditWindow,
+		DirectAdds:   cfg.MemberAdds == "direct",
+		APIKeys:      cfg.APIKeys,
+		TicketTTL:    cfg.TicketTTL,
+		CORSOrigins:  cfg.CORSOrigins,
+		Limits:       cfg.rateLimits(),
+		OpenAPI:      openapiDoc,
+		Client:       web.Client,
+		Dev:          cfg.Dev,
+		Page:         web.Page,
+		Logger:       logger,
+		Registry:     reg,
+		MetricsApart: cfg.MetricsAddr != "",
+		Presence:     b.presence,
+		Typing:       b.typing,
+		Buckets:      b.shared.Buckets,
+		Tickets:      b.shared.Tickets,
+		Checks:       b.shared.Checks,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -142,6 +143,15 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	serverAPI, handler, err := listenServerAPI(cfg, srv, logger)
 	if err != nil {
 		ln.Close()
+		hub.Close(context.Background())
+		return err
+	}
+	metricsSrv, err := listenMetrics(cfg, srv, logger)
+	if err != nil {
+		ln.Close()
+		if serverAPI != nil {
+			serverAPI.Close()
+		}
 		hub.Close(context.Background())
 		return err
 	}
@@ -196,6 +206,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		if serverAPI != nil {
 			serverAPI.Close()
 		}
+		if metricsSrv != nil {
+			metricsSrv.Close()
+		}
 		return fmt.Errorf("http server: %w", err)
 	}
 
@@ -215,6 +228,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	if debugSrv != nil {
 		debugSrv.Close()
 	}
+	if metricsSrv != nil {
+		metricsSrv.Close() // a scrape is short; nothing to drain
+	}
 	<-served
 	return errors.Join(hubErr, httpErr, b.close())
 }
@@ -230,6 +246,33 @@ func browsable(addr string) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// listenMetrics serves /metrics on a listener of its own when
+// --metrics-addr asks for one (nil otherwise), so that the main listener,
+// which faces the internet, does not show them.
+func listenMetrics(cfg Config, srv *api.Server, logger *slog.Logger) (*http.Server, error) {
+	if cfg.MetricsAddr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (--metrics-addr): %w", cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", srv.MetricsHandler())
+	s := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics listener", "err", err)
+		}
+	}()
+	logger.Info("metrics listening", "addr", ln.Addr().String())
+	if cfg.metricsReady != nil {
+		cfg.metricsReady <- ln.Addr().String()
+	}
+	return s, nil
 }
 
 // startDebug serves pprof on a separate, opt-in listener.

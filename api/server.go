@@ -61,8 +61,12 @@ type Config struct {
 	DevTokenTTL time.Duration
 	// Logger receives request logs and internal errors.
 	Logger *slog.Logger
-	// Registry, when set, receives the server's metrics and is served at /metrics.
+	// Registry, when set, receives the server's metrics and is served at
+	// /metrics, unless MetricsApart.
 	Registry *prometheus.Registry
+	// MetricsApart leaves /metrics out of Handler: the metrics are served
+	// by a listener of their own (MetricsHandler), kept off the internet.
+	MetricsApart bool
 	// Presence and Typing track the ephemeral state of streams. Required.
 	Presence Presence
 	Typing   Typing
@@ -141,6 +145,10 @@ func New(st *store.Store, hub *stream.Hub, auth *Auth, cfg Config) *Server {
 // Handler returns the root HTTP handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
+// MetricsHandler serves the metrics in Prometheus' text format (nil
+// without a Registry), for a listener of their own.
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler }
+
 func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -163,7 +171,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/client.js", s.clientModule)
 	e.GET("/", s.chatPage)
 	e.POST("/dev/token", s.devToken)
-	if s.metrics.handler != nil {
+	if s.metrics.handler != nil && !s.cfg.MetricsApart {
 		e.GET("/metrics", echo.WrapHandler(s.metrics.handler))
 	}
 
