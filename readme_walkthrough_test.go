@@ -251,6 +251,11 @@ func walkthrough(t *testing.T, blocks []readmeBlock) {
 			}
 			lastCmd = b.text
 			last = sh.run(strings.Join(lines, "\n"))
+			if strings.Contains(b.text, "curl -N ") {
+				// The reader has the stream open before the next command,
+				// as in a terminal: its ready comes first.
+				waitReady(t, stream)
+			}
 			if starts {
 				vars := map[string]string{}
 				for _, l := range strings.Split(last, "\n") {
@@ -292,6 +297,19 @@ func lastProse(s string) string {
 // waitFrames waits until the stream in file has shown the frames of want,
 // in order, after the first from frames, and returns how many it has
 // shown up to the last of them.
+// waitReady waits until the stream being written to file has opened: its
+// ready event is there.
+func waitReady(t *testing.T, file string) {
+	t.Helper()
+	deadline := time.Now().Add(browserTimeout)
+	for b, _ := os.ReadFile(file); !strings.Contains(string(b), "event: ready\n"); b, _ = os.ReadFile(file) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream into %s has not opened: it holds %q", file, b)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file, not guessing a delay
+	}
+}
+
 func waitFrames(t *testing.T, file string, from int, want string) int {
 	t.Helper()
 	expected := frames(want)
