@@ -82,6 +82,7 @@ func embedded(ctx context.Context, cfg Config, logger *slog.Logger) (b *backend,
 	st, err := store.Open(ctx, store.Options{
 		Path: cfg.dbPath(), Synchronous: cfg.SQLiteSync, Retention: cfg.Retention, Logger: logger,
 		LiveEvents: cfg.ReplayBuffer, LiveBytes: cfg.ReplayBufferBytes,
+		MaxRoomsPerUser: cfg.MaxRoomsPerUser, MaxRoomMembers: cfg.MaxRoomMembers,
 	})
 	if err != nil {
 		unlock()
@@ -153,7 +154,7 @@ func clustered(ctx context.Context, cfg Config, logger *slog.Logger) (b *backend
 	waker := stream.NewWaker(rdb, cfg.RedisPrefix)
 	st, err := store.Open(ctx, store.Options{
 		URL: cfg.DatabaseURL, Conns: cfg.DatabaseConns, Retention: cfg.Retention, Logger: logger,
-		OnCommit: waker.Wake,
+		OnCommit: waker.Wake, MaxRoomsPerUser: cfg.MaxRoomsPerUser, MaxRoomMembers: cfg.MaxRoomMembers,
 	})
 	if err != nil {
 		waker.Close()

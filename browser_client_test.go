@@ -496,6 +496,24 @@ func TestBrowserClient(t *testing.T) {
 			t.Errorf("dm twice = %+v, %+v; want one DM, 201 then 200", dm1, dm2)
 		}
 		p.waitJS("the DM listed", `alice.getSnapshot().rooms.some((r) => r.id === `+jsString(dm1.ID)+` && r.kind === "dm" && r.peer?.id === "bob")`)
+
+		// Bob invites her to a private room: she hears of it, lists it,
+		// and declines it.
+		secret := s.createRoom(bob, "bob's secret", true)
+		s.must(http.StatusAccepted, "POST", "/v1/rooms/"+secret+"/members", bob, map[string]string{"user": "alice"}, nil)
+		sr := jsString(secret)
+		p.waitJS("the invitation on her stream", `aliceRec.events.some(([type, d]) => type === "invitation:created" && d.room === `+sr+` && d.by === "bob")`)
+		var invs []struct{ Room, Name string }
+		p.eval(`alice.invitations()`, &invs)
+		if len(invs) != 1 || invs[0].Room != secret || invs[0].Name != "bob's secret" {
+			t.Errorf("invitations() = %+v; want bob's secret room", invs)
+		}
+		p.eval(`alice.declineInvitation(`+sr+`)`, nil)
+		p.waitJS("its end on her stream", `aliceRec.events.some(([type, d]) => type === "invitation:deleted" && d.room === `+sr+` && d.reason === "declined")`)
+		p.eval(`alice.invitations()`, &invs)
+		if len(invs) != 0 {
+			t.Errorf("invitations() after declining = %+v; want none", invs)
+		}
 	})
 
 	t.Run("keeps what comes while history loads", func(t *testing.T) {

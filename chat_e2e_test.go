@@ -328,9 +328,10 @@ func (sc *streamScene) rooms(user string) []chatRoom {
 // A DM is one room per pair, whoever opens it and however many open it at
 // once: created by the first call (201), found by the others (200), listed
 // as a dm with its peer, entered by no one else, hidden by leaving until
-// its next message.
+// its next message. Here the peer is added at once (--member-adds
+// direct); TestConsentDMs has the default, which asks them.
 func TestChatDMs(t *testing.T) {
-	sc := newStreamScene(t, nil)
+	sc := newStreamScene(t, map[string]string{"HERALD_MEMBER_ADDS": "direct"})
 	// carol and dave are known to Herald; erin is not.
 	sc.room("carol", "hello", false)
 	sc.room("dave", "hello", false)

@@ -169,7 +169,7 @@ func TestClusterResumeElsewhere(t *testing.T) {
 // one more event of the room reaches the removed user's stream on another,
 // live or by replay; what was said before the removal is replayed.
 func TestClusterRemovalAcrossInstances(t *testing.T) {
-	c := startCluster(t, 3, false, false, nil)
+	c := startCluster(t, 3, false, false, directAdds)
 	a, b, cc := c.nodes[0], c.nodes[1], c.nodes[2]
 	room := a.room("alice", "private", true)
 	other := a.room("alice", "other", false)

@@ -74,6 +74,9 @@ type Config struct {
 	MaxBody           int64
 	MaxText           int
 	EditWindow        time.Duration
+	MemberAdds        string
+	MaxRoomsPerUser   int
+	MaxRoomMembers    int
 	APIKeys           []string
 	ServerAddr        string
 	TicketTTL         time.Duration
@@ -83,6 +86,7 @@ type Config struct {
 	ReadTimeout       time.Duration
 	MaxHeaderBytes    int
 	DebugAddr         string
+	MetricsAddr       string
 	TLSCert           string
 	TLSKey            string
 	Dev               bool
@@ -94,6 +98,8 @@ type Config struct {
 	// serverReady, when set (by tests), receives the address the server
 	// API listens on when it has a listener of its own.
 	serverReady chan<- string
+	// metricsReady, likewise, the address of the metrics' listener.
+	metricsReady chan<- string
 }
 
 // configFlags defines the server's flags on a new flag set, with defaults
@@ -145,6 +151,9 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.Int64Var(&c.MaxBody, "max-body", 64<<10, "largest request body in bytes")
 	fs.IntVar(&c.MaxText, "max-text", 4000, "longest message in characters")
 	fs.DurationVar(&c.EditWindow, "edit-window", 0, "how long after posting an author may edit a message (0: no limit)")
+	fs.StringVar(&c.MemberAdds, "member-adds", "invite", "invite: a room's owner (or a DM) invites, and the user accepts; direct: the owner adds without asking")
+	fs.IntVar(&c.MaxRoomsPerUser, "max-rooms-per-user", 1000, "rooms one user may be a member of, DMs included (0: no cap)")
+	fs.IntVar(&c.MaxRoomMembers, "max-room-members", 50_000, "members one room may have, and open invitations (0: no cap)")
 	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated keys of the server API (X-API-Key), several during a rotation (default: none, the server API is off)")
 	fs.StringVar(&c.ServerAddr, "server-addr", "", "address of a listener of its own for the server API, which the main one then does not serve (default: the main listener)")
 	fs.DurationVar(&c.TicketTTL, "ticket-ttl", time.Minute, "lifetime of a stream ticket")
@@ -154,6 +163,7 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 30*time.Second, "how long a client may take to send a request's headers and body (408 past it); streams and answers are not bound by it")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 32<<10, "largest request header in bytes (431 past it)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of an opt-in pprof listener, such as 127.0.0.1:6060")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "address of a listener of its own for /metrics, which the main one then does not serve (default: the main listener)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain: serve HTTPS, with HTTP/2, instead of plain HTTP (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(dev, "dev", "dev mode: a chat page at / and a token for any name at POST /dev/token; never in production")
@@ -496,6 +506,9 @@ func (c *Config) validate() error {
 	check(c.MaxBody >= 1024, "max-body", c.MaxBody, "at least 1024 (bytes)")
 	check(c.MaxText >= 1, "max-text", c.MaxText, "at least 1 (characters)")
 	check(c.EditWindow >= 0, "edit-window", c.EditWindow, "a duration that is not negative (0: no limit)")
+	check(c.MemberAdds == "invite" || c.MemberAdds == "direct", "member-adds", c.MemberAdds, "invite (the user accepts) or direct (the owner adds without asking)")
+	check(c.MaxRoomsPerUser >= 0, "max-rooms-per-user", c.MaxRoomsPerUser, "a number that is not negative (0: no cap)")
+	check(c.MaxRoomMembers >= 0, "max-room-members", c.MaxRoomMembers, "a number that is not negative (0: no cap)")
 	check(c.ServerAddr == "" || isHostPort(c.ServerAddr) && !sameAddr(c.ServerAddr, c.Addr), "server-addr", c.ServerAddr, "empty (the main listener) or "+hostPort+", other than --addr")
 	check(c.TicketTTL >= time.Second, "ticket-ttl", c.TicketTTL, "at least 1s")
 	sync := strings.ToUpper(c.SQLiteSync)
@@ -506,6 +519,8 @@ func (c *Config) validate() error {
 	check(c.ReadTimeout >= 100*time.Millisecond, "read-timeout", c.ReadTimeout, "at least 100ms")
 	check(c.MaxHeaderBytes >= 4<<10, "max-header-bytes", c.MaxHeaderBytes, "at least 4096 (bytes)")
 	check(c.DebugAddr == "" || isHostPort(c.DebugAddr), "debug-addr", c.DebugAddr, "empty (off) or "+hostPort)
+	check(c.MetricsAddr == "" || isHostPort(c.MetricsAddr) && !sameAddr(c.MetricsAddr, c.Addr) && !sameAddr(c.MetricsAddr, c.ServerAddr),
+		"metrics-addr", c.MetricsAddr, "empty (the main listener) or "+hostPort+", other than --addr and --server-addr")
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format", c.LogFormat, "text or json")
 	errs = append(errs, c.validateTLS())
 	return errors.Join(errs...)

@@ -113,24 +113,26 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 
 	reg := prometheus.NewRegistry()
 	srv := api.New(st, hub, api.NewAuthWith(secret, authOpts), api.Config{
-		MaxBody:     cfg.MaxBody,
-		MaxText:     cfg.MaxText,
-		EditWindow:  cfg.EditWindow,
-		APIKeys:     cfg.APIKeys,
-		TicketTTL:   cfg.TicketTTL,
-		CORSOrigins: cfg.CORSOrigins,
-		Limits:      cfg.rateLimits(),
-		OpenAPI:     openapiDoc,
-		Client:      web.Client,
-		Dev:         cfg.Dev,
-		Page:        web.Page,
-		Logger:      logger,
-		Registry:    reg,
-		Presence:    b.presence,
-		Typing:      b.typing,
-		Buckets:     b.shared.Buckets,
-		Tickets:     b.shared.Tickets,
-		Checks:      b.shared.Checks,
+		MaxBody:      cfg.MaxBody,
+		MaxText:      cfg.MaxText,
+		EditWindow:   cfg.EditWindow,
+		DirectAdds:   cfg.MemberAdds == "direct",
+		APIKeys:      cfg.APIKeys,
+		TicketTTL:    cfg.TicketTTL,
+		CORSOrigins:  cfg.CORSOrigins,
+		Limits:       cfg.rateLimits(),
+		OpenAPI:      openapiDoc,
+		Client:       web.Client,
+		Dev:          cfg.Dev,
+		Page:         web.Page,
+		Logger:       logger,
+		Registry:     reg,
+		MetricsApart: cfg.MetricsAddr != "",
+		Presence:     b.presence,
+		Typing:       b.typing,
+		Buckets:      b.shared.Buckets,
+		Tickets:      b.shared.Tickets,
+		Checks:       b.shared.Checks,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -141,6 +143,15 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 	serverAPI, handler, err := listenServerAPI(cfg, srv, logger)
 	if err != nil {
 		ln.Close()
+		hub.Close(context.Background())
+		return err
+	}
+	metricsSrv, err := listenMetrics(cfg, srv, logger)
+	if err != nil {
+		ln.Close()
+		if serverAPI != nil {
+			serverAPI.Close()
+		}
 		hub.Close(context.Background())
 		return err
 	}
@@ -190,10 +201,13 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 		if serverAPI != nil {
 			serverAPI.Close()
 		}
+		if metricsSrv != nil {
+			metricsSrv.Close()
+		}
 		return fmt.Errorf("http server: %w", err)
 	}
 
-	return shutdown(cfg, logger, srv, httpSrv, serverAPI, debugSrv, b, served)
+	return shutdown(cfg, logger, srv, httpSrv, serverAPI, debugSrv, metricsSrv, b, served)
 }
 
 // shutdown drains the server once its context ended. /readyz answers 503
@@ -203,7 +217,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, ready chan<- string)
 // --shutdown-timeout to finish. Connections still busy then (a client that
 // stopped sending or reading) are closed: that is the drain doing its job,
 // not a failure. It fails only when the server could not close cleanly.
-func shutdown(cfg Config, logger *slog.Logger, srv *api.Server, httpSrv, serverAPI, debugSrv *http.Server, b *backend, served <-chan error) error {
+func shutdown(cfg Config, logger *slog.Logger, srv *api.Server, httpSrv, serverAPI, debugSrv, metricsSrv *http.Server, b *backend, served <-chan error) error {
 	srv.Drain()
 	logger.Info("draining: /readyz answers 503", "drain_delay", cfg.DrainDelay)
 	time.Sleep(cfg.DrainDelay)
@@ -242,6 +256,9 @@ func shutdown(cfg Config, logger *slog.Logger, srv *api.Server, httpSrv, serverA
 	if debugSrv != nil {
 		debugSrv.Close()
 	}
+	if metricsSrv != nil {
+		metricsSrv.Close() // a scrape is short; nothing to drain
+	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		httpErr = errors.Join(httpErr, err)
 	}
@@ -259,6 +276,32 @@ func browsable(addr string) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// listenMetrics serves /metrics on a listener of its own when
+// --metrics-addr asks for one (nil otherwise), so that the main listener,
+// which faces the internet, does not show them.
+func listenMetrics(cfg Config, srv *api.Server, logger *slog.Logger) (*http.Server, error) {
+	if cfg.MetricsAddr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (--metrics-addr): %w", cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", srv.MetricsHandler())
+	s := newHTTPServer(cfg, mux, logger)
+	go func() {
+		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics listener", "err", err)
+		}
+	}()
+	logger.Info("metrics listening", "addr", ln.Addr().String())
+	if cfg.metricsReady != nil {
+		cfg.metricsReady <- ln.Addr().String()
+	}
+	return s, nil
 }
 
 // startDebug serves pprof on a separate, opt-in listener.

@@ -171,7 +171,8 @@ func envOf(c Config) map[string]string {
 		"HERALD_PRESENCE_BATCH": c.PresenceBatch.String(), "HERALD_PRESENCE_GRACE": c.PresenceGrace.String(),
 		"HERALD_TYPING_TIMEOUT": c.TypingTimeout.String(), "HERALD_MAX_STREAMS_PER_USER": itoa(c.MaxStreamsPerUser),
 		"HERALD_API_KEYS": strings.Join(c.APIKeys, ","), "HERALD_EDIT_WINDOW": c.EditWindow.String(),
-		"HERALD_DRAIN_DELAY": c.DrainDelay.String(),
+		"HERALD_DRAIN_DELAY":  c.DrainDelay.String(),
+		"HERALD_METRICS_ADDR": c.MetricsAddr, "HERALD_MEMBER_ADDS": c.MemberAdds, "HERALD_MAX_ROOMS_PER_USER": itoa(c.MaxRoomsPerUser), "HERALD_MAX_ROOM_MEMBERS": itoa(c.MaxRoomMembers),
 	}
 }
 

@@ -373,11 +373,13 @@ func TestRESTRoomsMembership(t *testing.T) {
 		{"bob (not owner) adds carol", bob, "POST", rp + "/members", map[string]any{"user": "carol"}, 403, "not_owner", nil},
 		{"bob (not owner) removes alice", bob, "DELETE", rp + "/members/alice", nil, 403, "not_owner", nil},
 		{"carol (not member) adds herself to private", carol, "POST", rv + "/members", map[string]any{"user": "carol"}, 403, "not_owner", nil},
-		{"alice adds bob to private", alice, "POST", rv + "/members", map[string]any{"user": "bob"}, 201, "", map[string]any{"room": priv, "user": "bob", "changed": true}},
-		{"alice adds bob again", alice, "POST", rv + "/members", map[string]any{"user": "bob"}, 200, "", map[string]any{"changed": false}},
-		{"added bob joins private", bob, "POST", rv + "/join", nil, 200, "", map[string]any{"changed": false}},
-		{"added bob reads private history", bob, "GET", rv + "/messages", nil, 200, "", map[string]any{"has_more": false}},
-		{"added bob posts to private", bob, "POST", rv + "/messages", map[string]any{"text": "thanks"}, 201, "", map[string]any{"user": "bob", "text": "thanks"}},
+		{"alice invites bob to private", alice, "POST", rv + "/members", map[string]any{"user": "bob"}, 202, "", map[string]any{"room": priv, "user": "bob", "changed": false, "invited": true}},
+		{"alice invites bob again", alice, "POST", rv + "/members", map[string]any{"user": "bob"}, 202, "", map[string]any{"changed": false, "invited": true}},
+		{"invited bob still cannot read private", bob, "GET", rv + "/messages", nil, 403, "not_member", nil},
+		{"invited bob joins private", bob, "POST", rv + "/join", nil, 200, "", map[string]any{"changed": true}},
+		{"alice invites bob, a member now", alice, "POST", rv + "/members", map[string]any{"user": "bob"}, 200, "", map[string]any{"changed": false}},
+		{"bob reads private history", bob, "GET", rv + "/messages", nil, 200, "", map[string]any{"has_more": false}},
+		{"bob posts to private", bob, "POST", rv + "/messages", map[string]any{"text": "thanks"}, 201, "", map[string]any{"user": "bob", "text": "thanks"}},
 		{"alice removes herself", alice, "DELETE", rv + "/members/alice", nil, 409, "owner_removal", nil},
 		{"alice removes carol (not a member)", alice, "DELETE", rv + "/members/carol", nil, 404, "member_not_found", nil},
 		{"alice removes bob", alice, "DELETE", rv + "/members/bob", nil, 204, "", nil},
@@ -839,6 +841,10 @@ func TestRESTBadInput(t *testing.T) {
 		{"message: null text", msgPath, []byte(`{"text":null}`), 422, "invalid_field"},
 		{"message: empty text", msgPath, []byte(`{"text":""}`), 422, "invalid_field"},
 		{"message: whitespace text", msgPath, []byte(`{"text":" \n\t\r  "}`), 422, "invalid_field"},
+		{"message: zero-width characters only", msgPath, []byte(`{"text":"\u200b\u200c\u200d\u2060"}`), 422, "invalid_field"},
+		{"message: byte order marks and spaces only", msgPath, []byte(`{"text":"\ufeff \ufeff\u00a0"}`), 422, "invalid_field"},
+		{"message: direction marks only", msgPath, []byte(`{"text":"\u200e\u202e\u2066"}`), 422, "invalid_field"},
+		{"message: Hangul fillers, blank Braille only", msgPath, []byte(`{"text":"\u3164\u2800\uffa0"}`), 422, "invalid_field"},
 		{"message: text over the limit", msgPath, big(maxText + 1), 422, "too_long"},
 		{"message: multibyte text over the limit", msgPath, []byte(`{"text":"` + strings.Repeat("é", maxText+1) + `"}`), 422, "too_long"},
 		{"message: NUL", msgPath, []byte(`{"text":"a\u0000b"}`), 422, "invalid_characters"},
@@ -860,6 +866,7 @@ func TestRESTBadInput(t *testing.T) {
 		{"message: client_id with tab", msgPath, []byte(`{"text":"hi","client_id":"a\tb"}`), 422, "invalid_field"},
 		{"message: client_id with NUL", msgPath, []byte(`{"text":"hi","client_id":"a\u0000"}`), 422, "invalid_field"},
 		{"message: client_id with no-break space", msgPath, []byte(`{"text":"hi","client_id":"a\u00a0b"}`), 422, "invalid_field"},
+		{"message: client_id with a zero-width space", msgPath, []byte(`{"text":"hi","client_id":"a\u200bb"}`), 422, "invalid_field"},
 		{"message: client_id over 128", msgPath, []byte(`{"text":"hi","client_id":"` + strings.Repeat("c", 129) + `"}`), 422, "invalid_field"},
 
 		// Creating a room.
@@ -875,6 +882,15 @@ func TestRESTBadInput(t *testing.T) {
 		{"room: name over 100", roomPath, []byte(`{"name":"` + strings.Repeat("n", 101) + `"}`), 422, "too_long"},
 		{"room: name with newline", roomPath, []byte(`{"name":"a\nb"}`), 422, "invalid_characters"},
 		{"room: name with NUL", roomPath, []byte(`{"name":"a\u0000"}`), 422, "invalid_characters"},
+		{"room: name of invisible characters", roomPath, []byte(`{"name":"\u200b\u200d\ufeff"}`), 422, "invalid_field"},
+		{"room: name of Hangul fillers", roomPath, []byte(`{"name":"\u3164\u115f"}`), 422, "invalid_field"},
+		{"room: name with an RLO", roomPath, []byte(`{"name":"invoice\u202efdp.exe"}`), 422, "invalid_characters"},
+		{"room: name with a direction isolate", roomPath, []byte(`{"name":"a\u2067b\u2069"}`), 422, "invalid_characters"},
+		{"room: name with a right-to-left mark", roomPath, []byte(`{"name":"a\u200fb"}`), 422, "invalid_characters"},
+		{"room: name with a zero-width space", roomPath, []byte(`{"name":"ad\u200bmin"}`), 422, "invalid_characters"},
+		{"room: name with a soft hyphen", roomPath, []byte(`{"name":"ad\u00admin"}`), 422, "invalid_characters"},
+		{"room: name with hidden tag text", roomPath, []byte(`{"name":"hi\udb40\udc41\udb40\udc42"}`), 422, "invalid_characters"},
+		{"room: name with a line separator", roomPath, []byte(`{"name":"a\u2028b"}`), 422, "invalid_characters"},
 		{"room: name invalid UTF-8", roomPath, []byte("{\"name\":\"\xff\"}"), 422, "invalid_utf8"},
 		{"room: body over 64 KiB", roomPath, []byte(`{"name":"` + strings.Repeat("n", 70<<10) + `"}`), 413, "too_large"},
 
@@ -888,6 +904,11 @@ func TestRESTBadInput(t *testing.T) {
 		{"member: user with space", memberPath, []byte(`{"user":"bob smith"}`), 422, "invalid_field"},
 		{"member: user with newline", memberPath, []byte(`{"user":"bob\n"}`), 422, "invalid_field"},
 		{"member: user with escape", memberPath, []byte(`{"user":"\u001bbob"}`), 422, "invalid_field"},
+		{"member: user with an accented letter", memberPath, []byte(`{"user":"jos\u00e9"}`), 422, "invalid_field"},
+		{"member: user with a Cyrillic a", memberPath, []byte(`{"user":"\u0430lice"}`), 422, "invalid_field"},
+		{"member: user with an RLO", memberPath, []byte(`{"user":"bob\u202e"}`), 422, "invalid_field"},
+		{"member: user with a zero-width joiner", memberPath, []byte(`{"user":"bo\u200db"}`), 422, "invalid_field"},
+		{"member: user with a fullwidth letter", memberPath, []byte(`{"user":"\uff42ob"}`), 422, "invalid_field"},
 		{"member: user over 128", memberPath, []byte(`{"user":"` + strings.Repeat("u", 129) + `"}`), 422, "invalid_field"},
 		{"member: user invalid UTF-8", memberPath, []byte("{\"user\":\"b\xffb\"}"), 422, "invalid_utf8"},
 		{"member: body over 64 KiB", memberPath, []byte(`{"user":"` + strings.Repeat("u", 70<<10) + `"}`), 413, "too_large"},
@@ -913,10 +934,11 @@ func TestRESTBadInput(t *testing.T) {
 	}
 	// Nothing wedged: the server still answers and accepts good input.
 	s.must(http.StatusOK, "GET", "/healthz", "", nil, nil)
-	s.must(http.StatusCreated, "POST", memberPath, alice, map[string]any{"user": "bob"}, nil)
+	s.must(http.StatusAccepted, "POST", memberPath, alice, map[string]any{"user": "bob"}, nil)
+	s.must(http.StatusOK, "POST", "/v1/rooms/"+room+"/join", bob, nil, nil)
 	var joined struct{ Room, User, By string }
-	if restExpect(t, sa, "member:joined", &joined); joined.Room != room || joined.User != "bob" || joined.By != "alice" {
-		t.Errorf("member:joined = %+v; want bob added to %s by alice", joined, room)
+	if restExpect(t, sa, "member:joined", &joined); joined.Room != room || joined.User != "bob" || joined.By != "" {
+		t.Errorf("member:joined = %+v; want bob, who joined %s by himself", joined, room)
 	}
 	restMarker(t, s, sa, bob, room, "bob got in")
 }
@@ -973,10 +995,16 @@ func TestRESTInputLimits(t *testing.T) {
 		field  string
 	}{
 		{"room name of 100 characters", "/v1/rooms", map[string]any{"name": strings.Repeat("é", 100)}, 201, "name"},
+		// Joiners (emoji, Persian), variation selectors and a flag's tags.
+		{"room name with emoji sequences and joiners", "/v1/rooms", map[string]any{"name": "👩‍💻 ❤️ 🏴󠁧󠁢󠁳󠁣󠁴󠁿 می‌خواهم"}, 201, "name"},
+		{"room name in a right-to-left script", "/v1/rooms", map[string]any{"name": "שלום עולם"}, 201, "name"},
+		// Direction controls are how mixed-direction text is written.
+		{"message with direction controls", "/v1/rooms/" + room + "/messages", map[string]any{"text": "\u2067שלום\u2069 world \u200f!"}, 201, "text"},
 		{"client_id of 128 characters", "/v1/rooms/" + room + "/messages", map[string]any{"text": "x", "client_id": strings.Repeat("c", 128)}, 201, "client_id"},
 		{"client_id with punctuation and unicode", "/v1/rooms/" + room + "/messages", map[string]any{"text": "x", "client_id": "id:1/2#ü-_.~"}, 201, "client_id"},
-		{"user id of 128 characters", "/v1/rooms/" + room + "/members", map[string]any{"user": strings.Repeat("u", 128)}, 201, "user"},
-		{"user id with unicode", "/v1/rooms/" + room + "/members", map[string]any{"user": "josé@example.org"}, 201, "user"},
+		{"user id of 128 characters", "/v1/rooms/" + room + "/members", map[string]any{"user": strings.Repeat("u", 128)}, 202, "user"},
+		{"user id of an identity provider", "/v1/rooms/" + room + "/members", map[string]any{"user": "auth0|5f7c8ec7c33c6c004bbafe82"}, 202, "user"},
+		{"user id that is an e-mail address", "/v1/rooms/" + room + "/members", map[string]any{"user": "jose+chat@example.org"}, 202, "user"},
 	}
 	for _, tt := range valid {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1077,6 +1105,9 @@ func TestRESTTokens(t *testing.T) {
 		{"without sub", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { delete(c, "sub") })), 401, "invalid_token"},
 		{"empty sub", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "" })), 401, "invalid_token"},
 		{"sub with a space", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "ali ce" })), 401, "invalid_token"},
+		{"sub with a letter of another script that looks Latin", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "\u0430lice" })), 401, "invalid_token"},
+		{"sub with a right-to-left override", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice\u202e" })), 401, "invalid_token"},
+		{"sub with a zero-width space", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "ali\u200bce" })), 401, "invalid_token"},
 		{"sub over 128", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("a", 129) })), 401, "invalid_token"},
 		{"sub is a number", "Bearer " + restSign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = 42 })), 401, "malformed_token"},
 		{"payload swapped, signature kept", "Bearer " + parts[0] + "." + base64.RawURLEncoding.EncodeToString(mallory) + "." + parts[2], 401, "invalid_token"},
@@ -1155,6 +1186,11 @@ func TestRESTTokenClaims(t *testing.T) {
 		// Names are stored and shown like message text: never with control
 		// characters, which PostgreSQL would refuse (NUL) or break displays.
 		{"control characters are dropped", "ctrl", "Bo\x00b\x1b[31m\nby", "Bob[31mby"},
+		// And, as in a room's name, invisible and direction-changing ones,
+		// but not the joiners that emoji and scripts need.
+		{"direction controls are dropped", "rlo", "Eve\u202e\u2066lin\u200b", "Evelin"},
+		{"joiners stay", "zwj", "👩‍💻 می‌خواهم", "👩‍💻 می‌خواهم"},
+		{"a name of invisible characters is none", "blank", "\u200b\u3164\ufeff", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -405,3 +405,30 @@ func TestServerAPIOwnListener(t *testing.T) {
 		t.Errorf("GET /healthz on the server API's listener = %d; want 200", code)
 	}
 }
+
+// On a listener of its own, /metrics is served there alone, and the main
+// listener, which faces the internet, answers 404 for it.
+func TestMetricsOwnListener(t *testing.T) {
+	env := map[string]string{
+		"HERALD_ADDR": "127.0.0.1:0", "HERALD_DATA_DIR": t.TempDir(), "HERALD_JWT_SECRET": testSecret,
+		"HERALD_RATE_LIMITS": "off", "HERALD_LOG_LEVEL": "warn", "HERALD_SQLITE_SYNC": "NORMAL",
+		"HERALD_METRICS_ADDR": "127.0.0.1:0",
+	}
+	cfg, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	cfg.metricsReady = addr
+	s := startConfig(t, cfg)
+	private := &testServer{t: t, URL: "http://" + <-addr}
+
+	resp, data := s.doResp("GET", "/metrics", "", nil, nil)
+	restCheckError(t, "/metrics on the main listener", resp, data, http.StatusNotFound, "not_found")
+	if code, body := private.do("GET", "/metrics", "", nil); code != http.StatusOK || !strings.Contains(string(body), "herald_streams_open ") {
+		t.Errorf("GET /metrics on its own listener = %d, herald_streams_open there: %v; want 200 with it", code, strings.Contains(string(body), "herald_streams_open "))
+	}
+	if code, _ := private.do("GET", "/healthz", "", nil); code != http.StatusNotFound {
+		t.Errorf("GET /healthz on the metrics listener = %d; want 404: it serves /metrics alone", code)
+	}
+}

@@ -90,6 +90,13 @@ func (sc *streamScene) leave(user, room string) {
 	sc.must(http.StatusNoContent, "POST", "/v1/rooms/"+room+"/leave", sc.tok(user), nil, nil)
 }
 
+// directAdds lets an owner add members without asking them: for the
+// tests of routing by membership, which make and end memberships as an
+// owner would, and look at nothing else.
+var directAdds = map[string]string{"HERALD_MEMBER_ADDS": "direct"}
+
+// add makes user a member of room as its owner, on a server started with
+// directAdds.
 func (sc *streamScene) add(owner, room, user string) {
 	sc.must(http.StatusCreated, "POST", "/v1/rooms/"+room+"/members", sc.tok(owner), map[string]string{"user": user}, nil)
 }
@@ -424,7 +431,7 @@ func TestStreamRoutingNothingAfterLeave(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sc := newStreamScene(t, nil)
+			sc := newStreamScene(t, directAdds)
 			room := sc.room("alice", "topic", tc.private)
 			shared := sc.room("alice", "shared", false)
 			sc.join("bob", shared)
@@ -708,7 +715,7 @@ func TestStreamReplayFollowsMembershipAtEventTime(t *testing.T) {
 				source = "from the durable log after a restart"
 			}
 			t.Run(tc.name+"/"+source, func(t *testing.T) {
-				sc := newStreamScene(t, nil)
+				sc := newStreamScene(t, directAdds)
 				room := sc.room("alice", "team", true)
 				shared := sc.room("alice", "shared", false)
 				labels := map[string]string{room: "team", shared: "shared"}
@@ -1534,4 +1541,10 @@ func TestStreamReplayBounded(t *testing.T) {
 	}
 	sc.say("alice", room, "live")
 	sseExpectMessage(t, again, room, "live")
+	// Operators see it: one resync, five events replayed.
+	for name, want := range map[string]float64{"herald_stream_resyncs_total": 1, "herald_replayed_events_total": 5} {
+		if got := sc.metric(name); got != want {
+			t.Errorf("%s = %v; want %v", name, got, want)
+		}
+	}
 }

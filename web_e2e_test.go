@@ -86,12 +86,14 @@ func TestDevMode(t *testing.T) {
 	}{
 		{"a name", `{"name":"Ada Lovelace"}`, http.StatusCreated, "ada-lovelace", ""},
 		{"spaces around a name", `{"name":"  Ada  "}`, http.StatusCreated, "ada", ""},
-		{"a name of another script", `{"name":"Émile Zoë"}`, http.StatusCreated, "émile-zoë", ""},
+		{"a name with accents", `{"name":"Émile Zoë"}`, http.StatusCreated, "emile-zoe-", ""},
+		{"a name of another script", `{"name":"Андрей"}`, http.StatusCreated, "user-", ""},
 		{"a name without letters", `{"name":"🙂🙂"}`, http.StatusCreated, "user-", ""},
 		{"a user id given", `{"name":"Ada","user":"u-42"}`, http.StatusCreated, "u-42", ""},
 		{"no name", `{}`, http.StatusUnprocessableEntity, "", "invalid_field"},
 		{"a name too long", `{"name":"` + strings.Repeat("a", 65) + `"}`, http.StatusUnprocessableEntity, "", "too_long"},
 		{"a user id with a space", `{"name":"Ada","user":"a b"}`, http.StatusUnprocessableEntity, "", "invalid_field"},
+		{"a user id with a Cyrillic a", `{"name":"Ada","user":"аda"}`, http.StatusUnprocessableEntity, "", "invalid_field"},
 		{"not JSON", `name=Ada`, http.StatusBadRequest, "", "malformed_json"},
 	}
 	for _, tt := range tests {

@@ -55,6 +55,10 @@ async function actions(): Promise<void> {
   const details = await herald.room(room.id);
   await herald.updateRoom(room.id, { topic: "plans" });
   const dm = await herald.dm("bob");
+  const invitations = await herald.invitations();
+  if (invitations.length > 0 && invitations[0].kind === "room") await herald.declineInvitation(invitations[0].room);
+  const invited: boolean | undefined = (await herald.addMember(room.id, "carol")).invited;
+  herald.on("invitation:deleted", (d) => console.log(d.room, d.reason === "declined", invited));
   console.log(gone.deleted_at, details.member_count, details.kind === "dm", dm.peer?.name);
   await herald.deleteRoom(room.id);
   try {

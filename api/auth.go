@@ -246,7 +246,7 @@ func (a *Auth) verify(token string) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	if err := checkID("sub", cl.Subject); err != nil {
+	if err := checkUserID("sub", cl.Subject); err != nil {
 		return Identity{}, fmt.Errorf("%w: %w", errBadSubject, err)
 	}
 	id := Identity{User: cl.Subject, Name: cleanName(cl.Name), Expires: numericDate(cl.ExpiresAt).Time}
@@ -258,22 +258,31 @@ func (a *Auth) verify(token string) (Identity, error) {
 
 // cleanName makes a token's display name safe to store and show: control
 // characters (NUL included, which PostgreSQL refuses) are dropped, as is
-// invalid UTF-8, and the name is cut to 128 characters.
+// invalid UTF-8, and so is what a room's name may not hold (direction
+// controls, invisible characters: hiddenInName), since it is shown to
+// others as a name is. The name is cut to 128 characters; one that shows
+// as nothing is no name. The token is not refused for it: the name is
+// the identity provider's, not the user's.
 func cleanName(name string) string {
 	if name == "" {
 		return ""
 	}
 	var b strings.Builder
 	n := 0
+	var prev rune
 	for _, r := range name {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		if unicode.IsControl(r) || r == utf8.RuneError || hiddenInName(prev, r) {
 			continue
 		}
 		if n == 128 {
 			break
 		}
 		b.WriteRune(r)
+		prev = r
 		n++
+	}
+	if blank(b.String()) {
+		return ""
 	}
 	return strings.TrimSpace(b.String())
 }
@@ -335,7 +344,7 @@ func tokenError(err error) *Error {
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		msg = "the bearer token is not valid yet (its nbf claim is in the future)"
 	case errors.Is(err, errBadSubject):
-		msg = "the bearer token's sub claim is not a valid user id: 1 to 128 characters, without spaces or control characters"
+		msg = "the bearer token's sub claim is not a valid user id: 1 to 128 visible ASCII characters, without spaces"
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		msg = "the bearer token's iat claim is in the future"
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience):

@@ -13,6 +13,16 @@ type postMessageRequest struct {
 	ClientID string `json:"client_id"`
 }
 
+func (r *postMessageRequest) check(cfg *Config) error {
+	if err := checkText("text", r.Text, cfg.MaxText, true); err != nil {
+		return err
+	}
+	if r.ClientID != "" {
+		return checkID("client_id", r.ClientID)
+	}
+	return nil
+}
+
 // postMessage answers 201 with the stored message, or 200 with the original
 // when the author already posted this client_id in the room.
 func (s *Server) postMessage(c echo.Context) error {
@@ -21,16 +31,8 @@ func (s *Server) postMessage(c echo.Context) error {
 		return err
 	}
 	var req postMessageRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
-	}
-	if err := checkText("text", req.Text, s.cfg.MaxText, true); err != nil {
-		return err
-	}
-	if req.ClientID != "" {
-		if err := checkID("client_id", req.ClientID); err != nil {
-			return err
-		}
 	}
 	msg, created, err := s.store.PostMessage(c.Request().Context(), id.user(), c.Param("room"), req.Text, req.ClientID)
 	if err != nil {
@@ -76,6 +78,11 @@ type editMessageRequest struct {
 	Text string `json:"text"`
 }
 
+// check checks an edit's text, as a post's.
+func (r *editMessageRequest) check(cfg *Config) error {
+	return checkText("text", r.Text, cfg.MaxText, true)
+}
+
 // messageID reads the message id of the path; one that is not a positive
 // integer names no message.
 func messageID(c echo.Context) (int64, error) {
@@ -108,13 +115,10 @@ func (s *Server) editMessage(c echo.Context) error {
 	return c.JSON(http.StatusOK, msg)
 }
 
-// editText reads and checks an edit's text, as a post's.
+// editText reads and checks an edit's text.
 func (s *Server) editText(c echo.Context) (string, error) {
 	var req editMessageRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
-		return "", err
-	}
-	return req.Text, checkText("text", req.Text, s.cfg.MaxText, true)
+	return req.Text, decodeRequest(c, &s.cfg, &req)
 }
 
 // deleteMessage lets an author or the room's owner delete a message: 200

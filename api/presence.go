@@ -67,6 +67,14 @@ type statusRequest struct {
 	Status string `json:"status"`
 }
 
+func (r *statusRequest) check(*Config) error {
+	switch r.Status {
+	case stream.StatusOnline, stream.StatusAway, stream.StatusDND:
+		return nil
+	}
+	return errorf(http.StatusUnprocessableEntity, "invalid_field", "status must be online, away or dnd")
+}
+
 // setStatus sets the caller's explicit status while they have a stream open.
 func (s *Server) setStatus(c echo.Context) error {
 	id := identity(c)
@@ -74,13 +82,8 @@ func (s *Server) setStatus(c echo.Context) error {
 		return err
 	}
 	var req statusRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
-	}
-	switch req.Status {
-	case stream.StatusOnline, stream.StatusAway, stream.StatusDND:
-	default:
-		return errorf(http.StatusUnprocessableEntity, "invalid_field", "status must be online, away or dnd")
 	}
 	err := s.cfg.Presence.SetStatus(c.Request().Context(), id.User, req.Status)
 	if errors.Is(err, stream.ErrOffline) {
@@ -96,17 +99,21 @@ type typingRequest struct {
 	Typing *bool `json:"typing"`
 }
 
+func (r *typingRequest) check(*Config) error {
+	if r.Typing == nil {
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "typing must be true or false")
+	}
+	return nil
+}
+
 func (s *Server) setTyping(c echo.Context) error {
 	id := identity(c)
 	if err := s.limiter.allow(c.Request().Context(), id.User, actionTyping); err != nil {
 		return err
 	}
 	var req typingRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
-	}
-	if req.Typing == nil {
-		return errorf(http.StatusUnprocessableEntity, "invalid_field", "typing must be true or false")
 	}
 	room := c.Param("room")
 	ctx := c.Request().Context()
@@ -166,17 +173,21 @@ type readRequest struct {
 	MessageID *int64 `json:"message_id"`
 }
 
+func (r *readRequest) check(*Config) error {
+	if r.MessageID == nil || *r.MessageID <= 0 {
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "message_id must be a positive integer")
+	}
+	return nil
+}
+
 func (s *Server) markRead(c echo.Context) error {
 	id := identity(c)
 	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	var req readRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
-	}
-	if req.MessageID == nil || *req.MessageID <= 0 {
-		return errorf(http.StatusUnprocessableEntity, "invalid_field", "message_id must be a positive integer")
 	}
 	if _, err := s.store.MarkRead(c.Request().Context(), id.User, c.Param("room"), *req.MessageID); err != nil {
 		return err

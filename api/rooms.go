@@ -14,16 +14,17 @@ type createRoomRequest struct {
 	Private bool   `json:"private"`
 }
 
+func (r *createRoomRequest) check(cfg *Config) error {
+	return checkText("name", r.Name, cfg.MaxName, false)
+}
+
 func (s *Server) createRoom(c echo.Context) error {
 	id := identity(c)
 	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	var req createRoomRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
-		return err
-	}
-	if err := checkText("name", req.Name, s.cfg.MaxName, false); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
 	}
 	room, err := s.store.CreateRoom(c.Request().Context(), id.user(), req.Name, req.Private)
@@ -45,8 +46,12 @@ func (s *Server) listRooms(c echo.Context) error {
 type membership struct {
 	Room string `json:"room"`
 	User string `json:"user"`
-	// Changed is false when the user already was a member.
+	// Changed is false when the user already was a member, or was only
+	// invited.
 	Changed bool `json:"changed"`
+	// Invited says the user was asked rather than added: they are a
+	// member once they accept.
+	Invited bool `json:"invited,omitempty"`
 }
 
 func (s *Server) joinRoom(c echo.Context) error {
@@ -100,19 +105,32 @@ type addMemberRequest struct {
 	User string `json:"user"`
 }
 
+func (r *addMemberRequest) check(*Config) error { return checkUserID("user", r.User) }
+
+// addMember lets a room's owner invite a user (202), or, with
+// --member-adds direct, add them (201); 200 when they are a member
+// already. An invitation is answered the same whether the user exists,
+// was invited before, or declined: the owner learns nothing about them.
 func (s *Server) addMember(c echo.Context) error {
 	id := identity(c)
 	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	var req addMemberRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
-		return err
-	}
-	if err := checkID("user", req.User); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
 	}
 	room := c.Param("room")
+	if !s.cfg.DirectAdds {
+		member, err := s.store.Invite(c.Request().Context(), store.UserActor(id.User), room, req.User)
+		if err != nil {
+			return err
+		}
+		if member {
+			return c.JSON(http.StatusOK, membership{Room: room, User: req.User})
+		}
+		return c.JSON(http.StatusAccepted, membership{Room: room, User: req.User, Invited: true})
+	}
 	added, err := s.store.AddMember(c.Request().Context(), store.UserActor(id.User), room, store.User{ID: req.User})
 	if err != nil {
 		return err
@@ -124,6 +142,8 @@ func (s *Server) addMember(c echo.Context) error {
 	return c.JSON(status, membership{Room: room, User: req.User, Changed: added})
 }
 
+// removeMember lets a room's owner remove a member, or withdraw the
+// invitation of a user who is not one: 204.
 func (s *Server) removeMember(c echo.Context) error {
 	id := identity(c)
 	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
@@ -155,29 +175,32 @@ type updateRoomRequest struct {
 	Owner *string `json:"owner"`
 }
 
-// roomChange checks an update's fields.
+// check checks an update's fields: an empty topic clears it.
+func (r *updateRoomRequest) check(cfg *Config) error {
+	if r.Name == nil && r.Topic == nil && r.Owner == nil {
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "give name, topic or owner")
+	}
+	if r.Name != nil {
+		if err := checkText("name", *r.Name, cfg.MaxName, false); err != nil {
+			return err
+		}
+	}
+	if r.Topic != nil && *r.Topic != "" {
+		if err := checkText("topic", *r.Topic, cfg.MaxTopic, false); err != nil {
+			return err
+		}
+	}
+	if r.Owner != nil {
+		return checkUserID("owner", *r.Owner)
+	}
+	return nil
+}
+
+// roomChange reads and checks an update.
 func (s *Server) roomChange(c echo.Context) (store.RoomChange, error) {
 	var req updateRoomRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return store.RoomChange{}, err
-	}
-	if req.Name == nil && req.Topic == nil && req.Owner == nil {
-		return store.RoomChange{}, errorf(http.StatusUnprocessableEntity, "invalid_field", "give name, topic or owner")
-	}
-	if req.Name != nil {
-		if err := checkText("name", *req.Name, s.cfg.MaxName, false); err != nil {
-			return store.RoomChange{}, err
-		}
-	}
-	if req.Topic != nil && *req.Topic != "" {
-		if err := checkText("topic", *req.Topic, s.cfg.MaxTopic, false); err != nil {
-			return store.RoomChange{}, err
-		}
-	}
-	if req.Owner != nil {
-		if err := checkID("owner", *req.Owner); err != nil {
-			return store.RoomChange{}, err
-		}
 	}
 	return store.RoomChange{Name: req.Name, Topic: req.Topic, Owner: req.Owner}, nil
 }
@@ -216,21 +239,22 @@ type openDMRequest struct {
 	User string `json:"user"`
 }
 
+func (r *openDMRequest) check(*Config) error { return checkUserID("user", r.User) }
+
 // openDM answers the caller's direct conversation with a user: 201 when
-// this call created it, 200 when it existed.
+// this call created it, 200 when it existed. Unless --member-adds is
+// direct, the user is invited to it: the answer is the same whether they
+// exist or not.
 func (s *Server) openDM(c echo.Context) error {
 	id := identity(c)
 	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
 		return err
 	}
 	var req openDMRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
 	}
-	if err := checkID("user", req.User); err != nil {
-		return err
-	}
-	room, created, err := s.store.OpenDM(c.Request().Context(), id.user(), req.User)
+	room, created, err := s.store.OpenDM(c.Request().Context(), id.user(), req.User, !s.cfg.DirectAdds)
 	if err != nil {
 		return err
 	}
@@ -239,4 +263,26 @@ func (s *Server) openDM(c echo.Context) error {
 		status = http.StatusCreated
 	}
 	return c.JSON(status, room)
+}
+
+// listInvitations answers the caller's open invitations, the newest first.
+func (s *Server) listInvitations(c echo.Context) error {
+	invs, err := s.store.Invitations(c.Request().Context(), identity(c).User)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"invitations": invs})
+}
+
+// declineInvitation declines the caller's open invitation to a room: 204.
+// Joining the room accepts it.
+func (s *Server) declineInvitation(c echo.Context) error {
+	id := identity(c)
+	if err := s.limiter.allow(c.Request().Context(), id.User, actionWrite); err != nil {
+		return err
+	}
+	if err := s.store.Decline(c.Request().Context(), id.User, c.Param("room")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
 }

@@ -32,6 +32,10 @@ type Config struct {
 	// EditWindow is how long after posting an author may edit a message
 	// (0: no limit).
 	EditWindow time.Duration
+	// DirectAdds lets a room's owner add members without asking them, and
+	// a DM take in its peer at once (--member-adds direct). By default
+	// both invite, and the user joins by accepting.
+	DirectAdds bool
 	// APIKeys are the keys the server API accepts, several during a
 	// rotation; none turns the server API off.
 	APIKeys []string
@@ -59,8 +63,12 @@ type Config struct {
 	DevTokenTTL time.Duration
 	// Logger receives request logs and internal errors.
 	Logger *slog.Logger
-	// Registry, when set, receives the server's metrics and is served at /metrics.
+	// Registry, when set, receives the server's metrics and is served at
+	// /metrics, unless MetricsApart.
 	Registry *prometheus.Registry
+	// MetricsApart leaves /metrics out of Handler: the metrics are served
+	// by a listener of their own (MetricsHandler), kept off the internet.
+	MetricsApart bool
 	// Presence and Typing track the ephemeral state of streams. Required.
 	Presence Presence
 	Typing   Typing
@@ -150,6 +158,10 @@ func New(st *store.Store, hub *stream.Hub, auth *Auth, cfg Config) *Server {
 // Handler returns the root HTTP handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
+// MetricsHandler serves the metrics in Prometheus' text format (nil
+// without a Registry), for a listener of their own.
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler }
+
 func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -172,7 +184,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/client.js", s.clientModule)
 	e.GET("/", s.chatPage)
 	e.POST("/dev/token", s.devToken)
-	if s.metrics.handler != nil {
+	if s.metrics.handler != nil && !s.cfg.MetricsApart {
 		e.GET("/metrics", echo.WrapHandler(s.metrics.handler))
 	}
 
@@ -204,6 +216,8 @@ func (s *Server) routes() *echo.Echo {
 	v1(http.MethodPatch, "/rooms/:room/messages/:id", s.editMessage)
 	v1(http.MethodDelete, "/rooms/:room/messages/:id", s.deleteMessage)
 	v1(http.MethodPost, "/dms", s.openDM)
+	v1(http.MethodGet, "/invitations", s.listInvitations)
+	v1(http.MethodDelete, "/invitations/:room", s.declineInvitation)
 	s.serverRoutes(e)
 	return e
 }

@@ -230,40 +230,48 @@ type provisionRequest struct {
 	Members []string `json:"members"`
 }
 
+func (r *provisionRequest) check(cfg *Config) error {
+	if r.ID != "" {
+		if err := checkRoomID(r.ID); err != nil {
+			return err
+		}
+	}
+	if err := checkText("name", r.Name, cfg.MaxName, false); err != nil {
+		return err
+	}
+	if r.Topic != "" {
+		if err := checkText("topic", r.Topic, cfg.MaxTopic, false); err != nil {
+			return err
+		}
+	}
+	if len(r.Members) > maxProvisionMembers {
+		return errorf(http.StatusUnprocessableEntity, "invalid_field", "at most %d members per request", maxProvisionMembers)
+	}
+	if r.Owner != "" {
+		if err := checkUserID("owner", r.Owner); err != nil {
+			return err
+		}
+	}
+	for _, m := range r.Members {
+		if err := checkUserID("members", m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // provisionRoom creates a room (201), or finds the room of that id with
 // the same settings (200); either way the members given are members.
 func (s *Server) provisionRoom(c echo.Context) error {
 	var req provisionRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
-	}
-	if req.ID != "" {
-		if err := checkRoomID(req.ID); err != nil {
-			return err
-		}
-	}
-	if err := checkText("name", req.Name, s.cfg.MaxName, false); err != nil {
-		return err
-	}
-	if req.Topic != "" {
-		if err := checkText("topic", req.Topic, s.cfg.MaxTopic, false); err != nil {
-			return err
-		}
-	}
-	if len(req.Members) > maxProvisionMembers {
-		return errorf(http.StatusUnprocessableEntity, "invalid_field", "at most %d members per request", maxProvisionMembers)
 	}
 	p := store.Provision{ID: req.ID, Name: req.Name, Topic: req.Topic, Private: req.Private}
 	if req.Owner != "" {
-		if err := checkID("owner", req.Owner); err != nil {
-			return err
-		}
 		p.Owner = &store.User{ID: req.Owner}
 	}
 	for _, m := range req.Members {
-		if err := checkID("members", m); err != nil {
-			return err
-		}
 		p.Members = append(p.Members, store.User{ID: m})
 	}
 	room, created, err := s.store.ProvisionRoom(c.Request().Context(), p)
@@ -316,10 +324,7 @@ func (s *Server) serverDeleteRoom(c echo.Context) error {
 
 func (s *Server) serverAddMember(c echo.Context) error {
 	var req addMemberRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
-		return err
-	}
-	if err := checkID("user", req.User); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
 	}
 	room := c.Param("room")
@@ -354,27 +359,31 @@ type serverPostRequest struct {
 	ClientID string `json:"client_id"`
 }
 
+func (r *serverPostRequest) check(cfg *Config) error {
+	if err := checkText("text", r.Text, cfg.MaxText, true); err != nil {
+		return err
+	}
+	if r.User != "" {
+		if err := checkUserID("user", r.User); err != nil {
+			return err
+		}
+	}
+	if r.ClientID != "" {
+		return checkID("client_id", r.ClientID)
+	}
+	return nil
+}
+
 // serverPostMessage posts as a member, or, without user, as the system
 // (a message with "system": true and no author), in any room.
 func (s *Server) serverPostMessage(c echo.Context) error {
 	var req serverPostRequest
-	if err := decodeJSON(c, s.cfg.MaxBody, &req); err != nil {
-		return err
-	}
-	if err := checkText("text", req.Text, s.cfg.MaxText, true); err != nil {
+	if err := decodeRequest(c, &s.cfg, &req); err != nil {
 		return err
 	}
 	author := store.User{ID: store.System}
 	if req.User != "" {
-		if err := checkID("user", req.User); err != nil {
-			return err
-		}
 		author.ID = req.User
-	}
-	if req.ClientID != "" {
-		if err := checkID("client_id", req.ClientID); err != nil {
-			return err
-		}
 	}
 	msg, created, err := s.store.PostMessage(c.Request().Context(), author, c.Param("room"), req.Text, req.ClientID)
 	if err != nil {
@@ -439,7 +448,7 @@ func (s *Server) publish(c echo.Context) error {
 		return errorf(http.StatusUnprocessableEntity, "invalid_field", "give room or user, not both")
 	}
 	if req.User != "" {
-		if err := checkID("user", req.User); err != nil {
+		if err := checkUserID("user", req.User); err != nil {
 			return err
 		}
 	}
@@ -468,7 +477,7 @@ type disconnectRequest struct {
 // it: 204. The body is optional.
 func (s *Server) disconnectUser(c echo.Context) error {
 	user := c.Param("user")
-	if err := checkID("user", user); err != nil {
+	if err := checkUserID("user", user); err != nil {
 		return err
 	}
 	var req disconnectRequest

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/text/unicode/norm"
 )
 
 // The browser's routes: the client module, always; the chat page and the
@@ -80,7 +81,7 @@ func (s *Server) devToken(c echo.Context) error {
 	user := req.User
 	if user == "" {
 		user = userFromName(name)
-	} else if err := checkID("user", user); err != nil {
+	} else if err := checkUserID("user", user); err != nil {
 		return err
 	}
 	token, err := Mint(s.auth.secret, user, name, s.cfg.DevTokenTTL)
@@ -90,15 +91,19 @@ func (s *Server) devToken(c echo.Context) error {
 	return c.JSON(http.StatusCreated, devTokenResponse{Token: token, User: user, Name: name, ExpiresIn: int(s.cfg.DevTokenTTL / time.Second)})
 }
 
-// userFromName makes a user id of a display name: lowercase letters and
-// digits, other runs of characters as one dash, so that "Ada Lovelace"
-// signs in as ada-lovelace, the same user each time. A name with no
-// letter or digit gets an id from its hash.
+// userFromName makes a user id of a display name: lowercase ASCII
+// letters and digits, other runs of characters as one dash, so that "Ada
+// Lovelace" signs in as ada-lovelace, the same user each time. User ids
+// are ASCII (checkUserID): accents come off ("Zoë" gives zoe), and a name
+// that had accents or other letters or digits gets a part of its hash
+// after them, so that "Zoë" is not "Zoe"; a name with no ASCII letter or
+// digit at all gets an id from its hash alone.
 func userFromName(name string) string {
 	var b strings.Builder
-	dash := false
-	for _, r := range strings.ToLower(name) {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+	dash, other := false, false
+	for _, r := range norm.NFD.String(strings.ToLower(name)) {
+		ascii := r >= 'a' && r <= 'z' || r >= '0' && r <= '9'
+		if ascii {
 			if dash && b.Len() > 0 {
 				b.WriteByte('-')
 			}
@@ -106,11 +111,19 @@ func userFromName(name string) string {
 			dash = false
 			continue
 		}
+		if unicode.Is(unicode.Mn, r) {
+			other = true // an accent of the letter before it
+			continue
+		}
+		other = other || unicode.IsLetter(r) || unicode.IsDigit(r)
 		dash = true
 	}
-	if b.Len() == 0 || b.Len() > 128 {
-		sum := sha256.Sum256([]byte(name))
+	sum := sha256.Sum256([]byte(name))
+	if b.Len() == 0 || b.Len() > 100 {
 		return "user-" + hex.EncodeToString(sum[:6])
+	}
+	if other {
+		b.WriteString("-" + hex.EncodeToString(sum[:3]))
 	}
 	return b.String()
 }

@@ -31,15 +31,17 @@ const (
 const System = ""
 
 // Room is a conversation. Public rooms can be joined by anyone; private ones
-// only by users their owner adds.
+// only by users their owner invites (or, as the server allows, adds).
 type Room struct {
 	ID      string `db:"id" json:"id"`
 	Kind    string `db:"kind" json:"kind"`
 	Name    string `db:"name" json:"name"`
 	Topic   string `db:"topic" json:"topic"`
 	Private bool   `db:"private" json:"private"`
-	// Owner is "" (the system) for a DM and for a room the server API
-	// provisioned without an owner: then no user has an owner's rights.
+	// Owner is "" (the system) for a DM, for a room the server API
+	// provisioned without an owner, and for a room its last member left:
+	// then no user has an owner's rights. An owner who leaves hands the
+	// room to the member who has been in it longest.
 	Owner     string `db:"owner_id" json:"owner,omitempty"`
 	CreatedAt Millis `db:"created_at" json:"created_at"`
 }
@@ -168,6 +170,7 @@ type summaryRow struct {
 	LastRead      int64  `db:"last_read"`
 	LastMessageID int64  `db:"last_message_id"`
 	JoinedAt      Millis `db:"joined_at"`
+	DMKey         string `db:"dm_key"`
 	PeerID        string `db:"peer_id"`
 	PeerName      string `db:"peer_name"`
 }
@@ -183,7 +186,7 @@ func (s *Store) summaries(ctx context.Context, user, roomID string) ([]RoomSumma
 		           AND m.deleted_at IS NULL) AS unread,
 		       COALESCE((SELECT m.id FROM messages m WHERE m.room_id = r.id AND m.deleted_at IS NULL
 		                  ORDER BY m.id DESC LIMIT 1), 0) AS last_message_id,
-		       mb.joined_at,
+		       mb.joined_at, COALESCE(r.dm_key, '') AS dm_key,
 		       COALESCE(p.user_id, '') AS peer_id, COALESCE(pu.name, '') AS peer_name
 		  FROM members mb
 		  JOIN rooms r ON r.id = mb.room_id
@@ -222,8 +225,13 @@ func (s *Store) summaries(ctx context.Context, user, roomID string) ([]RoomSumma
 			out[i].LastMessage = &m
 			out[i].LastActivity = max(m.CreatedAt, r.JoinedAt)
 		}
-		if r.Kind == KindDM && r.PeerID != "" {
-			out[i].Peer = &User{ID: r.PeerID, Name: r.PeerName}
+		if r.Kind == KindDM {
+			// A peer who has not accepted the DM yet is not a member: only
+			// the id the caller asked for is theirs to see, not the name.
+			out[i].Peer = &User{ID: dmPeer(r.DMKey, user), Name: r.PeerName}
+			if r.PeerID == "" {
+				out[i].Peer.Name = ""
+			}
 		}
 	}
 	// Newest activity first; within a millisecond, the newer message.
@@ -304,6 +312,11 @@ func (s *Store) UpdateRoom(ctx context.Context, actor Actor, roomID string, ch R
 			next.Topic = *ch.Topic
 		}
 		if ch.Owner != nil && *ch.Owner != room.Owner {
+			// Membership changes take the room's lock too: the new owner
+			// cannot leave between this check and the commit.
+			if err := t.q.lockRoom(roomID); err != nil {
+				return err
+			}
 			_, member, err := t.roomFor(roomID, *ch.Owner)
 			if err != nil {
 				return err
@@ -352,11 +365,16 @@ func (s *Store) DeleteRoom(ctx context.Context, actor Actor, roomID string) erro
 		if !actor.owns(room) {
 			return ErrNotOwner
 		}
-		var members []string
+		var members, invited []string
 		if err := t.sel(&members, `SELECT user_id FROM members WHERE room_id = ? ORDER BY joined_at, user_id`, roomID); err != nil {
 			return fmt.Errorf("store: list members: %w", err)
 		}
+		if err := t.sel(&invited, `SELECT user_id FROM invitations WHERE room_id = ? AND declined_at IS NULL ORDER BY created_at, user_id`, roomID); err != nil {
+			return fmt.Errorf("store: list invitations: %w", err)
+		}
 		for _, q := range []string{
+			`UPDATE users SET room_count = room_count - 1 WHERE id IN (SELECT user_id FROM members WHERE room_id = ?)`,
+			`DELETE FROM invitations WHERE room_id = ?`,
 			`DELETE FROM reads WHERE room_id = ?`,
 			`DELETE FROM messages WHERE room_id = ?`,
 			`DELETE FROM members WHERE room_id = ?`,
@@ -375,12 +393,18 @@ func (s *Store) DeleteRoom(ctx context.Context, actor Actor, roomID string) erro
 				return err
 			}
 		}
+		for _, u := range invited {
+			if err := t.emit("", event.InvitationDeleted, u, InvitationEnd{Room: roomID, Reason: InvitationRoomDeleted}); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 }
 
-// Join makes u a member of a public room, or of a private room u owns.
-// Joining a room twice is not an error; joined reports whether u was added.
+// Join makes u a member of a public room, or of a private room u owns or
+// has an open invitation to: joining accepts it. Joining a room twice is
+// not an error; joined reports whether u was added.
 func (s *Store) Join(ctx context.Context, u User, roomID string) (joined bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
 		joined = false
@@ -389,7 +413,9 @@ func (s *Store) Join(ctx context.Context, u User, roomID string) (joined bool, e
 			return err
 		}
 		if room.Private && room.Owner != u.ID {
-			return ErrPrivateRoom
+			if open, err := t.invited(roomID, u.ID); err != nil || !open {
+				return cmp.Or(err, error(ErrPrivateRoom))
+			}
 		}
 		if err := t.ensureUser(u); err != nil {
 			return err
@@ -425,8 +451,8 @@ func (s *Store) Leave(ctx context.Context, user, roomID string) error {
 	})
 }
 
-// AddMember lets a room's owner, or the app's backend, add u. added
-// reports whether u was not already a member.
+// AddMember lets a room's owner, or the app's backend, add u without
+// asking u (Invite asks). added reports whether u was not already a member.
 func (s *Store) AddMember(ctx context.Context, actor Actor, roomID string, u User) (added bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
 		added = false
@@ -454,7 +480,9 @@ func (s *Store) AddMember(ctx context.Context, actor Actor, roomID string, u Use
 }
 
 // RemoveMember lets a room's owner remove a member other than themselves,
-// and the app's backend remove any member.
+// and the app's backend remove any member. Of a user who is not a member,
+// it withdraws the invitation, open or declined alike: the owner learns
+// nothing of what the user did with it.
 func (s *Store) RemoveMember(ctx context.Context, actor Actor, roomID, user string) error {
 	return s.write(ctx, func(t *Tx) error {
 		room, _, err := t.roomFor(roomID, actor.User)
@@ -475,7 +503,11 @@ func (s *Store) RemoveMember(ctx context.Context, actor Actor, roomID, user stri
 			return err
 		}
 		if !member {
-			return ErrMemberNotFound
+			found, err := t.endInvitation(roomID, user, InvitationWithdrawn)
+			if err != nil || !found {
+				return cmp.Or(err, error(ErrMemberNotFound))
+			}
+			return nil
 		}
 		if removed, err := t.removeMember(roomID, user, "removed", actor.by()); err != nil || !removed {
 			return cmp.Or[error](err, ErrMemberNotFound)
@@ -569,8 +601,9 @@ func (t *Tx) readRoom(roomID, user, lock string) (Room, bool, error) {
 	return row.Room, row.Member, nil
 }
 
-// addMember adds u to a room and announces it. added is false, and
-// nothing is announced, when u already was a member: where instances write
+// addMember adds u to a room and announces it, within the caps; an
+// invitation of u to the room ends with it. added is false, and nothing
+// is announced, when u already was a member: where instances write
 // concurrently, another may have added u since roomFor looked.
 func (t *Tx) addMember(roomID string, u User, by string) (added bool, err error) {
 	res, err := t.exec(`INSERT INTO members (room_id, user_id, joined_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, roomID, u.ID, t.now)
@@ -580,8 +613,49 @@ func (t *Tx) addMember(roomID string, u User, by string) (added bool, err error)
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return false, err
 	}
+	if err := t.countJoin(roomID, u.ID); err != nil {
+		return false, err
+	}
 	t.cache.write(roomID, u.ID, true)
-	return true, t.emit(roomID, event.MemberJoined, u.ID, MemberEvent{Room: roomID, User: u.ID, Name: u.Name, By: by})
+	if err := t.emit(roomID, event.MemberJoined, u.ID, MemberEvent{Room: roomID, User: u.ID, Name: u.Name, By: by}); err != nil {
+		return false, err
+	}
+	_, err = t.endInvitation(roomID, u.ID, InvitationJoined)
+	return true, err
+}
+
+// countJoin counts a new membership in its room's and its user's counts,
+// and refuses it past either cap. Each count is a conditional update, and
+// the room's comes first: on PostgreSQL its row lock makes the room's
+// membership changes take turns, so that two joins racing for a room's
+// last place, or a user's, never both pass (the second one's update waits
+// for the first one's commit, then finds the count at the cap).
+func (t *Tx) countJoin(roomID, user string) error {
+	query, args := `UPDATE rooms SET member_count = member_count + 1 WHERE id = ?`, []any{roomID}
+	if t.caps.roomMembers > 0 {
+		query, args = query+` AND member_count < ?`, append(args, t.caps.roomMembers)
+	}
+	if err := t.execOne(query, args, ErrRoomFull); err != nil {
+		return err
+	}
+	query, args = `UPDATE users SET room_count = room_count + 1 WHERE id = ?`, []any{user}
+	if t.caps.roomsPerUser > 0 {
+		query, args = query+` AND room_count < ?`, append(args, t.caps.roomsPerUser)
+	}
+	return t.execOne(query, args, ErrTooManyRooms)
+}
+
+// execOne runs an update that must change one row, and returns none
+// when it changed none.
+func (t *Tx) execOne(query string, args []any, none error) error {
+	res, err := t.exec(query, args...)
+	if err != nil {
+		return fmt.Errorf("store: count members: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return cmp.Or(err, none)
+	}
+	return nil
 }
 
 // removeMember ends a membership and announces it; removed is false, and
@@ -595,6 +669,49 @@ func (t *Tx) removeMember(roomID, user, reason, by string) (removed bool, err er
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return false, err
 	}
+	// The room's count first, for its lock (countJoin).
+	if _, err := t.exec(`UPDATE rooms SET member_count = member_count - 1 WHERE id = ?`, roomID); err != nil {
+		return false, fmt.Errorf("store: count members: %w", err)
+	}
+	if _, err := t.exec(`UPDATE users SET room_count = room_count - 1 WHERE id = ?`, user); err != nil {
+		return false, fmt.Errorf("store: count rooms: %w", err)
+	}
 	t.cache.write(roomID, user, false)
-	return true, t.emit(roomID, event.MemberLeft, user, MemberEvent{Room: roomID, User: user, Reason: reason, By: by})
+	if err := t.emit(roomID, event.MemberLeft, user, MemberEvent{Room: roomID, User: user, Reason: reason, By: by}); err != nil {
+		return false, err
+	}
+	if reason == "left" {
+		by = user
+	}
+	return true, t.passOwnership(roomID, user, by)
+}
+
+// passOwnership hands a room whose owner just stopped being a member to
+// the member who has been in it longest, or, when none is left, to no one
+// (the system: the server API still manages it, and a public room can
+// still be joined). It is announced with room:updated, by by. The owner
+// is read afresh: on PostgreSQL the room's lock, taken by the count
+// update before it, makes it the one committed last.
+func (t *Tx) passOwnership(roomID, leaver, by string) error {
+	var room Room
+	if err := t.get(&room, `SELECT `+roomColumns+` FROM rooms r WHERE r.id = ?`, roomID); err != nil {
+		return fmt.Errorf("store: get room: %w", err)
+	}
+	if room.Owner != leaver || leaver == System {
+		return nil
+	}
+	var next []string
+	if err := t.sel(&next, `SELECT user_id FROM members WHERE room_id = ? ORDER BY joined_at, user_id LIMIT 1`, roomID); err != nil {
+		return fmt.Errorf("store: find the next owner: %w", err)
+	}
+	room.Owner = System
+	if len(next) > 0 {
+		room.Owner = next[0]
+	}
+	if _, err := t.exec(`UPDATE rooms SET owner_id = ? WHERE id = ?`, room.Owner, roomID); err != nil {
+		return fmt.Errorf("store: hand the room over: %w", err)
+	}
+	t.cache.setRoom(room)
+	return t.emit(roomID, event.RoomUpdated, "", RoomUpdate{Room: roomID, Name: room.Name, Topic: room.Topic,
+		Private: room.Private, Owner: room.Owner, By: by})
 }

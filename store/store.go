@@ -58,7 +58,7 @@ var (
 	ErrMessageNotFound = &Error{ErrNotFound, "message_not_found", "message not found in this room"}
 	ErrNotMember       = &Error{ErrForbidden, "not_member", "you are not a member of this room"}
 	ErrNotOwner        = &Error{ErrForbidden, "not_owner", "only the room's owner may do this"}
-	ErrPrivateRoom     = &Error{ErrForbidden, "private_room", "this room is private: its owner must add you"}
+	ErrPrivateRoom     = &Error{ErrForbidden, "private_room", "this room is private: its owner must invite you"}
 	ErrOwnerRemoval    = &Error{ErrConflict, "owner_removal", "the owner cannot be removed; the owner may leave instead"}
 	ErrUserNotFound    = &Error{ErrNotFound, "user_not_found", "no such user"}
 	ErrNotAuthor       = &Error{ErrForbidden, "not_author", "only the message's author may edit it"}
@@ -70,6 +70,10 @@ var (
 	ErrOwnerNotMember  = &Error{ErrInvalid, "owner_not_member", "the new owner must be a member of the room"}
 	ErrRoomDeleted     = &Error{ErrConflict, "room_deleted", "a room with this id was deleted; a room id is never used again"}
 	ErrRoomConflict    = &Error{ErrConflict, "room_conflict", "a room with this id exists with other settings"}
+	ErrRoomFull        = &Error{ErrConflict, "room_full", "the room has as many members as this server allows"}
+	ErrTooManyRooms    = &Error{ErrConflict, "too_many_rooms", "the user is in as many rooms as this server allows: they must leave one first"}
+	ErrTooManyInvites  = &Error{ErrConflict, "too_many_invitations", "the room has as many open invitations as it may have members: withdraw some first"}
+	ErrNoInvitation    = &Error{ErrNotFound, "invitation_not_found", "you have no open invitation to this room"}
 )
 
 // Options configure Open. Zero values take the documented defaults.
@@ -99,6 +103,12 @@ type Options struct {
 	// reads the rest with Range. Embedded mode only: a cluster's instances
 	// read the log live from Redis.
 	LiveEvents, LiveBytes int
+	// MaxRoomsPerUser caps the rooms one user is a member of, and
+	// MaxRoomMembers the members of one room, and so its open
+	// invitations (0: no cap). A join past either fails with
+	// ErrTooManyRooms or ErrRoomFull; two that race for the last place
+	// never both pass.
+	MaxRoomsPerUser, MaxRoomMembers int
 	// Logger receives background errors (pruning). Default: discard.
 	Logger *slog.Logger
 }

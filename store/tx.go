@@ -22,7 +22,11 @@ type Tx struct {
 	cache  *memberCache
 	now    Millis
 	events []event.Event
+	// caps are the store's MaxRoomsPerUser and MaxRoomMembers (0: none).
+	caps caps
 }
+
+type caps struct{ roomsPerUser, roomMembers int }
 
 // querier runs the statements of a write transaction. Queries are written
 // with ? placeholders; each database binds them its own way.
@@ -62,16 +66,16 @@ func (t *Tx) insert(query string, args ...any) (int64, error)    { return t.q.in
 // carries a server request's id, the transaction records it first, and
 // changes nothing if it was recorded before (WithRequest).
 func (s *Store) write(ctx context.Context, fn func(*Tx) error) error {
-	if r := requestOf(ctx); r != nil {
-		inner := fn
-		fn = func(t *Tx) error {
+	r := requestOf(ctx)
+	err := s.db.write(ctx, func(t *Tx) error {
+		t.caps = caps{roomsPerUser: s.opts.MaxRoomsPerUser, roomMembers: s.opts.MaxRoomMembers}
+		if r != nil {
 			if err := t.claim(r); err != nil {
 				return err
 			}
-			return inner(t)
 		}
-	}
-	err := s.db.write(ctx, fn)
+		return fn(t)
+	})
 	switch {
 	case err == nil:
 		s.unwritable.Store(false)

@@ -34,13 +34,19 @@ func (p Position) String() string { return p.Epoch + "-" + strconv.FormatInt(p.S
 
 var errBadPosition = errors.New("stream: malformed event id")
 
-// ParsePosition reads an SSE id written by Position.String.
+// ParsePosition reads an SSE id written by Position.String, and nothing
+// else: the position is decimal digits without a sign or leading zeros,
+// so that one id names one position and a position has one id.
 func ParsePosition(s string) (Position, error) {
 	i := strings.LastIndexByte(s, '-')
 	if i <= 0 || i == len(s)-1 {
 		return Position{}, errBadPosition
 	}
-	seq, err := strconv.ParseInt(s[i+1:], 10, 64)
+	digits := s[i+1:]
+	if digits[0] < '0' || digits[0] > '9' || digits[0] == '0' && len(digits) > 1 {
+		return Position{}, errBadPosition
+	}
+	seq, err := strconv.ParseInt(digits, 10, 64)
 	if err != nil || seq < 0 {
 		return Position{}, errBadPosition
 	}

@@ -111,6 +111,8 @@ type Hub struct {
 	delivered atomic.Int64
 	dropped   atomic.Int64
 	rejected  atomic.Int64
+	resyncs   atomic.Int64
+	replayed  atomic.Int64
 }
 
 type roomConns struct{ conns []*conn }
@@ -215,13 +217,16 @@ type Stats struct {
 	Delivered int64 // frames queued to connections
 	Dropped   int64 // connections dropped for falling behind: a full queue, or a write that timed out
 	Rejected  int64 // streams refused by a cap or shutdown
+	Resyncs   int64 // streams told to resync: their position could not be honoured, or their replay was too long
+	Replayed  int64 // events sent by replays
 }
 
 // Stats returns the hub's current counters.
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return Stats{Streams: h.streams, Position: h.pos, Delivered: h.delivered.Load(), Dropped: h.dropped.Load(), Rejected: h.rejected.Load()}
+	return Stats{Streams: h.streams, Position: h.pos, Delivered: h.delivered.Load(), Dropped: h.dropped.Load(),
+		Rejected: h.rejected.Load(), Resyncs: h.resyncs.Load(), Replayed: h.replayed.Load()}
 }
 
 // Sessions is the feed of this hub's streams opening and closing.
@@ -316,8 +321,8 @@ func (h *Hub) dispatch(evs []event.Event) {
 // to the room's local connections. A joining user sees their own join; a
 // leaving user sees their own leave and nothing of the room after it. A
 // room:deleted is each member's own, like a leave. An event without a room
-// is for one user's streams: a custom event is queued to them, and a
-// disconnect closes them.
+// is for one user's streams: a custom event or an invitation is queued to
+// them, and a disconnect closes them.
 func (h *Hub) routeLocked(e *entry, wake *[]*conn) {
 	if e.Room == "" {
 		if e.Type == event.UserDisconnected {

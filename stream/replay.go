@@ -16,10 +16,11 @@ var errReplayTooLong = errors.New("stream: replay longer than allowed")
 
 // replay writes the events in (from, to] that user should have seen: those
 // of the rooms they belonged to at the time of each event, and those for
-// them alone (custom events to the user), in log order. roomsAtTo is the
-// membership at to; membership at from is found by walking the user's
-// membership events back from it. Control events (a disconnect) are never
-// replayed: the stream that replays was opened after them.
+// them alone (custom events to the user, their invitations), in log
+// order. roomsAtTo is the membership at to; membership at from is found by
+// walking the user's membership events back from it. Control events (a
+// disconnect) are never replayed: the stream that replays was opened
+// after them.
 func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[string]bool, from, to int64) error {
 	at := make(map[string]bool, len(roomsAtTo))
 	for r := range roomsAtTo {
@@ -35,7 +36,7 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 		switch {
 		case event.Membership(e.Type):
 			mevs = append(mevs, e)
-		case e.Room == "" && e.Type == event.Custom:
+		case event.ForUser(e.Event):
 			own = append(own, e)
 		}
 	}
@@ -47,13 +48,10 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 		candidates[e.Room] = true
 	}
 	undo(at, mevs)
-	rooms := make([]string, 0, len(candidates))
-	for r := range candidates {
-		rooms = append(rooms, r)
-	}
 
 	buf := make([]byte, 0, 64<<10)
 	sent := 0
+	defer func() { h.replayed.Add(int64(min(sent, h.opts.MaxReplay))) }()
 	write := func(e *entry) error {
 		if sent++; sent > h.opts.MaxReplay {
 			return errReplayTooLong
@@ -81,7 +79,7 @@ func (h *Hub) replay(ctx context.Context, w *writer, user string, roomsAtTo map[
 		}
 		return nil
 	}
-	err = src.roomEvents(ctx, rooms, from, to, func(e *entry) error {
+	err = src.roomEvents(ctx, candidates, from, to, func(e *entry) error {
 		if err := ownBefore(e.Seq); err != nil {
 			return err
 		}
@@ -123,10 +121,14 @@ func undo(at map[string]bool, mevs []*entry) {
 }
 
 // replaySource is where a replay reads: the in-memory tail when it covers
-// the range, else the durable log.
+// the range, else the durable log. Neither's cost grows with the number
+// of rooms beyond the events of the range: a user may be in tens of
+// thousands.
 type replaySource interface {
 	subjectEvents(ctx context.Context, user string, after, upTo int64) ([]*entry, error)
-	roomEvents(ctx context.Context, rooms []string, after, upTo int64, fn func(*entry) error) error
+	// roomEvents calls fn with the events of rooms in (after, upTo], in
+	// log order.
+	roomEvents(ctx context.Context, rooms map[string]bool, after, upTo int64, fn func(*entry) error) error
 }
 
 func (h *Hub) source(from, to int64) replaySource {
@@ -142,7 +144,7 @@ func (s tailSource) subjectEvents(_ context.Context, user string, after, upTo in
 	return s.t.subjectEvents(user, after, upTo)
 }
 
-func (s tailSource) roomEvents(_ context.Context, rooms []string, after, upTo int64, fn func(*entry) error) error {
+func (s tailSource) roomEvents(_ context.Context, rooms map[string]bool, after, upTo int64, fn func(*entry) error) error {
 	evs, err := s.t.roomEvents(rooms, after, upTo)
 	if err != nil {
 		return err
@@ -178,10 +180,25 @@ func (s logSource) subjectEvents(ctx context.Context, user string, after, upTo i
 	}
 }
 
-func (s logSource) roomEvents(ctx context.Context, rooms []string, after, upTo int64, fn func(*entry) error) error {
+// maxNamedRooms is how many rooms a replay names to the durable log, which
+// then reads each room's events by its index. A user in more rooms than
+// that gets the whole range, read in pages and kept by room here: one
+// statement per page, whatever the number of rooms, where naming them all
+// would take a statement per few hundred rooms per page (a statement may
+// name only so many) and a scan of the list per event from Redis.
+const maxNamedRooms = 256
+
+func (s logSource) roomEvents(ctx context.Context, rooms map[string]bool, after, upTo int64, fn func(*entry) error) error {
+	var named []string
+	if len(rooms) <= maxNamedRooms {
+		named = make([]string, 0, len(rooms))
+		for r := range rooms {
+			named = append(named, r)
+		}
+	}
 	start := after
 	for {
-		evs, err := s.log.Range(ctx, event.Query{After: after, UpTo: upTo, Rooms: rooms, Limit: replayPage})
+		evs, err := s.log.Range(ctx, event.Query{After: after, UpTo: upTo, Rooms: named, Limit: replayPage})
 		if err != nil {
 			return err
 		}
@@ -189,6 +206,9 @@ func (s logSource) roomEvents(ctx context.Context, rooms []string, after, upTo i
 			return errTrimmedDuringReplay
 		}
 		for _, e := range evs {
+			if !rooms[e.Room] {
+				continue
+			}
 			if err := fn(&entry{Event: e}); err != nil {
 				return err
 			}

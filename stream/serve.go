@@ -84,6 +84,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, sub Subscriber) {
 	}{sub.User, h.opts.Heartbeat.Milliseconds()})
 	head = AppendFrame(head, Position{h.epoch, from}.String(), event.Ready, ready)
 	if resync != "" {
+		h.resyncs.Add(1)
 		head = resyncFrame(head, resync)
 	}
 	s := stream{c: c, rooms: rooms, from: from, to: pos, expires: sub.Expires}
@@ -127,6 +128,7 @@ func (h *Hub) deliver(ctx context.Context, w *writer, s *stream) {
 		if errors.Is(err, errReplayTooLong) {
 			// The rest of what was missed is left to REST: the client
 			// refetches history, and goes on with live events.
+			h.resyncs.Add(1)
 			err = w.write(resyncFrame(nil, "too_far"))
 		}
 		if err != nil {

@@ -2,8 +2,10 @@ package stream
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/heraldchat/herald/internal/event"
@@ -57,6 +59,13 @@ func TestServeResyncWhenExpired(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("events before the marker = %v; want %v", got, want)
 			}
+			resyncs := int64(0)
+			if tt.resync != "" {
+				resyncs = 1
+			}
+			if st := h.Stats(); st.Resyncs != resyncs || st.Replayed != int64(len(tt.replay)) {
+				t.Errorf("Stats: %d resyncs, %d events replayed; want %d, %d", st.Resyncs, st.Replayed, resyncs, len(tt.replay))
+			}
 		})
 	}
 }
@@ -93,6 +102,59 @@ func TestServeEndsReplayTrimmedMidway(t *testing.T) {
 	}
 	if f := s.next(); f.Event != event.Resync || f.Data != `{"reason":"expired"}` {
 		t.Fatalf("again: after ready = %s %s; want resync expired", f.Event, f.Data)
+	}
+}
+
+// A replay for a user in more rooms than it names to the durable log
+// reads the range whole, a page per query whatever the number of rooms,
+// and sends the same events: those of the user's rooms, in order.
+func TestServeReplayOverManyRooms(t *testing.T) {
+	l := newMemLog()
+	const rooms = 4 * maxNamedRooms
+	for i := range rooms {
+		l.append(fmt.Sprint("r", i), event.MemberJoined, "bob")
+	}
+	from := l.append("elsewhere", event.MessageCreated, "")
+	var want []string
+	for _, i := range []int{0, rooms - 1, rooms / 2, 7} {
+		want = append(want, idsOf(l.append(fmt.Sprint("r", i), event.MessageCreated, ""))...)
+		l.append("elsewhere", event.MessageCreated, "")
+	}
+	// The hub starts at the head: the replay below reads the log, not the
+	// tail.
+	h := newMemHub(t, l, Options{})
+	srv := httptest.NewServer(streamHandler(h))
+	t.Cleanup(srv.Close)
+
+	var (
+		mu    sync.Mutex
+		named []int
+	)
+	l.hook(nil, func(q event.Query) {
+		if q.Subject == "" {
+			mu.Lock()
+			named = append(named, len(q.Rooms))
+			mu.Unlock()
+		}
+	})
+	s := dialStream(t, srv.Client(), srv.URL, "bob", idsOf(from)[0])
+	if ready := s.next(); ready.Event != event.Ready {
+		t.Fatalf("first event = %s; want ready", ready.Event)
+	}
+	marker := idsOf(l.append("r0", event.MessageCreated, ""))[0]
+	var got []string
+	for f := s.next(); f.ID != marker; f = s.next() {
+		got = append(got, f.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("replay over %d rooms = %v; want %v", rooms, got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range named {
+		if n > maxNamedRooms {
+			t.Errorf("a range query of the replay names %d rooms; want at most %d, or none", n, maxNamedRooms)
+		}
 	}
 }
 

@@ -104,16 +104,25 @@ func (t *tail) subjectEvents(user string, after, upTo int64) ([]*entry, error) {
 }
 
 // roomEvents returns, in log order, the events of rooms in (after, upTo].
-func (t *tail) roomEvents(rooms []string, after, upTo int64) ([]*entry, error) {
+// It reads whichever is shorter, the range or the rooms' indexes, so that
+// a user in many rooms costs no more than the range.
+func (t *tail) roomEvents(rooms map[string]bool, after, upTo int64) ([]*entry, error) {
 	t.mu.RLock()
-	var out []*entry
-	for _, r := range rooms {
-		out = append(out, between(t.byRoom[r], after, upTo)...)
-	}
-	trimmed := after < t.base
-	t.mu.RUnlock()
-	if trimmed {
+	defer t.mu.RUnlock()
+	if after < t.base {
 		return nil, event.ErrTrimmed
+	}
+	var out []*entry
+	if all := between(t.events, after, upTo); len(all) <= len(rooms) {
+		for _, e := range all {
+			if rooms[e.Room] {
+				out = append(out, e)
+			}
+		}
+		return out, nil
+	}
+	for r := range rooms {
+		out = append(out, between(t.byRoom[r], after, upTo)...)
 	}
 	if len(rooms) > 1 {
 		slices.SortFunc(out, func(a, b *entry) int { return cmp.Compare(a.Seq, b.Seq) })

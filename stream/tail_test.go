@@ -20,6 +20,16 @@ func seqs(evs []*entry) []int64 {
 	return out
 }
 
+func set(rooms ...string) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range rooms {
+		out[r] = true
+	}
+	return out
+}
+
+// The tail answers a room query from its rooms' indexes, or, when they
+// are more than the range holds, from the range: the same events.
 func TestTailIndexes(t *testing.T) {
 	tl := newTail(1000, 1<<30, 10)
 	tl.append([]*entry{
@@ -41,9 +51,13 @@ func TestTailIndexes(t *testing.T) {
 		{[]string{"c"}, 15, 16, "[16]"},
 		{[]string{"zzz"}, 10, 16, "[]"},
 		{[]string{"a"}, 16, 16, "[]"},
+		// More rooms than events in the range: read from the range.
+		{[]string{"a", "b", "x", "y", "z", "w", "v"}, 10, 16, "[11 12 13 14 15]"},
+		{[]string{"c", "x", "y"}, 13, 16, "[16]"},
+		{[]string{"a", "x"}, 12, 13, "[13]"},
 	}
 	for _, tt := range tests {
-		got, err := tl.roomEvents(tt.rooms, tt.after, tt.upTo)
+		got, err := tl.roomEvents(set(tt.rooms...), tt.after, tt.upTo)
 		if err != nil || fmt.Sprint(seqs(got)) != tt.want {
 			t.Errorf("roomEvents(%v, %d, %d) = %v, %v; want %s", tt.rooms, tt.after, tt.upTo, seqs(got), err, tt.want)
 		}
@@ -69,10 +83,10 @@ func TestTailEviction(t *testing.T) {
 	if tl.base != tl.events[0].Seq-1 || tl.last != 100 {
 		t.Fatalf("base, last = %d, %d; want %d, 100", tl.base, tl.last, tl.events[0].Seq-1)
 	}
-	if _, err := tl.roomEvents([]string{"r1"}, 0, 100); !errors.Is(err, event.ErrTrimmed) {
+	if _, err := tl.roomEvents(set("r1"), 0, 100); !errors.Is(err, event.ErrTrimmed) {
 		t.Errorf("roomEvents before base: err = %v; want event.ErrTrimmed", err)
 	}
-	got, err := tl.roomEvents([]string{"r0", "r1", "r2"}, tl.base, 100)
+	got, err := tl.roomEvents(set("r0", "r1", "r2"), tl.base, 100)
 	if err != nil || len(got) != len(tl.events) {
 		t.Fatalf("roomEvents over the whole tail = %d events, %v; want %d", len(got), err, len(tl.events))
 	}

@@ -94,6 +94,18 @@ export interface Pending {
   error: { code: string; message: string } | null;
 }
 
+/** An open invitation to a room, as its invitee sees it. */
+export interface Invitation {
+  room: string;
+  kind: "room" | "dm";
+  name: string;
+  private: boolean;
+  /** Who invited, and their display name; absent for the app's backend. */
+  by?: string;
+  by_name?: string;
+  created_at: Time;
+}
+
 export interface EventMap {
   ready: { user: string; heartbeat_ms: number };
   resync: { reason: "malformed_id" | "unknown_epoch" | "unknown_position" | "expired" | string };
@@ -109,6 +121,8 @@ export interface EventMap {
   "typing:stopped": { room: string; user: string; name?: string };
   "presence:changed": { user: string; status: Status; last_seen: Time | null };
   custom: { event: string; data: unknown; room?: string };
+  "invitation:created": Invitation;
+  "invitation:deleted": { room: string; reason: "joined" | "declined" | "withdrawn" | "room_deleted" };
 }
 
 export type EventType = keyof EventMap;
@@ -215,8 +229,10 @@ export declare class Herald extends EventTarget {
   join(room: string): Promise<{ room: string; user: string; changed: boolean }>;
   leave(room: string): Promise<null>;
   members(room: string): Promise<(Member & Presence)[]>;
-  addMember(room: string, user: string): Promise<{ room: string; user: string; changed: boolean }>;
+  addMember(room: string, user: string): Promise<{ room: string; user: string; changed: boolean; invited?: boolean }>;
   removeMember(room: string, user: string): Promise<null>;
+  invitations(): Promise<Invitation[]>;
+  declineInvitation(room: string): Promise<null>;
   send(room: string, text: string, options?: { clientId?: string }): Promise<Message>;
   editMessage(room: string, id: number, text: string): Promise<Message>;
   deleteMessage(room: string, id: number): Promise<Message>;

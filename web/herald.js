@@ -41,6 +41,7 @@ export const EVENT_TYPES = Object.freeze([
   "typing:started", "typing:stopped",
   "presence:changed",
   "custom",
+  "invitation:created", "invitation:deleted",
 ]);
 
 /** Connection states, in the order a client usually goes through them. */
@@ -511,14 +512,32 @@ export class Herald extends EventTarget {
     return members;
   }
 
-  /** The owner adds a member (the way into a private room). */
+  /**
+   * The owner invites a user (the way into a private room): `invited` is
+   * true, and the user joins by accepting. With `--member-adds direct`,
+   * the owner adds them at once (`changed`).
+   */
   addMember(room, user) {
     return this._request("POST", `/v1/rooms/${enc(room)}/members`, { body: { user }, retry: true });
   }
 
-  /** The owner removes a member. */
+  /** The owner removes a member, or withdraws an invitation. */
   removeMember(room, user) {
     return this._request("DELETE", `/v1/rooms/${enc(room)}/members/${enc(user)}`, { retry: true });
+  }
+
+  /**
+   * Your open invitations, the newest first. Accept one with join(room);
+   * invitation:created and invitation:deleted say when the list changes.
+   */
+  async invitations() {
+    const { invitations } = await this._request("GET", "/v1/invitations", { retry: true });
+    return invitations;
+  }
+
+  /** Declines your invitation to a room. */
+  declineInvitation(room) {
+    return this._request("DELETE", `/v1/invitations/${enc(room)}`, { retry: true });
   }
 
   /**

@@ -29,7 +29,20 @@ const (
 	// members (Room set), or for one user's streams (Room empty, Subject
 	// the user).
 	Custom = "custom"
+	// InvitationCreated and InvitationDeleted are for the invitee alone
+	// (Room empty, Subject the invitee): an invitation to a room, and its
+	// end (accepted, declined, withdrawn, or the room closed). The room's
+	// members hear nothing of either: until the invitee joins, nothing
+	// about them is theirs to know.
+	InvitationCreated = "invitation:created"
+	InvitationDeleted = "invitation:deleted"
 )
+
+// ForUser reports whether e is for one user's streams alone (its
+// Subject), rather than a room's: such an event has no room, and is sent
+// and replayed to that user. A disconnect has no room either, but is a
+// control event, never sent.
+func ForUser(e Event) bool { return e.Room == "" && e.Type != UserDisconnected }
 
 // UserDisconnected is a control event of the log, never sent to clients:
 // every instance that reads it closes the streams of the user (Subject),

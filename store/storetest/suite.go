@@ -143,6 +143,12 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"ConcurrentProvision", testConcurrentProvision},
 		{"PublishAndDisconnect", testPublishAndDisconnect},
 		{"Requests", testRequests},
+		{"Invitations", testInvitations},
+		{"DMInvitations", testDMInvitations},
+		{"Caps", testCaps},
+		{"ConcurrentCaps", testConcurrentCaps},
+		{"OwnerLeaves", testOwnerLeaves},
+		{"OwnerLeavesRace", testOwnerLeavesRace},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, newDB(t)) })
 	}
@@ -737,11 +743,11 @@ func testDirectMessages(t *testing.T, db Database) {
 	st := db.Open(t, store.Options{})
 	must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, bob, "bob was here", false)) // bob exists
 	start := head(t, db, st)
-	dm, created, err := st.OpenDM(ctx, alice, "bob")
+	dm, created, err := st.OpenDM(ctx, alice, "bob", false)
 	if err != nil || !created || dm.Kind != store.KindDM || !dm.Private || dm.Owner != store.System {
 		t.Fatalf("OpenDM(alice, bob) = %+v, %v, %v; want a new private dm owned by no one", dm, created, err)
 	}
-	again, created, err := st.OpenDM(ctx, bob, "alice")
+	again, created, err := st.OpenDM(ctx, bob, "alice", false)
 	if err != nil || created || again.ID != dm.ID {
 		t.Fatalf("OpenDM(bob, alice) = %+v, %v, %v; want %s, not created", again, created, err, dm.ID)
 	}
@@ -753,9 +759,9 @@ func testDirectMessages(t *testing.T, db Database) {
 		do   func() error
 		want error
 	}{
-		{"with oneself", func() error { _, _, err := st.OpenDM(ctx, alice, "alice"); return err }, store.ErrDMWithSelf},
-		{"with a stranger", func() error { _, _, err := st.OpenDM(ctx, alice, "nobody"); return err }, store.ErrUserNotFound},
-		{"with the system", func() error { _, _, err := st.OpenDM(ctx, alice, ""); return err }, store.ErrUserNotFound},
+		{"with oneself", func() error { _, _, err := st.OpenDM(ctx, alice, "alice", false); return err }, store.ErrDMWithSelf},
+		{"with a stranger", func() error { _, _, err := st.OpenDM(ctx, alice, "nobody", false); return err }, store.ErrUserNotFound},
+		{"with the system", func() error { _, _, err := st.OpenDM(ctx, alice, "", false); return err }, store.ErrUserNotFound},
 		{"add a member", func() error { _, err := st.AddMember(ctx, store.UserActor("alice"), dm.ID, carol); return err }, store.ErrDMRoom},
 		{"backend adds a member", func() error { _, err := st.AddMember(ctx, store.Admin, dm.ID, carol); return err }, store.ErrDMRoom},
 		{"remove a member", func() error { return st.RemoveMember(ctx, store.UserActor("alice"), dm.ID, "bob") }, store.ErrDMRoom},
@@ -800,7 +806,7 @@ func testDirectMessages(t *testing.T, db Database) {
 	if err := st.Leave(ctx, "alice", dm.ID); err != nil {
 		t.Fatalf("Leave(dm) = %v", err)
 	}
-	if _, _, err := st.OpenDM(ctx, alice, "bob"); err != nil || listed("alice") == nil {
+	if _, _, err := st.OpenDM(ctx, alice, "bob", false); err != nil || listed("alice") == nil {
 		t.Errorf("opening a hidden dm again: %v, listed %v; want it shown", err, listed("alice") != nil)
 	}
 }
@@ -826,7 +832,7 @@ func testConcurrentDMs(t *testing.T, db Database) {
 	for i := range 8 {
 		st, me, other := []*store.Store{a, b}[i%2], []store.User{alice, bob}[i%2], []string{"bob", "alice"}[i%2]
 		wg.Go(func() {
-			room, c, err := st.OpenDM(ctx, me, other)
+			room, c, err := st.OpenDM(ctx, me, other, false)
 			if err != nil {
 				t.Errorf("OpenDM(%s, %s) = %v", me.ID, other, err)
 				return
