@@ -670,9 +670,12 @@ func jwks(ctx context.Context, url string, logger *slog.Logger) (jwt.Keyfunc, er
 		HTTPTimeout:       10 * time.Second,
 		RefreshInterval:   10 * time.Minute,
 		RefreshUnknownKID: rate.NewLimiter(rate.Every(30*time.Second), 1),
-		// A request with an unknown kid does not wait for the next fetch
-		// the limit allows: it is refused now.
-		RateLimitWaitMax: time.Millisecond,
+		// The library bounds both the wait for the limit and the fetch
+		// itself by this: long enough for a provider across the internet
+		// to answer, short enough that a request with an unknown kid is
+		// refused at once when the next fetch the limit allows is further
+		// away (the limiter does not wait past the bound).
+		RateLimitWaitMax: 5 * time.Second,
 		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 			return func(ctx context.Context, err error) {
 				logger.Warn("fetch the identity provider's keys", "url", u, "err", err)

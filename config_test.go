@@ -495,11 +495,12 @@ type jwksHandler struct {
 	mu      sync.Mutex
 	keys    map[string]*rsa.PublicKey
 	fetches int
+	latency time.Duration // how long the provider takes to answer
 }
 
-func (h *jwksHandler) set(keys map[string]*rsa.PublicKey) {
+func (h *jwksHandler) set(keys map[string]*rsa.PublicKey, latency time.Duration) {
 	h.mu.Lock()
-	h.keys = keys
+	h.keys, h.latency = keys, latency
 	h.mu.Unlock()
 }
 
@@ -507,6 +508,7 @@ func (h *jwksHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.fetches++
+	time.Sleep(h.latency)
 	type jwk struct{ Kty, Kid, Alg, Use, N, E string }
 	var set struct {
 		Keys []map[string]string `json:"keys"`
@@ -561,8 +563,9 @@ func TestServeJWKS(t *testing.T) {
 	check("a token of k1 for another application", sign("k1", k1, "another-app"), http.StatusUnauthorized)
 
 	// The provider rotates to k2: a token naming it makes the server fetch
-	// the keys again, once.
-	keys.set(map[string]*rsa.PublicKey{"k1": &k1.PublicKey, "k2": &k2.PublicKey})
+	// the keys again, once, and wait for them as long as a provider across
+	// the internet takes to answer.
+	keys.set(map[string]*rsa.PublicKey{"k1": &k1.PublicKey, "k2": &k2.PublicKey}, 100*time.Millisecond)
 	check("a token of the new key k2", sign("k2", k2, "herald"), http.StatusOK)
 	for i := range 5 {
 		check(fmt.Sprintf("a token of unknown key k3 (%d)", i), sign("k3", k2, "herald"), http.StatusUnauthorized)
