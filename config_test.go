@@ -299,6 +299,8 @@ func TestConfigErrors(t *testing.T) {
 		{"max streams per user negative", nil, []string{"--max-streams-per-user", "-1"}, "max-streams-per-user", []string{`"-1"`, "not negative"}},
 		{"presence grace negative", nil, []string{"--presence-grace", "-1s"}, "presence-grace", []string{`"-1s"`, "not negative"}},
 		{"presence batch too long", nil, []string{"--presence-batch", "1m"}, "presence-batch", []string{`"1m0s"`, "between 1ms and 10s"}},
+		{"presence room limit one", nil, []string{"--presence-room-limit", "1"}, "presence-room-limit", []string{`"1"`, "at least 2"}},
+		{"presence count interval zero", map[string]string{"HERALD_PRESENCE_COUNT_INTERVAL": "0s"}, nil, "presence-count-interval", []string{`"0s"`, "at least 10ms"}},
 		{"typing timeout too short", nil, []string{"--typing-timeout", "1ms"}, "typing-timeout", []string{`"1ms"`, "at least 10ms"}},
 		{"max body tiny", map[string]string{"HERALD_MAX_BODY": "10"}, nil, "max-body", []string{`"10"`, "at least 1024"}},
 		{"max text zero", map[string]string{"HERALD_MAX_TEXT": "0"}, nil, "max-text", []string{`"0"`, "at least 1"}},
