@@ -1137,3 +1137,93 @@ func TestPresenceBigRoom(t *testing.T) {
 	s.must(http.StatusNoContent, "POST", "/v1/presence", frank, map[string]string{"status": "away"}, nil)
 	expectPresence(t, f1, "frank#1 (shares no room)", "frank", "away")
 }
+
+// TestPresenceRoomLimitEdges: with --presence-room-limit 3, rooms of 2 and
+// 3 members (limit-1, limit) carry their members' presence changes, and a
+// room of 4 (limit+1) carries none but counts them. In each, the first
+// member sets a status and then a marker user, who shares a small room
+// with the second member only, sets one: the tracker announces in order,
+// so when the marker's change reaches the second member, the first's has
+// already, or never will.
+func TestPresenceRoomLimitEdges(t *testing.T) {
+	for _, n := range []int{2, 3, 4} {
+		t.Run(fmt.Sprintf("%d_members", n), func(t *testing.T) {
+			s := startServer(t, map[string]string{
+				"HERALD_PRESENCE_ROOM_LIMIT": "3", "HERALD_PRESENCE_COUNT_INTERVAL": "30ms",
+				"HERALD_PRESENCE_BATCH": "20ms",
+			})
+			tokens := make([]string, n)
+			for i := range n {
+				tokens[i] = s.token(fmt.Sprintf("m%d", i))
+			}
+			room := s.createRoom(tokens[0], "room", false)
+			for _, tok := range tokens[1:] {
+				joinRoom(t, s, tok, room)
+			}
+			marker := s.token("marker")
+			side := s.createRoom(marker, "side", false)
+			joinRoom(t, s, tokens[1], side)
+
+			streams := make([]*streamtest.Client, n)
+			for i, tok := range tokens {
+				streams[i] = s.stream(tok, "")
+			}
+			mk := s.stream(marker, "")
+			waitStreamsOpen(t, s, n+1)
+			s.must(http.StatusNoContent, "POST", "/v1/presence", tokens[0], map[string]string{"status": "away"}, nil)
+			s.must(http.StatusNoContent, "POST", "/v1/presence", marker, map[string]string{"status": "dnd"}, nil)
+			mk.Close()
+
+			// The second member's stream, up to the marker's change.
+			heard, counts := false, 0
+			for {
+				f := streams[1].Next()
+				if f.Event == event.RoomOnline {
+					var ro roomOnline
+					decodeData(t, f, &ro)
+					if ro.Room != room || ro.Presence {
+						t.Fatalf("m1: room:online %s; want room %s, presence false", f.Data, room)
+					}
+					counts++
+					continue
+				}
+				if f.Event != event.PresenceChanged {
+					t.Fatalf("m1: %s %s; want presence or counts only", f.Event, f.Data)
+				}
+				var p presenceInfo
+				decodeData(t, f, &p)
+				if p.User == "m0" && p.Status == "away" {
+					heard = true
+				}
+				if p.User == "marker" && p.Status == "dnd" {
+					break
+				}
+			}
+			large := n > 3
+			if heard == large {
+				t.Errorf("m1 heard m0 go away = %v; want %v (room of %d, limit 3)", heard, !large, n)
+			}
+			if !large && counts > 0 {
+				t.Errorf("m1 got %d room:online in a room of %d; want none at or under the limit", counts, n)
+			}
+			if large {
+				// Every member online is counted, sooner or later.
+				for {
+					f := streams[1].Next()
+					if f.Event != event.RoomOnline {
+						continue
+					}
+					var ro roomOnline
+					decodeData(t, f, &ro)
+					if ro.Online == n {
+						break
+					}
+				}
+			}
+			// GET /v1/presence answers whatever the room's size.
+			if p := getPresence(t, s, tokens[1], "m0")[0]; p.Status != "away" {
+				t.Errorf("GET /v1/presence m0 by m1 = %+v; want away", p)
+			}
+		})
+	}
+}
