@@ -304,6 +304,7 @@ func (p *Presence) run() {
 		p.mu.Lock()
 		p.syncLocked()
 		p.mu.Unlock()
+		p.counts.changed(p.feed.TakeRooms())
 	}
 	count := time.NewTicker(p.opts.CountInterval)
 	defer count.Stop()
@@ -359,7 +360,7 @@ func (p *Presence) run() {
 
 // sample counts the large rooms that changed and sends their counts.
 func (p *Presence) sample(ctx context.Context) {
-	p.counts.mark(p.feed.TakeRooms())
+	p.counts.changed(p.feed.TakeRooms())
 	if notices := p.counts.sample(ctx); len(notices) > 0 {
 		p.hub.Notify(notices)
 	}
@@ -381,26 +382,37 @@ func (p *Presence) notice(ctx context.Context, a announcement) (Notice, bool) {
 		}
 		return Notice{}, false
 	}
-	n, large, ok := presenceNotice(ctx, p.dir, a.info, p.opts.RoomLimit, p.opts.Logger)
+	n, large, ok := presenceNotice(ctx, p.dir, a.info, p.presenceRooms, p.opts.Logger)
 	if a.transition {
 		p.counts.mark(large)
 	}
 	return n, ok
 }
 
+// presenceRooms returns user's rooms split by size. Those of a user with
+// a stream here come from the hub's index, at the same position as the
+// streams that hear the change, sized once until their membership
+// changes; only the others' need the store.
+func (p *Presence) presenceRooms(ctx context.Context, user string) (small, large []string, err error) {
+	if rooms, ok := p.hub.RoomsOf(user); ok {
+		return p.counts.split(ctx, rooms)
+	}
+	return p.dir.PresenceRooms(ctx, user, p.opts.RoomLimit)
+}
+
 // presenceNotice records an offline user's last-seen time and returns the
 // event of a presence change, for everyone who shares a small room with
 // the user (none when they share none), and the user's large rooms, whose
-// counts it may change. The rooms come from the store, sized at a cost
+// counts it may change. rooms gives the user's rooms, sized at a cost
 // that does not grow with the rooms: a large room's audience is never
 // walked for one user's change.
-func presenceNotice(ctx context.Context, dir Directory, info PresenceInfo, limit int, logger *slog.Logger) (n Notice, large []string, ok bool) {
+func presenceNotice(ctx context.Context, dir Directory, info PresenceInfo, rooms func(ctx context.Context, user string) (small, large []string, err error), logger *slog.Logger) (n Notice, large []string, ok bool) {
 	if info.Status == StatusOffline && info.LastSeen != nil {
 		if err := dir.SaveLastSeen(ctx, info.User, *info.LastSeen); err != nil {
 			logger.Error("save last seen", "err", err, "user", info.User)
 		}
 	}
-	small, large, err := dir.PresenceRooms(ctx, info.User, limit)
+	small, large, err := rooms(ctx, info.User)
 	if err != nil {
 		logger.Error("presence rooms", "err", err, "user", info.User)
 		return Notice{}, nil, false

@@ -277,7 +277,7 @@ func (p *RedisPresence) run() {
 		case <-beat.C:
 			p.heartbeat(ctx)
 		case <-count.C:
-			p.counts.mark(p.feed.TakeRooms())
+			p.counts.changed(p.feed.TakeRooms())
 			if notices := p.counts.sample(ctx); len(notices) > 0 {
 				p.out.Notify(notices)
 			}
@@ -395,7 +395,7 @@ func (p *RedisPresence) announce(ctx context.Context) {
 		// The rooms come from the store: the hub's index lags behind a
 		// join that another instance committed and the sequencer has not
 		// placed yet, and the audience is on every instance anyway.
-		n, large, ok := presenceNotice(ctx, p.dir, a.info, p.opts.RoomLimit, p.opts.Logger)
+		n, large, ok := presenceNotice(ctx, p.dir, a.info, p.storeRooms, p.opts.Logger)
 		if a.transition {
 			p.counts.mark(large)
 		}
@@ -408,6 +408,11 @@ func (p *RedisPresence) announce(ctx context.Context) {
 	}
 	// The counts for new streams are for those streams, which are here.
 	p.counts.initial(ctx, p.hub, opened, p.roomsOf)
+}
+
+// storeRooms returns user's rooms split by size, from the store.
+func (p *RedisPresence) storeRooms(ctx context.Context, user string) (small, large []string, err error) {
+	return p.dir.PresenceRooms(ctx, user, p.opts.RoomLimit)
 }
 
 // roomsOf returns the rooms of a user with a stream here, from the hub's

@@ -66,10 +66,55 @@ type roomCounter struct {
 	limit  int
 	logger *slog.Logger
 	dirty  map[string]struct{} // rooms whose count or size may have changed
+	// sized holds whether rooms are large, as last sized, until their
+	// membership changes: the rooms of a user are sized once, not at every
+	// presence change of each member.
+	sized map[string]bool
 }
 
 func newRoomCounter(dir Directory, board countBoard, limit int, logger *slog.Logger) *roomCounter {
-	return &roomCounter{dir: dir, board: board, limit: limit, logger: logger, dirty: map[string]struct{}{}}
+	return &roomCounter{dir: dir, board: board, limit: limit, logger: logger, dirty: map[string]struct{}{}, sized: map[string]bool{}}
+}
+
+// changed forgets the sizes of rooms whose membership changed, and marks
+// them to be counted.
+func (rc *roomCounter) changed(rooms []string) {
+	for _, r := range rooms {
+		delete(rc.sized, r)
+	}
+	rc.mark(rooms)
+}
+
+// split divides rooms into those of at most the limit's members and the
+// others, sizing in the Directory only the rooms it has not sized since
+// their membership last changed.
+func (rc *roomCounter) split(ctx context.Context, rooms []string) (small, large []string, err error) {
+	var unknown []string
+	for _, r := range rooms {
+		if _, ok := rc.sized[r]; !ok {
+			unknown = append(unknown, r)
+		}
+	}
+	if len(unknown) > 0 {
+		big, err := rc.dir.LargeRooms(ctx, unknown, rc.limit)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, r := range unknown {
+			rc.sized[r] = false
+		}
+		for _, r := range big {
+			rc.sized[r] = true
+		}
+	}
+	for _, r := range rooms {
+		if rc.sized[r] {
+			large = append(large, r)
+		} else {
+			small = append(small, r)
+		}
+	}
+	return small, large, nil
 }
 
 // mark notes rooms whose size or online count may have changed.
@@ -108,6 +153,9 @@ func (rc *roomCounter) sample(ctx context.Context) []Notice {
 	isLarge := make(map[string]bool, len(large))
 	for _, r := range large {
 		isLarge[r] = true
+	}
+	for _, r := range claimed {
+		rc.sized[r] = isLarge[r]
 	}
 	prev, err := rc.board.published(ctx, claimed)
 	if err != nil {
