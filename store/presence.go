@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/heraldchat/herald/internal/event"
@@ -108,22 +107,19 @@ func (s *Store) PresenceRooms(ctx context.Context, user string, limit int) (smal
 
 // LargeRooms returns those of rooms that have more than limit members,
 // reading at most limit+1 entries of the index for each. A room that does
-// not exist (any more) has no members: it is not large.
+// not exist (any more) has no members: it is not large. Each room is one
+// prepared probe: an IN list of many rooms is a new statement to prepare
+// every time, which cost SQLite more than the probes.
 func (s *Store) LargeRooms(ctx context.Context, rooms []string, limit int) ([]string, error) {
 	out := []string{}
-	for chunk := range slices.Chunk(rooms, 500) {
-		query, args, err := sqlx.In(`
-			SELECT r.id FROM rooms r
-			 WHERE r.id IN (?)
-			   AND (SELECT x.user_id FROM members x WHERE x.room_id = r.id LIMIT 1 OFFSET ?) IS NOT NULL`, chunk, limit)
-		if err != nil {
-			return nil, fmt.Errorf("store: build room size query: %w", err)
+	for _, r := range rooms {
+		var beyond []string
+		if err := s.sel(ctx, &beyond, `SELECT user_id FROM members WHERE room_id = ? LIMIT 1 OFFSET ?`, r, limit); err != nil {
+			return nil, fmt.Errorf("store: size of room: %w", err)
 		}
-		var large []string
-		if err := s.r.SelectContext(ctx, &large, s.r.Rebind(query), args...); err != nil {
-			return nil, fmt.Errorf("store: size of rooms: %w", unavailable(err))
+		if len(beyond) > 0 {
+			out = append(out, r)
 		}
-		out = append(out, large...)
 	}
 	return out, nil
 }
