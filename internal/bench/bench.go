@@ -522,8 +522,8 @@ func Run(parent context.Context, o Options) (*Report, error) {
 	connectTime := time.Since(connStart)
 
 	// The server may still be announcing the new streams: each stream that
-	// opens is announced to every stream sharing a room with it, n² frames
-	// for a room of n. Measure once the streams have been quiet for a
+	// opens is announced to every stream sharing a small room with it, n²
+	// frames for a room of n up to Herald's --presence-room-limit. Measure once the streams have been quiet for a
 	// moment, so that the figures are those of the message path.
 	b.setPhase(phaseSettle)
 	settleStart := time.Now()
