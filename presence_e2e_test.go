@@ -1175,7 +1175,7 @@ func TestPresenceRoomLimitEdges(t *testing.T) {
 			mk.Close()
 
 			// The second member's stream, up to the marker's change.
-			heard, counts := false, 0
+			heard, counts, online := false, 0, 0
 			for {
 				f := streams[1].Next()
 				if f.Event == event.RoomOnline {
@@ -1184,7 +1184,7 @@ func TestPresenceRoomLimitEdges(t *testing.T) {
 					if ro.Room != room || ro.Presence {
 						t.Fatalf("m1: room:online %s; want room %s, presence false", f.Data, room)
 					}
-					counts++
+					counts, online = counts+1, ro.Online
 					continue
 				}
 				if f.Event != event.PresenceChanged {
@@ -1208,16 +1208,14 @@ func TestPresenceRoomLimitEdges(t *testing.T) {
 			}
 			if large {
 				// Every member online is counted, sooner or later.
-				for {
+				for online != n {
 					f := streams[1].Next()
 					if f.Event != event.RoomOnline {
 						continue
 					}
 					var ro roomOnline
 					decodeData(t, f, &ro)
-					if ro.Online == n {
-						break
-					}
+					online = ro.Online
 				}
 			}
 			// GET /v1/presence answers whatever the room's size.
