@@ -105,10 +105,12 @@ func embedded(ctx context.Context, cfg Config, logger *slog.Logger) (b *backend,
 	typing := stream.NewTyping(hub, cfg.TypingTimeout)
 	// Presence follows the hub's feed of streams opening and closing.
 	presence := stream.NewPresence(hub, st, stream.PresenceOptions{
-		Grace:       cfg.PresenceGrace,
-		Batch:       cfg.PresenceBatch,
-		OnLastClose: typing.StopUser,
-		Logger:      logger,
+		Grace:         cfg.PresenceGrace,
+		Batch:         cfg.PresenceBatch,
+		RoomLimit:     cfg.PresenceRoomLimit,
+		CountInterval: cfg.PresenceCount,
+		OnLastClose:   typing.StopUser,
+		Logger:        logger,
 	})
 	return &backend{mode: "embedded", store: st, hub: hub, presence: presence, typing: typing, unlock: unlock,
 		// Spent stream tickets are kept in the database: a ticket opens one
@@ -188,6 +190,8 @@ func clustered(ctx context.Context, cfg Config, logger *slog.Logger) (b *backend
 		Instance:        cfg.InstanceID,
 		Grace:           cfg.PresenceGrace,
 		Batch:           cfg.PresenceBatch,
+		RoomLimit:       cfg.PresenceRoomLimit,
+		CountInterval:   cfg.PresenceCount,
 		InstanceTimeout: cfg.InstanceTimeout,
 		OnLastClose:     typing.StopUser,
 		Logger:          logger,

@@ -36,8 +36,10 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&o.Sources, "sources", 0, fmt.Sprintf("loopback source addresses 127.0.0.1..N to spread the streams over (default: 1 per %d streams on a loopback server, else 1)", bench.StreamsPerSource))
 	fs.BoolVar(&o.Idle, "idle", false, "connect the streams and post nothing: connect time and server memory per stream")
 	fs.StringVar(&o.Prefix, "prefix", "", "prefix of user and room names, so runs don't collide (default: bench-RANDOM)")
+	fs.StringVar(&o.Target, "target", bench.TargetHerald, "the server's kind: herald, or centrifugo to compare with (streams on its uni-SSE endpoint, subscribed by their connect token; posts through its HTTP API; --jwt-secret is its client.token.hmac_secret_key)")
+	fs.StringVar(&o.APIKey, "api-key", "", "with --target centrifugo: its http_api.key")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: herald bench [--url U[,U...]] [--streams N] [--rooms M] [--publishers K] [--rate R] [--size B] [--duration D] [--json FILE] [--pid PID[,PID...]] [--idle]")
+		fmt.Fprintln(stderr, "usage: herald bench [--url U[,U...]] [--streams N] [--rooms M] [--publishers K] [--rate R] [--size B] [--duration D] [--json FILE] [--pid PID[,PID...]] [--idle] [--target centrifugo --api-key K]")
 		fmt.Fprintln(stderr, "The secret is found like the server finds it: --jwt-secret, HERALD_JWT_SECRET, or DATA_DIR/jwt-secret.")
 		printFlags(stderr, fs)
 	}

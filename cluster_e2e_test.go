@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/heraldchat/herald/store"
 	"github.com/heraldchat/herald/store/storetest"
 	"github.com/heraldchat/herald/stream/streamtest"
@@ -321,6 +322,106 @@ func TestClusterPresenceAndTyping(t *testing.T) {
 	victim.kill()
 	waitEphemeral(t, carol, "carol", "typing:stopped", "bob", "")
 	waitEphemeral(t, carol, "carol", "presence:changed", "bob", "offline")
+}
+
+// TestClusterBigRoom: a room crossing --presence-room-limit (2 here) with
+// members on two instances. Past the limit, its count is published once
+// per change whichever instance counts it, from the presence of every
+// instance; a stream that opens gets the last count; no member hears of
+// another's presence through it; back at the limit, presence comes again.
+func TestClusterBigRoom(t *testing.T) {
+	c := startCluster(t, 2, false, false, map[string]string{
+		"HERALD_PRESENCE_ROOM_LIMIT": "2", "HERALD_PRESENCE_COUNT_INTERVAL": "30ms",
+		"HERALD_PRESENCE_BATCH": "20ms", "HERALD_PRESENCE_GRACE": "150ms",
+	})
+	n0, n1 := c.nodes[0], c.nodes[1]
+	big := n0.room("alice", "big", false)
+	n0.join("bob", big)
+	// Each stream is in the room once a message posted after it opened
+	// reaches it: the joins may reach the log after the stream's snapshot.
+	a0 := n0.open("alice", "")
+	n0.say("alice", big, "a")
+	sseEventsBefore(t, a0, "a")
+	b1 := n1.open("bob", "")
+	n0.say("alice", big, "b")
+	// Bob's coming online may reach alice before "b" or after it.
+	bobOnline := false
+	for {
+		f := a0.Next()
+		if f.Event == "presence:changed" && strings.Contains(f.Data, `"user":"bob"`) && strings.Contains(f.Data, `"status":"online"`) {
+			bobOnline = true
+		}
+		if f.Event == "message:created" && strings.Contains(f.Data, `"text":"b"`) {
+			break
+		}
+	}
+	sseEventsBefore(t, b1, "b")
+	if !bobOnline {
+		waitEphemeral(t, a0, "alice", "presence:changed", "bob", "online")
+	}
+	// A marker that both streams hear: nothing of the opening is left.
+	n0.must(http.StatusNoContent, "POST", "/v1/presence", n0.tok("alice"), map[string]string{"status": "away"}, nil)
+	waitEphemeral(t, a0, "alice", "presence:changed", "alice", "away")
+	waitEphemeral(t, b1, "bob", "presence:changed", "alice", "away")
+
+	// Carol joins through the other instance: past the limit, counted once.
+	n1.join("carol", big)
+	for name, s := range map[string]*streamtest.Client{"alice": a0, "bob": b1} {
+		expectMember(t, s, name, "member:joined", big, "carol")
+		expectRoomOnline(t, s, name+" (3 members: past the limit)", big, 2, false)
+	}
+
+	// Carol comes online: counted on both instances, announced to no one.
+	c1 := n1.open("carol", "")
+	for {
+		f := c1.Next()
+		var ro roomOnline
+		if f.Event != event.RoomOnline {
+			t.Fatalf("carol: %s %s; want the room's count", f.Event, f.Data)
+		}
+		decodeData(t, f, &ro)
+		if ro.Room != big || ro.Presence {
+			t.Fatalf("carol: room:online %s; want big's, presence false", f.Data)
+		}
+		if ro.Online == 3 {
+			break
+		}
+		// The count as it was when her stream opened may come first.
+		if ro.Online != 2 {
+			t.Fatalf("carol: room:online %s; want 2 (the last count) or 3", f.Data)
+		}
+	}
+	for name, s := range map[string]*streamtest.Client{"alice": a0, "bob": b1} {
+		expectRoomOnline(t, s, name+" (carol counted, not announced)", big, 3, false)
+	}
+
+	// Carol leaves through the first instance: back at the limit.
+	n0.leave("carol", big)
+	// Her stream may get the count of 3 twice: once as the room's count,
+	// and once as the last count when it opened, if that was published
+	// first.
+	for {
+		f := c1.Next()
+		if f.Event == event.RoomOnline && strings.Contains(f.Data, `"online":3`) {
+			continue
+		}
+		var m struct{ Room, User string }
+		if f.Event == "member:left" {
+			decodeData(t, f, &m)
+		}
+		if f.Event != "member:left" || m.Room != big || m.User != "carol" {
+			t.Fatalf("carol: next event = %s %s; want member:left of carol in %s", f.Event, f.Data, big)
+		}
+		break
+	}
+	for name, s := range map[string]*streamtest.Client{"alice": a0, "bob": b1} {
+		expectMember(t, s, name, "member:left", big, "carol")
+		expectRoomOnline(t, s, name+" (2 members: back at the limit)", big, 2, true)
+	}
+	n1.must(http.StatusNoContent, "POST", "/v1/presence", n1.tok("bob"), map[string]string{"status": "dnd"}, nil)
+	for name, s := range map[string]*streamtest.Client{"alice": a0, "bob": b1} {
+		expectPresence(t, s, name+" (presence again)", "bob", "dnd")
+	}
 }
 
 // TestClusterRestoredDatabase: PostgreSQL restored from an older backup

@@ -70,6 +70,8 @@ type Config struct {
 	MaxStreamsPerUser int
 	PresenceGrace     time.Duration
 	PresenceBatch     time.Duration
+	PresenceRoomLimit int
+	PresenceCount     time.Duration
 	TypingTimeout     time.Duration
 	MaxBody           int64
 	MaxText           int
@@ -147,6 +149,8 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", 32, "open streams per user (0: no cap)")
 	fs.DurationVar(&c.PresenceGrace, "presence-grace", 5*time.Second, "how long a user stays online after their last stream closes")
 	fs.DurationVar(&c.PresenceBatch, "presence-batch", 200*time.Millisecond, "how long presence changes are gathered to be sent together")
+	fs.IntVar(&c.PresenceRoomLimit, "presence-room-limit", 100, "members of the largest room whose members hear each other's presence changes; larger rooms get their online count (room:online)")
+	fs.DurationVar(&c.PresenceCount, "presence-count-interval", 5*time.Second, "least time between two online counts (room:online) of a room over --presence-room-limit")
 	fs.DurationVar(&c.TypingTimeout, "typing-timeout", 5*time.Second, "how long a typing indicator lasts without a new ping")
 	fs.Int64Var(&c.MaxBody, "max-body", 64<<10, "largest request body in bytes")
 	fs.IntVar(&c.MaxText, "max-text", 4000, "longest message in characters")
@@ -502,6 +506,8 @@ func (c *Config) validate() error {
 	check(c.MaxStreamsPerUser >= 0, "max-streams-per-user", c.MaxStreamsPerUser, "a number that is not negative (0: no cap)")
 	check(c.PresenceGrace >= 0, "presence-grace", c.PresenceGrace, "a duration that is not negative")
 	check(c.PresenceBatch >= time.Millisecond && c.PresenceBatch <= 10*time.Second, "presence-batch", c.PresenceBatch, "between 1ms and 10s")
+	check(c.PresenceRoomLimit >= 2, "presence-room-limit", c.PresenceRoomLimit, "at least 2 (a direct conversation's two members)")
+	check(c.PresenceCount >= 10*time.Millisecond, "presence-count-interval", c.PresenceCount, "at least 10ms")
 	check(c.TypingTimeout >= 10*time.Millisecond, "typing-timeout", c.TypingTimeout, "at least 10ms")
 	check(c.MaxBody >= 1024, "max-body", c.MaxBody, "at least 1024 (bytes)")
 	check(c.MaxText >= 1, "max-text", c.MaxText, "at least 1 (characters)")

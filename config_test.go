@@ -303,6 +303,8 @@ func TestConfigErrors(t *testing.T) {
 		{"max room members negative", map[string]string{"HERALD_MAX_ROOM_MEMBERS": "-5"}, nil, "max-room-members", []string{`"-5"`, "not negative"}},
 		{"presence grace negative", nil, []string{"--presence-grace", "-1s"}, "presence-grace", []string{`"-1s"`, "not negative"}},
 		{"presence batch too long", nil, []string{"--presence-batch", "1m"}, "presence-batch", []string{`"1m0s"`, "between 1ms and 10s"}},
+		{"presence room limit one", nil, []string{"--presence-room-limit", "1"}, "presence-room-limit", []string{`"1"`, "at least 2"}},
+		{"presence count interval zero", map[string]string{"HERALD_PRESENCE_COUNT_INTERVAL": "0s"}, nil, "presence-count-interval", []string{`"0s"`, "at least 10ms"}},
 		{"typing timeout too short", nil, []string{"--typing-timeout", "1ms"}, "typing-timeout", []string{`"1ms"`, "at least 10ms"}},
 		{"max body tiny", map[string]string{"HERALD_MAX_BODY": "10"}, nil, "max-body", []string{`"10"`, "at least 1024"}},
 		{"max text zero", map[string]string{"HERALD_MAX_TEXT": "0"}, nil, "max-text", []string{`"0"`, "at least 1"}},
@@ -433,7 +435,7 @@ func TestSubcommandHelp(t *testing.T) {
 	}
 	var server []string
 	fs.VisitAll(func(f *flag.Flag) { server = append(server, f.Name) })
-	benchOwn := []string{"duration", "idle", "json", "pid", "prefix", "publishers", "rate", "rooms", "size", "sources", "streams", "url"}
+	benchOwn := []string{"api-key", "duration", "idle", "json", "pid", "prefix", "publishers", "rate", "rooms", "size", "sources", "streams", "target", "url"}
 
 	tests := []struct {
 		args []string

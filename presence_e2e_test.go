@@ -1000,3 +1000,228 @@ func TestReceiptsReplay(t *testing.T) {
 		c.Close()
 	}
 }
+
+type roomOnline struct {
+	Room     string `json:"room"`
+	Online   int    `json:"online"`
+	Presence bool   `json:"presence"`
+}
+
+// expectRoomOnline reads the next event of c, which must be room:online
+// for room with online and presence as given, without an id.
+func expectRoomOnline(t *testing.T, c *streamtest.Client, name, room string, online int, presence bool) {
+	t.Helper()
+	f := c.Next()
+	var ro roomOnline
+	if f.Event == event.RoomOnline {
+		decodeData(t, f, &ro)
+	}
+	if want := (roomOnline{room, online, presence}); f.Event != event.RoomOnline || ro != want {
+		t.Fatalf("%s: next event = %s %s; want room:online %+v", name, f.Event, f.Data, want)
+	}
+	if f.HasID {
+		t.Fatalf("%s: room:online has id %q; want none (ephemeral)", name, f.ID)
+	}
+}
+
+// expectMember reads the next event of c, which must be typ (member:joined
+// or member:left) about user in room.
+func expectMember(t *testing.T, c *streamtest.Client, name, typ, room, user string) {
+	t.Helper()
+	f := c.Next()
+	var m struct{ Room, User string }
+	if f.Event == typ {
+		decodeData(t, f, &m)
+	}
+	if f.Event != typ || m.Room != room || m.User != user {
+		t.Fatalf("%s: next event = %s %s; want %s of %s in %s", name, f.Event, f.Data, typ, user, room)
+	}
+}
+
+// TestPresenceBigRoom follows a room across --presence-room-limit (3 here)
+// both ways. At the limit its members hear each other's presence changes;
+// past it they do not, and get room:online counts instead, a new stream
+// the last count at once; back at the limit, room:online with presence
+// true says that changes come again, and they do. A user who shares a
+// small room as well still hears presence through it, and no one hears of
+// a room they are not in.
+//
+// Each negative check rests on the order of the tracker's work: a change's
+// presence:changed events are queued before the count that change causes,
+// and before later changes' events.
+func TestPresenceBigRoom(t *testing.T) {
+	s := startServer(t, map[string]string{
+		"HERALD_PRESENCE_ROOM_LIMIT": "3", "HERALD_PRESENCE_COUNT_INTERVAL": "30ms",
+		"HERALD_PRESENCE_BATCH": "20ms", "HERALD_PRESENCE_GRACE": "150ms", "HERALD_TYPING_TIMEOUT": "1m",
+	})
+	alice, bob, carol, dave, frank := s.token("alice"), s.token("bob"), s.token("carol"), s.token("dave"), s.token("frank")
+	big := s.createRoom(alice, "big", false)
+	joinRoom(t, s, bob, big)
+	joinRoom(t, s, carol, big)
+	side := s.createRoom(alice, "side", false) // alice and dave, small throughout
+	joinRoom(t, s, dave, side)
+	s.createRoom(frank, "lone", false)
+
+	// At the limit: presence as in any room, and no count.
+	a1 := s.stream(alice, "")
+	expectPresence(t, a1, "alice#1", "alice", "online")
+	b1 := s.stream(bob, "")
+	expectPresence(t, a1, "alice#1", "bob", "online")
+	expectPresence(t, b1, "bob#1", "bob", "online")
+	c1 := s.stream(carol, "")
+	for name, c := range map[string]*streamtest.Client{"alice#1": a1, "bob#1": b1, "carol#1": c1} {
+		expectPresence(t, c, name+" (3 members: at the limit)", "carol", "online")
+	}
+	f1 := s.stream(frank, "")
+	expectPresence(t, f1, "frank#1", "frank", "online")
+
+	// One more member: past the limit. The members online are counted.
+	joinRoom(t, s, dave, big)
+	for name, c := range map[string]*streamtest.Client{"alice#1": a1, "bob#1": b1, "carol#1": c1} {
+		expectMember(t, c, name, "member:joined", big, "dave")
+		expectRoomOnline(t, c, name+" (4 members: past the limit)", big, 3, false)
+	}
+
+	// Dave comes online: the members of big are not told, only counted;
+	// alice hears it through side, which she shares with him. His new
+	// stream gets the last count first.
+	d1 := s.stream(dave, "")
+	expectPresence(t, d1, "dave#1", "dave", "online")
+	expectRoomOnline(t, d1, "dave#1 (the last count, as the stream opens)", big, 3, false)
+	expectPresence(t, a1, "alice#1 (shares side with dave)", "dave", "online")
+	for name, c := range map[string]*streamtest.Client{"alice#1": a1, "bob#1": b1, "carol#1": c1, "dave#1": d1} {
+		expectRoomOnline(t, c, name+" (dave counted, not announced)", big, 4, false)
+	}
+	// Over the limit or not, REST answers for anyone sharing a room.
+	if p := getPresence(t, s, bob, "dave")[0]; p.Status != "online" {
+		t.Errorf("GET /v1/presence dave by bob (a big room's member) = %+v; want online", p)
+	}
+	if mb := memberPresences(t, s, carol, big)["dave"]; mb.Status != "online" {
+		t.Errorf("members of big: dave = %+v; want online", mb)
+	}
+
+	// A second device of alice's gets the count; her first does not get it
+	// again. A status is no change to the count.
+	a2 := s.stream(alice, "")
+	expectRoomOnline(t, a2, "alice#2 (the last count, as the stream opens)", big, 4, false)
+	s.must(http.StatusNoContent, "POST", "/v1/presence", carol, map[string]string{"status": "away"}, nil)
+	s.must(http.StatusNoContent, "POST", "/v1/presence", alice, map[string]string{"status": "away"}, nil)
+	for name, c := range map[string]*streamtest.Client{"alice#1": a1, "alice#2": a2, "dave#1": d1} {
+		// carol's away reached no one (she shares big alone with them);
+		// alice's reached side.
+		expectPresence(t, c, name+" (carol's status is not announced in big)", "alice", "away")
+	}
+
+	// Bob goes offline: counted again, announced to no one of big.
+	b1.Close()
+	for name, c := range map[string]*streamtest.Client{"alice#1": a1, "alice#2": a2, "carol#1": c1, "dave#1": d1} {
+		expectRoomOnline(t, c, name+" (bob offline)", big, 3, false)
+	}
+
+	// Dave leaves: back at the limit. The members are told that presence
+	// comes again, and it does.
+	s.must(http.StatusNoContent, "POST", "/v1/rooms/"+big+"/leave", dave, nil, nil)
+	expectMember(t, d1, "dave#1", "member:left", big, "dave")
+	for name, c := range map[string]*streamtest.Client{"alice#1": a1, "alice#2": a2, "carol#1": c1} {
+		expectMember(t, c, name, "member:left", big, "dave")
+		expectRoomOnline(t, c, name+" (3 members: back at the limit)", big, 2, true)
+	}
+	s.must(http.StatusNoContent, "POST", "/v1/presence", carol, map[string]string{"status": "dnd"}, nil)
+	for name, c := range map[string]*streamtest.Client{"alice#1": a1, "alice#2": a2, "carol#1": c1} {
+		expectPresence(t, c, name+" (presence again in big)", "carol", "dnd")
+	}
+	s.must(http.StatusNoContent, "POST", "/v1/presence", alice, map[string]string{"status": "dnd"}, nil)
+	expectPresence(t, d1, "dave#1 (no longer shares a room with carol)", "alice", "dnd")
+
+	// Frank, in a room of his own, heard of none of it.
+	s.must(http.StatusNoContent, "POST", "/v1/presence", frank, map[string]string{"status": "away"}, nil)
+	expectPresence(t, f1, "frank#1 (shares no room)", "frank", "away")
+}
+
+// TestPresenceRoomLimitEdges: with --presence-room-limit 3, rooms of 2 and
+// 3 members (limit-1, limit) carry their members' presence changes, and a
+// room of 4 (limit+1) carries none but counts them. In each, the first
+// member sets a status and then a marker user, who shares a small room
+// with the second member only, sets one: the tracker announces in order,
+// so when the marker's change reaches the second member, the first's has
+// already, or never will.
+func TestPresenceRoomLimitEdges(t *testing.T) {
+	for _, n := range []int{2, 3, 4} {
+		t.Run(fmt.Sprintf("%d_members", n), func(t *testing.T) {
+			s := startServer(t, map[string]string{
+				"HERALD_PRESENCE_ROOM_LIMIT": "3", "HERALD_PRESENCE_COUNT_INTERVAL": "30ms",
+				"HERALD_PRESENCE_BATCH": "20ms",
+			})
+			tokens := make([]string, n)
+			for i := range n {
+				tokens[i] = s.token(fmt.Sprintf("m%d", i))
+			}
+			room := s.createRoom(tokens[0], "room", false)
+			for _, tok := range tokens[1:] {
+				joinRoom(t, s, tok, room)
+			}
+			marker := s.token("marker")
+			side := s.createRoom(marker, "side", false)
+			joinRoom(t, s, tokens[1], side)
+
+			streams := make([]*streamtest.Client, n)
+			for i, tok := range tokens {
+				streams[i] = s.stream(tok, "")
+			}
+			mk := s.stream(marker, "")
+			waitStreamsOpen(t, s, n+1)
+			s.must(http.StatusNoContent, "POST", "/v1/presence", tokens[0], map[string]string{"status": "away"}, nil)
+			s.must(http.StatusNoContent, "POST", "/v1/presence", marker, map[string]string{"status": "dnd"}, nil)
+			mk.Close()
+
+			// The second member's stream, up to the marker's change.
+			heard, counts, online := false, 0, 0
+			for {
+				f := streams[1].Next()
+				if f.Event == event.RoomOnline {
+					var ro roomOnline
+					decodeData(t, f, &ro)
+					if ro.Room != room || ro.Presence {
+						t.Fatalf("m1: room:online %s; want room %s, presence false", f.Data, room)
+					}
+					counts, online = counts+1, ro.Online
+					continue
+				}
+				if f.Event != event.PresenceChanged {
+					t.Fatalf("m1: %s %s; want presence or counts only", f.Event, f.Data)
+				}
+				var p presenceInfo
+				decodeData(t, f, &p)
+				if p.User == "m0" && p.Status == "away" {
+					heard = true
+				}
+				if p.User == "marker" && p.Status == "dnd" {
+					break
+				}
+			}
+			large := n > 3
+			if heard == large {
+				t.Errorf("m1 heard m0 go away = %v; want %v (room of %d, limit 3)", heard, !large, n)
+			}
+			if !large && counts > 0 {
+				t.Errorf("m1 got %d room:online in a room of %d; want none at or under the limit", counts, n)
+			}
+			if large {
+				// Every member online is counted, sooner or later.
+				for online != n {
+					f := streams[1].Next()
+					if f.Event != event.RoomOnline {
+						continue
+					}
+					var ro roomOnline
+					decodeData(t, f, &ro)
+					online = ro.Online
+				}
+			}
+			// GET /v1/presence answers whatever the room's size.
+			if p := getPresence(t, s, tokens[1], "m0")[0]; p.Status != "away" {
+				t.Errorf("GET /v1/presence m0 by m1 = %+v; want away", p)
+			}
+		})
+	}
+}

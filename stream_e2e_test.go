@@ -224,7 +224,7 @@ func (e sseEvent) describe(rooms map[string]string) string {
 // sseEphemeral are the event types that carry no id and are never
 // replayed (presence, typing). They interleave with the log's events at no
 // fixed place, so the tests of the log's guarantees step over them.
-var sseEphemeral = map[string]bool{"presence:changed": true, "typing:started": true, "typing:stopped": true}
+var sseEphemeral = map[string]bool{"presence:changed": true, "room:online": true, "typing:started": true, "typing:stopped": true}
 
 // sseShort abbreviates long texts in failure messages.
 func sseShort(s string) string {

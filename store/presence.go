@@ -76,11 +76,60 @@ func (s *Store) Receipts(ctx context.Context, user, roomID string) ([]Receipt, e
 	return out, nil
 }
 
-// UserRooms returns the ids of the rooms user belongs to.
-func (s *Store) UserRooms(ctx context.Context, user string) ([]string, error) {
+// PresenceRooms returns the rooms user belongs to, split by size: small
+// ones have at most limit members, large ones more. Presence changes are
+// broadcast to the members of small rooms only, and a user's presence
+// changes as often as their streams open, so the answer must not cost the
+// size of a room: each room is sized by looking for its member number
+// limit+1 in the primary key (room_id, user_id), which reads at most
+// limit+1 entries of the index however large the room is.
+func (s *Store) PresenceRooms(ctx context.Context, user string, limit int) (small, large []string, err error) {
+	var rows []struct {
+		Room  string `db:"room_id"`
+		Large bool   `db:"large"`
+	}
+	err = s.sel(ctx, &rows, `
+		SELECT m.room_id,
+		       (SELECT x.user_id FROM members x WHERE x.room_id = m.room_id LIMIT 1 OFFSET ?) IS NOT NULL AS large
+		  FROM members m WHERE m.user_id = ?`, limit, user)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: presence rooms of user: %w", err)
+	}
+	for _, r := range rows {
+		if r.Large {
+			large = append(large, r.Room)
+		} else {
+			small = append(small, r.Room)
+		}
+	}
+	return small, large, nil
+}
+
+// LargeRooms returns those of rooms that have more than limit members,
+// reading at most limit+1 entries of the index for each. A room that does
+// not exist (any more) has no members: it is not large. Each room is one
+// prepared probe: an IN list of many rooms is a new statement to prepare
+// every time, which cost SQLite more than the probes.
+func (s *Store) LargeRooms(ctx context.Context, rooms []string, limit int) ([]string, error) {
 	out := []string{}
-	if err := s.sel(ctx, &out, `SELECT room_id FROM members WHERE user_id = ?`, user); err != nil {
-		return nil, fmt.Errorf("store: rooms of user: %w", err)
+	for _, r := range rooms {
+		var beyond []string
+		if err := s.sel(ctx, &beyond, `SELECT user_id FROM members WHERE room_id = ? LIMIT 1 OFFSET ?`, r, limit); err != nil {
+			return nil, fmt.Errorf("store: size of room: %w", err)
+		}
+		if len(beyond) > 0 {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// RoomMembers returns the ids of a room's members, for counting those who
+// are online; it reads the whole room, so its callers bound how often.
+func (s *Store) RoomMembers(ctx context.Context, room string) ([]string, error) {
+	out := []string{}
+	if err := s.sel(ctx, &out, `SELECT user_id FROM members WHERE room_id = ?`, room); err != nil {
+		return nil, fmt.Errorf("store: members of room: %w", err)
 	}
 	return out, nil
 }

@@ -26,6 +26,7 @@ type conn struct {
 	rooms   map[string]int // room → index in the room's connection list
 	removed bool
 	stamp   uint64 // last Notify call that reached this stream
+	fresh   bool   // opened, and not yet told what a new stream learns (NotifyNew)
 }
 
 // A note tells the writer something other than "frames are queued".
@@ -41,7 +42,7 @@ const (
 )
 
 func newConn(user string, max int) *conn {
-	return &conn{user: user, max: max, wake: make(chan struct{}, 1), rooms: map[string]int{}}
+	return &conn{user: user, max: max, wake: make(chan struct{}, 1), rooms: map[string]int{}, fresh: true}
 }
 
 // notify gives the writer a note and wakes it.

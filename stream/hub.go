@@ -334,6 +334,11 @@ func (h *Hub) routeLocked(e *entry, wake *[]*conn) {
 		}
 		return
 	}
+	if event.Membership(e.Type) {
+		// The room's size changed: presence weighs whether it is still
+		// small enough for every member to hear every other one.
+		h.sessions.roomChanged(e.Room)
+	}
 	switch e.Type {
 	case event.MemberJoined:
 		for c := range h.users[e.Subject] {
@@ -493,6 +498,31 @@ func (h *Hub) Notify(notices []Notice) {
 					h.sendLocked(c, frames[i], &wake)
 				}
 			}
+		}
+	}
+	h.mu.Unlock()
+	signal(wake)
+}
+
+// NotifyNew delivers notices, in order, to those of user's local streams
+// that opened since the last call for user, and to no other, whatever
+// their rooms: what a new stream must learn as it opens, the user's other
+// streams know already. A call with no notices only marks the user's
+// streams as told.
+func (h *Hub) NotifyNew(user string, notices []Notice) {
+	frames := make([][]byte, len(notices))
+	for i, n := range notices {
+		frames[i] = AppendFrame(nil, "", n.Type, n.Data)
+	}
+	var wake []*conn
+	h.mu.Lock()
+	for c := range h.users[user] {
+		if !c.fresh {
+			continue
+		}
+		c.fresh = false
+		for _, f := range frames {
+			h.sendLocked(c, f, &wake)
 		}
 	}
 	h.mu.Unlock()

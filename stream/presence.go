@@ -21,12 +21,19 @@ const (
 // ErrOffline is returned when an offline user tries to set a status.
 var ErrOffline = errors.New("stream: user has no open stream")
 
-// Directory answers which rooms a user's presence concerns and remembers
-// when users were last seen. The store implements it.
+// Directory answers which rooms a user's presence concerns, how large
+// rooms are, and remembers when users were last seen. The store implements
+// it.
 type Directory interface {
-	// UserRooms returns the rooms user belongs to: everyone in them shares
-	// a room with user.
-	UserRooms(ctx context.Context, user string) ([]string, error)
+	// PresenceRooms returns the rooms user belongs to, split into those of
+	// at most limit members and the others, at a cost that does not grow
+	// with the rooms' sizes.
+	PresenceRooms(ctx context.Context, user string, limit int) (small, large []string, err error)
+	// LargeRooms returns those of rooms that have more than limit members,
+	// at a cost that does not grow with their sizes.
+	LargeRooms(ctx context.Context, rooms []string, limit int) ([]string, error)
+	// RoomMembers returns a room's members.
+	RoomMembers(ctx context.Context, room string) ([]string, error)
 	SaveLastSeen(ctx context.Context, user string, at time.Time) error
 	LastSeen(ctx context.Context, users []string) (map[string]time.Time, error)
 }
@@ -50,19 +57,28 @@ type PresenceOptions struct {
 	// Batch is how long the announcer gathers changes before sending them
 	// together (default 200ms): when many users connect at once, each stream
 	// then receives a burst of changes in one write rather than one each.
-	Batch  time.Duration
-	Logger *slog.Logger
+	Batch time.Duration
+	// RoomLimit is the size of the largest room whose members hear each
+	// other's presence changes (default 100); larger rooms get their
+	// online count instead (see RoomOnline).
+	RoomLimit int
+	// CountInterval is the least time between two counts of a large room
+	// (default 5s).
+	CountInterval time.Duration
+	Logger        *slog.Logger
 }
 
 // Presence tracks which users have open streams on this instance, from
 // the hub's session feed, and announces each change once to every user who
-// shares a room. It owns one goroutine, which reads the feed and announces
-// in order; Close stops it.
+// shares a small room (see RoomOnline for the large ones). It owns one
+// goroutine, which reads the feed, announces in order and counts large
+// rooms; Close stops it.
 type Presence struct {
-	hub  *Hub
-	feed *SessionFeed
-	dir  Directory
-	opts PresenceOptions
+	hub    *Hub
+	feed   *SessionFeed
+	dir    Directory
+	opts   PresenceOptions
+	counts *roomCounter // the goroutine's
 
 	mu     sync.Mutex // guards users and queue, and is held while applying the feed
 	users  map[string]*presenceState
@@ -85,23 +101,57 @@ type announcement struct {
 	user      string
 	info      PresenceInfo
 	lastClose bool // the user's last stream closed: stop their typing
+	// transition marks a change between offline and online, which changes
+	// the counts of the user's large rooms; a status does not.
+	transition bool
+	// opened marks a stream of user opening: it gets the counts of the
+	// user's large rooms.
+	opened bool
+}
+
+// setPresenceDefaults fills in the defaults of the options both trackers
+// share.
+func setPresenceDefaults(grace, batch, count *time.Duration, limit *int, logger **slog.Logger) {
+	if *grace <= 0 {
+		*grace = 5 * time.Second
+	}
+	if *batch <= 0 {
+		*batch = 200 * time.Millisecond
+	}
+	if *count <= 0 {
+		*count = defaultCountInterval
+	}
+	if *limit <= 0 {
+		*limit = defaultRoomLimit
+	}
+	if *logger == nil {
+		*logger = slog.New(slog.DiscardHandler)
+	}
 }
 
 // NewPresence starts a tracker of hub's streams.
 func NewPresence(hub *Hub, dir Directory, opts PresenceOptions) *Presence {
-	if opts.Grace <= 0 {
-		opts.Grace = 5 * time.Second
-	}
-	if opts.Batch <= 0 {
-		opts.Batch = 200 * time.Millisecond
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	setPresenceDefaults(&opts.Grace, &opts.Batch, &opts.CountInterval, &opts.RoomLimit, &opts.Logger)
 	p := &Presence{hub: hub, feed: hub.Sessions(), dir: dir, opts: opts, users: map[string]*presenceState{},
 		signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	p.counts = newRoomCounter(dir, &memoryBoard{counts: map[string]int{}, onlineFn: p.countOnline}, opts.RoomLimit, opts.Logger)
 	go p.run()
 	return p
+}
+
+// countOnline counts the users among users who are online, away or dnd
+// (in grace included, as Lookup has them).
+func (p *Presence) countOnline(users []string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.syncLocked()
+	n := 0
+	for _, u := range users {
+		if p.users[u] != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Close stops the announcer and pending grace timers. Idempotent.
@@ -140,17 +190,15 @@ func (p *Presence) openedLocked(user string) {
 	}
 	st.conns++
 	st.gen++
-	if st.conns > 1 {
-		return
-	}
-	if st.timer != nil {
+	if st.conns == 1 && st.timer != nil {
 		// Back within the grace period: still online, nothing to announce.
 		st.timer.Stop()
 		st.timer = nil
-		return
+	} else if st.conns == 1 {
+		st.status = StatusOnline
+		p.enqueueLocked(announcement{user: user, info: PresenceInfo{User: user, Status: StatusOnline}, transition: true})
 	}
-	st.status = StatusOnline
-	p.enqueueLocked(announcement{user: user, info: PresenceInfo{User: user, Status: StatusOnline}})
+	p.enqueueLocked(announcement{user: user, opened: true})
 }
 
 // closedLocked records a stream closing; the last one starts the grace
@@ -182,7 +230,7 @@ func (p *Presence) expire(user string, gen int) {
 	}
 	delete(p.users, user)
 	seen := st.lastSeen
-	p.enqueueLocked(announcement{user: user, info: PresenceInfo{User: user, Status: StatusOffline, LastSeen: &seen}})
+	p.enqueueLocked(announcement{user: user, info: PresenceInfo{User: user, Status: StatusOffline, LastSeen: &seen}, transition: true})
 }
 
 // SetStatus sets an online user's explicit status (online, away, dnd).
@@ -245,9 +293,9 @@ func (p *Presence) enqueueLocked(a announcement) {
 	}
 }
 
-// run applies the session feed as it comes and announces changes in the
+// run applies the session feed as it comes, announces changes in the
 // order they happened, gathering those of each Batch window into one
-// delivery.
+// delivery, and counts the large rooms every CountInterval.
 func (p *Presence) run() {
 	defer close(p.done)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -256,7 +304,10 @@ func (p *Presence) run() {
 		p.mu.Lock()
 		p.syncLocked()
 		p.mu.Unlock()
+		p.counts.changed(p.feed.TakeRooms())
 	}
+	count := time.NewTicker(p.opts.CountInterval)
+	defer count.Stop()
 	batch := time.NewTimer(0)
 	<-batch.C
 	for {
@@ -265,6 +316,9 @@ func (p *Presence) run() {
 			return
 		case <-p.feed.Ready():
 			apply()
+			continue
+		case <-count.C:
+			p.sample(ctx)
 			continue
 		case <-p.signal:
 		}
@@ -276,6 +330,8 @@ func (p *Presence) run() {
 				return
 			case <-p.feed.Ready():
 				apply()
+			case <-count.C:
+				p.sample(ctx)
 			case <-batch.C:
 				break gather
 			}
@@ -285,7 +341,12 @@ func (p *Presence) run() {
 		p.queue = nil
 		p.mu.Unlock()
 		var notices []Notice
+		var opened []string
 		for _, a := range queue {
+			if a.opened {
+				opened = append(opened, a.user)
+				continue
+			}
 			if n, ok := p.notice(ctx, a); ok {
 				notices = append(notices, n)
 			}
@@ -293,7 +354,23 @@ func (p *Presence) run() {
 		if len(notices) > 0 {
 			p.hub.Notify(notices)
 		}
+		p.counts.initial(ctx, p.hub, opened, p.roomsOf)
 	}
+}
+
+// sample counts the large rooms that changed and sends their counts.
+func (p *Presence) sample(ctx context.Context) {
+	p.counts.changed(p.feed.TakeRooms())
+	if notices := p.counts.sample(ctx); len(notices) > 0 {
+		p.hub.Notify(notices)
+	}
+}
+
+// roomsOf returns the rooms of a user with a stream here, from the hub's
+// index.
+func (p *Presence) roomsOf(user string) []string {
+	rooms, _ := p.hub.RoomsOf(user)
+	return rooms
 }
 
 // notice performs an announcement's side effects and returns the event to
@@ -305,40 +382,44 @@ func (p *Presence) notice(ctx context.Context, a announcement) (Notice, bool) {
 		}
 		return Notice{}, false
 	}
-	return presenceNotice(ctx, p.hub, p.dir, a.info, p.opts.Logger)
+	n, large, ok := presenceNotice(ctx, p.dir, a.info, p.presenceRooms, p.opts.Logger)
+	if a.transition {
+		p.counts.mark(large)
+	}
+	return n, ok
+}
+
+// presenceRooms returns user's rooms split by size. Those of a user with
+// a stream here come from the hub's index, at the same position as the
+// streams that hear the change, sized once until their membership
+// changes; only the others' need the store.
+func (p *Presence) presenceRooms(ctx context.Context, user string) (small, large []string, err error) {
+	if rooms, ok := p.hub.RoomsOf(user); ok {
+		return p.counts.split(ctx, rooms)
+	}
+	return p.dir.PresenceRooms(ctx, user, p.opts.RoomLimit)
 }
 
 // presenceNotice records an offline user's last-seen time and returns the
-// event of a presence change, for everyone who shares a room with the user:
-// none when they share none. The rooms come from index, the hub, when the
-// user has a stream there and index is not nil; else from the store.
-func presenceNotice(ctx context.Context, index *Hub, dir Directory, info PresenceInfo, logger *slog.Logger) (Notice, bool) {
+// event of a presence change, for everyone who shares a small room with
+// the user (none when they share none), and the user's large rooms, whose
+// counts it may change. rooms gives the user's rooms, sized at a cost
+// that does not grow with the rooms: a large room's audience is never
+// walked for one user's change.
+func presenceNotice(ctx context.Context, dir Directory, info PresenceInfo, rooms func(ctx context.Context, user string) (small, large []string, err error), logger *slog.Logger) (n Notice, large []string, ok bool) {
 	if info.Status == StatusOffline && info.LastSeen != nil {
 		if err := dir.SaveLastSeen(ctx, info.User, *info.LastSeen); err != nil {
 			logger.Error("save last seen", "err", err, "user", info.User)
 		}
 	}
-	// The members of the user's rooms are the users who share one with
-	// them; the hub's room index finds their local streams, each once. A
-	// user with a stream here has their rooms in that index too, at the
-	// same position as the audience; only others need the store.
-	var (
-		rooms []string
-		ok    bool
-	)
-	if index != nil {
-		rooms, ok = index.RoomsOf(info.User)
+	small, large, err := rooms(ctx, info.User)
+	if err != nil {
+		logger.Error("presence rooms", "err", err, "user", info.User)
+		return Notice{}, nil, false
 	}
-	if !ok {
-		var err error
-		if rooms, err = dir.UserRooms(ctx, info.User); err != nil {
-			logger.Error("presence rooms", "err", err, "user", info.User)
-			return Notice{}, false
-		}
-	}
-	if len(rooms) == 0 {
-		return Notice{}, false
+	if len(small) == 0 {
+		return Notice{}, large, false
 	}
 	data, _ := event.Marshal(info)
-	return Notice{Rooms: rooms, Type: event.PresenceChanged, Data: data}, true
+	return Notice{Rooms: small, Type: event.PresenceChanged, Data: data}, large, true
 }

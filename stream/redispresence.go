@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -18,6 +19,8 @@ import (
 //	PREFIX instances          zset: instance → its last heartbeat (ms)
 //	PREFIX grace              zset: user → when their last stream closed (ms)
 //	PREFIX status:USER        away or dnd, while online
+//	PREFIX online             hash: large room → its count as last published
+//	PREFIX online:claim:ROOM  held for a count interval by the instance counting ROOM
 //
 // A user is online while their hash has a field, or while in grace. Each
 // instance applies its hub's session feed to Redis and announces the
@@ -27,6 +30,13 @@ import (
 // goodbye stops heartbeating: after InstanceTimeout another one removes
 // its streams, and its users go offline unless they have streams
 // elsewhere.
+//
+// Large rooms' counts (see RoomOnline) are published through the same
+// feed. Every instance reads every membership change in the log, and the
+// one that announces a user's change knows which of the user's rooms are
+// large, so more than one instance may find a room to count: the claim
+// lets one of them count it per interval, and the others keep it for a
+// later one.
 
 // RedisPresenceOptions configure a RedisPresence. Zero values take the
 // defaults.
@@ -45,6 +55,13 @@ type RedisPresenceOptions struct {
 	// before its streams count as gone (default 15s); it heartbeats every
 	// third of it.
 	InstanceTimeout time.Duration
+	// RoomLimit is the size of the largest room whose members hear each
+	// other's presence changes (default 100); it must be the same on
+	// every instance.
+	RoomLimit int
+	// CountInterval is the least time between two counts of a large room
+	// (default 5s).
+	CountInterval time.Duration
 	// OnLastClose, when set, is called when a user's last stream anywhere
 	// closes (typing stops at once).
 	OnLastClose func(user string)
@@ -55,12 +72,13 @@ type RedisPresenceOptions struct {
 // goroutine, which applies the hub's session feed to Redis, sweeps and
 // announces; Close stops it.
 type RedisPresence struct {
-	rdb  redis.UniversalClient
-	hub  *Hub
-	feed *SessionFeed
-	out  Notifier
-	dir  Directory
-	opts RedisPresenceOptions
+	rdb    redis.UniversalClient
+	hub    *Hub
+	feed   *SessionFeed
+	out    Notifier
+	dir    Directory
+	opts   RedisPresenceOptions
+	counts *roomCounter // the goroutine's
 
 	mu     sync.Mutex // held while applying the feed, so lookups see every stream opened
 	queue  []announcement
@@ -77,20 +95,13 @@ func NewRedisPresence(rdb redis.UniversalClient, hub *Hub, out Notifier, dir Dir
 	if opts.Prefix == "" {
 		opts.Prefix = "herald:"
 	}
-	if opts.Grace <= 0 {
-		opts.Grace = 5 * time.Second
-	}
-	if opts.Batch <= 0 {
-		opts.Batch = 200 * time.Millisecond
-	}
+	setPresenceDefaults(&opts.Grace, &opts.Batch, &opts.CountInterval, &opts.RoomLimit, &opts.Logger)
 	if opts.InstanceTimeout <= 0 {
 		opts.InstanceTimeout = 15 * time.Second
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
 	p := &RedisPresence{rdb: rdb, hub: hub, feed: hub.Sessions(), out: out, dir: dir, opts: opts,
 		signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	p.counts = newRoomCounter(dir, &redisBoard{p}, opts.RoomLimit, opts.Logger)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	p.bury(ctx, opts.Instance, 0)
 	cancel()
@@ -224,14 +235,15 @@ func (p *RedisPresence) syncLocked(ctx context.Context) {
 		p.opts.Logger.Error("record presence in redis", "err", err)
 	}
 	for i, s := range sessions {
-		n, err := cmds[i].Int()
-		if err != nil || n != 1 {
-			continue
+		if n, err := cmds[i].Int(); err == nil && n == 1 {
+			if s.Opened {
+				p.queue = append(p.queue, announcement{user: s.User, info: PresenceInfo{User: s.User, Status: StatusOnline}, transition: true})
+			} else {
+				p.queue = append(p.queue, announcement{user: s.User, lastClose: true})
+			}
 		}
 		if s.Opened {
-			p.queue = append(p.queue, announcement{user: s.User, info: PresenceInfo{User: s.User, Status: StatusOnline}})
-		} else {
-			p.queue = append(p.queue, announcement{user: s.User, lastClose: true})
+			p.queue = append(p.queue, announcement{user: s.User, opened: true})
 		}
 	}
 }
@@ -246,6 +258,8 @@ func (p *RedisPresence) run() {
 	defer sweep.Stop()
 	beat := time.NewTicker(p.opts.InstanceTimeout / 3)
 	defer beat.Stop()
+	count := time.NewTicker(p.opts.CountInterval)
+	defer count.Stop()
 	p.heartbeat(ctx)
 	var flush <-chan time.Time
 	for {
@@ -262,6 +276,11 @@ func (p *RedisPresence) run() {
 			p.sweep(ctx)
 		case <-beat.C:
 			p.heartbeat(ctx)
+		case <-count.C:
+			p.counts.changed(p.feed.TakeRooms())
+			if notices := p.counts.sample(ctx); len(notices) > 0 {
+				p.out.Notify(notices)
+			}
 		case <-flush:
 			flush = nil
 			p.announce(ctx)
@@ -329,7 +348,7 @@ func (p *RedisPresence) sweep(ctx context.Context) {
 	for i := 0; i+1 < len(res); i += 2 {
 		ms, _ := strconv.ParseInt(res[i+1], 10, 64)
 		seen := time.UnixMilli(ms).UTC()
-		p.queue = append(p.queue, announcement{user: res[i], info: PresenceInfo{User: res[i], Status: StatusOffline, LastSeen: &seen}})
+		p.queue = append(p.queue, announcement{user: res[i], info: PresenceInfo{User: res[i], Status: StatusOffline, LastSeen: &seen}, transition: true})
 	}
 }
 
@@ -361,6 +380,7 @@ func (p *RedisPresence) announce(ctx context.Context) {
 	p.queue = nil
 	p.mu.Unlock()
 	var notices []Notice
+	var opened []string
 	for _, a := range queue {
 		if a.lastClose {
 			if p.opts.OnLastClose != nil {
@@ -368,16 +388,38 @@ func (p *RedisPresence) announce(ctx context.Context) {
 			}
 			continue
 		}
+		if a.opened {
+			opened = append(opened, a.user)
+			continue
+		}
 		// The rooms come from the store: the hub's index lags behind a
 		// join that another instance committed and the sequencer has not
 		// placed yet, and the audience is on every instance anyway.
-		if n, ok := presenceNotice(ctx, nil, p.dir, a.info, p.opts.Logger); ok {
+		n, large, ok := presenceNotice(ctx, p.dir, a.info, p.storeRooms, p.opts.Logger)
+		if a.transition {
+			p.counts.mark(large)
+		}
+		if ok {
 			notices = append(notices, n)
 		}
 	}
 	if len(notices) > 0 {
 		p.out.Notify(notices)
 	}
+	// The counts for new streams are for those streams, which are here.
+	p.counts.initial(ctx, p.hub, opened, p.roomsOf)
+}
+
+// storeRooms returns user's rooms split by size, from the store.
+func (p *RedisPresence) storeRooms(ctx context.Context, user string) (small, large []string, err error) {
+	return p.dir.PresenceRooms(ctx, user, p.opts.RoomLimit)
+}
+
+// roomsOf returns the rooms of a user with a stream here, from the hub's
+// index.
+func (p *RedisPresence) roomsOf(user string) []string {
+	rooms, _ := p.hub.RoomsOf(user)
+	return rooms
 }
 
 // SetStatus sets an online user's explicit status (online, away, dnd).
@@ -437,4 +479,85 @@ func (p *RedisPresence) Lookup(ctx context.Context, users []string) ([]PresenceI
 		offline = append(offline, u)
 	}
 	return fillLastSeen(ctx, p.dir, out, offline)
+}
+
+// redisBoard is the countBoard of a cluster: the published counts are in
+// Redis, one hash for all large rooms, and who is online is what the
+// cluster's presence keys say.
+type redisBoard struct{ p *RedisPresence }
+
+func (b redisBoard) claim(ctx context.Context, rooms []string) ([]string, error) {
+	p := b.p
+	cmds := make([]*redis.BoolCmd, len(rooms))
+	_, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, r := range rooms {
+			cmds[i] = pipe.SetNX(ctx, p.key("online", "claim", r), p.opts.Instance, p.opts.CountInterval)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, r := range rooms {
+		if cmds[i].Val() {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (b redisBoard) published(ctx context.Context, rooms []string) (map[string]int, error) {
+	vals, err := b.p.rdb.HMGet(ctx, b.p.key("online"), rooms...).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for i, v := range vals {
+		if s, ok := v.(string); ok {
+			if n, err := strconv.Atoi(s); err == nil {
+				out[rooms[i]] = n
+			}
+		}
+	}
+	return out, nil
+}
+
+func (b redisBoard) publish(ctx context.Context, room string, n int) error {
+	return b.p.rdb.HSet(ctx, b.p.key("online"), room, n).Err()
+}
+
+func (b redisBoard) unpublish(ctx context.Context, room string) error {
+	return b.p.rdb.HDel(ctx, b.p.key("online"), room).Err()
+}
+
+// onlineScript counts the users ARGV[2..] who are online: with a stream
+// on some instance, or in grace. ARGV[1] is the key prefix.
+var onlineScript = redis.NewScript(`
+local n = 0
+for i = 2, #ARGV do
+  local u = ARGV[i]
+  if redis.call('EXISTS', ARGV[1] .. 'pres:' .. u) == 1 or redis.call('ZSCORE', ARGV[1] .. 'grace', u) then
+    n = n + 1
+  end
+end
+return n
+`)
+
+func (b redisBoard) online(ctx context.Context, users []string) (int, error) {
+	total := 0
+	// A script blocks Redis while it runs: a few thousand users at a time.
+	for chunk := range slices.Chunk(users, 2000) {
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, b.p.opts.Prefix)
+		for _, u := range chunk {
+			args = append(args, u)
+		}
+		n, err := onlineScript.Run(ctx, b.p.rdb, nil, args...).Int()
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
 }

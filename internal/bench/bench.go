@@ -58,6 +58,12 @@ type Options struct {
 	Roots      *x509.CertPool // trusted by https URLs; nil: the system's
 	Progress   io.Writer      // progress lines and warnings; nil: discarded
 
+	// Target is the server's kind: TargetHerald ("" too) or
+	// TargetCentrifugo, to compare with; APIKey is the latter's HTTP API
+	// key, and Secret its client.token.hmac_secret_key.
+	Target string
+	APIKey string
+
 	// PIDs are the server's processes, whose CPU time and memory /proc
 	// reports (summed when there are several); none: not reported.
 	PIDs []int
@@ -116,6 +122,11 @@ func (o *Options) Check() error {
 			errs = append(errs, errors.New(msg))
 		}
 	}
+	if o.Target == "" {
+		o.Target = TargetHerald
+	}
+	check(o.Target == TargetHerald || o.Target == TargetCentrifugo, "--target must be herald or centrifugo")
+	check(o.Target != TargetCentrifugo || o.APIKey != "", "--target centrifugo needs --api-key, the server's http_api.key")
 	check(o.Streams >= 1, "--streams must be at least 1")
 	check(o.Rooms >= 1 && o.Rooms <= o.Streams, "--rooms must be between 1 and --streams")
 	check(o.Idle || o.Publishers >= 1, "--publishers must be at least 1")
@@ -174,8 +185,19 @@ type runner struct {
 	gaps      atomic.Int64 // sequence numbers skipped and not filled (so far)
 	errs      errorCounts
 
-	latMu sync.Mutex
-	lat   histogram // end-to-end latency in ns; guarded by latMu
+	pubStart atomic.Int64 // when publishing began, Unix ns
+
+	latMu sync.Mutex // guards the histograms of end-to-end latency in ns:
+	lat   histogram  // every delivery
+	early histogram  // of posts sent in the first second of publishing
+	later histogram  // of the others: the steady state
+}
+
+// latencySample is one delivery's latency, and whether its post was sent
+// in the first second of publishing.
+type latencySample struct {
+	ns    int64
+	early bool
 }
 
 const (
@@ -210,7 +232,7 @@ type subscriber struct {
 	// Latency samples, merged into runner.lat in batches so that streams
 	// share one histogram without contending on every event (a histogram
 	// per stream would cost 29 KiB each).
-	samples [32]int64
+	samples [32]latencySample
 	n       int
 	flushed time.Time
 }
@@ -500,8 +522,8 @@ func Run(parent context.Context, o Options) (*Report, error) {
 	connectTime := time.Since(connStart)
 
 	// The server may still be announcing the new streams: each stream that
-	// opens is announced to every stream sharing a room with it, n² frames
-	// for a room of n. Measure once the streams have been quiet for a
+	// opens is announced to every stream sharing a small room with it, n²
+	// frames for a room of n up to Herald's --presence-room-limit. Measure once the streams have been quiet for a
 	// moment, so that the figures are those of the message path.
 	b.setPhase(phaseSettle)
 	settleStart := time.Now()
@@ -538,6 +560,7 @@ func Run(parent context.Context, o Options) (*Report, error) {
 		measureEnd = time.Now()
 	} else {
 		b.setPhase(phasePublish)
+		b.pubStart.Store(time.Now().UnixNano())
 		stop := make(chan struct{})
 		var pubs sync.WaitGroup
 		for _, p := range b.pubs {
@@ -585,7 +608,7 @@ func Run(parent context.Context, o Options) (*Report, error) {
 	}
 	r := &Report{
 		Scenario: Scenario{
-			URL: strings.Join(o.URLs, ","), Streams: o.Streams, Rooms: o.Rooms, Publishers: o.Publishers, Rate: o.Rate,
+			Target: o.Target, URL: strings.Join(o.URLs, ","), Streams: o.Streams, Rooms: o.Rooms, Publishers: o.Publishers, Rate: o.Rate,
 			Size: o.Size, Duration: o.Duration.String(), Idle: o.Idle, Sources: o.Sources, Prefix: o.Prefix,
 		},
 		ConnectSeconds: connectTime.Seconds(),
@@ -597,6 +620,8 @@ func Run(parent context.Context, o Options) (*Report, error) {
 		Deliveries:     b.delivered.Load(),
 		Expected:       expected,
 		Latency:        summarize(&b.lat),
+		LatencyEarly:   summarize(&b.early),
+		LatencyLater:   summarize(&b.later),
 		PostLatency:    summarize(postLat),
 		Lost:           b.lost(),
 		Duplicated:     b.dups.Load(),
@@ -682,6 +707,9 @@ func (b *runner) checkLimits(out io.Writer) error {
 func (b *runner) setup(ctx context.Context) error {
 	ttl := b.o.Duration + 2*time.Hour
 	var err error
+	if b.o.Target == TargetCentrifugo {
+		return b.setupCentrifugo(ttl)
+	}
 	for _, s := range b.streams {
 		if s.token, err = api.Mint(b.o.Secret, s.user, "", ttl); err != nil {
 			return err
@@ -730,6 +758,23 @@ func (b *runner) setup(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// setupCentrifugo names the rooms' channels and mints the streams'
+// tokens, each subscribing its stream to its room's channel: Centrifugo
+// has nothing to create, and its publishers use the API key.
+func (b *runner) setupCentrifugo(ttl time.Duration) error {
+	b.roomIDs = make([]string, b.o.Rooms)
+	for r := range b.roomIDs {
+		b.roomIDs[r] = centrifugoChannel(b.o.Prefix, r)
+	}
+	for _, s := range b.streams {
+		var err error
+		if s.token, err = centrifugoToken(b.o.Secret, s.user, b.roomIDs[s.room], ttl); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // parallel runs f(0..n-1) on setupWorkers goroutines and returns the first
@@ -843,14 +888,10 @@ func (b *runner) runStream(ctx context.Context, s *subscriber) {
 // streamOnce opens the stream once and reads it to its end. It returns the
 // kind of error that ended it.
 func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) string {
-	req, err := http.NewRequestWithContext(ctx, "GET", s.base+"/v1/stream", nil)
+	centrifugo := b.o.Target == TargetCentrifugo
+	req, err := b.streamRequest(ctx, s)
 	if err != nil {
 		return "connect_error"
-	}
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	req.Header.Set("Accept", "text/event-stream")
-	if s.lastID != "" {
-		req.Header.Set("Last-Event-ID", s.lastID)
 	}
 	conn, err := s.dialer.dial(ctx)
 	if err != nil {
@@ -888,15 +929,13 @@ func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) 
 		if reason, ok := strings.CutPrefix(f.Comment, "closing "); ok {
 			closing = reason
 		}
+		if centrifugo {
+			b.onPush(s, release, f.Data)
+			continue
+		}
 		switch f.Event {
 		case event.Ready:
-			if !s.wasReady {
-				s.wasReady = true
-				release()
-				if b.ready.Add(1) == int64(len(b.streams)) {
-					close(b.allReady)
-				}
-			}
+			b.onReady(s, release)
 		case "message:created":
 			b.onMessage(s, f.Data)
 		case event.Resync:
@@ -911,6 +950,49 @@ func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) 
 		if f.HasID {
 			s.lastID = f.ID
 		}
+	}
+}
+
+// streamRequest is the request that opens s's stream: Herald's, resuming
+// from the last id received, or Centrifugo's uni-SSE connection.
+func (b *runner) streamRequest(ctx context.Context, s *subscriber) (*http.Request, error) {
+	if b.o.Target == TargetCentrifugo {
+		return centrifugoStreamRequest(ctx, s.base, s.token)
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", s.base+"/v1/stream", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Accept", "text/event-stream")
+	if s.lastID != "" {
+		req.Header.Set("Last-Event-ID", s.lastID)
+	}
+	return req, nil
+}
+
+// onReady counts a stream that is ready to receive, the first time.
+func (b *runner) onReady(s *subscriber, release func()) {
+	if s.wasReady {
+		return
+	}
+	s.wasReady = true
+	release()
+	if b.ready.Add(1) == int64(len(b.streams)) {
+		close(b.allReady)
+	}
+}
+
+// onPush accounts one Centrifugo uni-SSE push, as streamOnce does
+// Herald's events.
+func (b *runner) onPush(s *subscriber, release func(), data string) {
+	switch centrifugoPush(data) {
+	case pushConnect:
+		b.onReady(s, release)
+	case pushPublication:
+		b.onMessage(s, data)
+	case pushChannel:
+		b.events.Add(1)
 	}
 }
 
@@ -957,7 +1039,7 @@ func (b *runner) onMessage(s *subscriber, data string) {
 	}
 	b.delivered.Add(1)
 	s.last = now
-	s.samples[s.n] = now.UnixNano() - sent
+	s.samples[s.n] = latencySample{now.UnixNano() - sent, sent < b.pubStart.Load()+int64(time.Second)}
 	s.n++
 	if s.n == len(s.samples) || now.Sub(s.flushed) >= time.Second {
 		b.flushLatency(s, now)
@@ -972,7 +1054,12 @@ func (b *runner) flushLatency(s *subscriber, now time.Time) {
 	}
 	b.latMu.Lock()
 	for _, v := range s.samples[:s.n] {
-		b.lat.Record(v)
+		b.lat.Record(v.ns)
+		if v.early {
+			b.early.Record(v.ns)
+		} else {
+			b.later.Record(v.ns)
+		}
 	}
 	b.latMu.Unlock()
 	s.n = 0
@@ -1009,10 +1096,17 @@ func (b *runner) runPublisher(ctx context.Context, stop <-chan struct{}, p *publ
 		pr := p.rooms[n%len(p.rooms)]
 		pr.seq++
 		sent := time.Now()
-		body = append(body[:0], `{"text":"`...)
-		body = appendPayload(body, b.run, p.id, pr.seq, sent.UnixNano(), b.o.Size)
-		body = append(body, `"}`...)
-		if kind := b.post(ctx, p, pr, body); kind != "" {
+		var kind string
+		if b.o.Target == TargetCentrifugo {
+			body = appendPayload(body[:0], b.run, p.id, pr.seq, sent.UnixNano(), b.o.Size)
+			kind = b.centrifugoPublish(ctx, pr.base, b.roomIDs[pr.room], body)
+		} else {
+			body = append(body[:0], `{"text":"`...)
+			body = appendPayload(body, b.run, p.id, pr.seq, sent.UnixNano(), b.o.Size)
+			body = append(body, `"}`...)
+			kind = b.post(ctx, p, pr, body)
+		}
+		if kind != "" {
 			pr.failed = append(pr.failed, pr.seq)
 			if ctx.Err() != nil {
 				return

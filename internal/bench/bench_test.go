@@ -1,15 +1,21 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 func TestHistogramQuantiles(t *testing.T) {
@@ -309,5 +315,107 @@ func TestServerReport(t *testing.T) {
 
 	if r := serverReport(nil, nil, nil, nil, 1000, 100); r != nil {
 		t.Errorf("serverReport(no process) = %+v; want nil", r)
+	}
+}
+
+func TestCentrifugoPush(t *testing.T) {
+	for _, tc := range []struct {
+		name, data string
+		want       int
+	}{
+		{"connect", `{"connect":{"client":"c","version":"6","subs":{"room:x-r0":{}},"ping":25}}`, pushConnect},
+		{"publication", `{"channel":"room:x-r0","pub":{"data":{"text":"hi"},"offset":3}}`, pushPublication},
+		{"join", `{"channel":"room:x-r0","join":{"info":{"user":"u","client":"c"}}}`, pushChannel},
+		{"ping", `{}`, pushOther},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := centrifugoPush(tc.data); got != tc.want {
+				t.Errorf("centrifugoPush(%s) = %d; want %d", tc.data, got, tc.want)
+			}
+		})
+	}
+	pub := `{"channel":"room:x-r0","pub":{"data":{"text":"` + string(appendPayload(nil, "run1", 2, 7, 42, 60)) + `"}}}`
+	if run, p, seq, sent, ok := parsePayload(messageText(pub)); !ok || run != "run1" || p != 2 || seq != 7 || sent != 42 {
+		t.Errorf("parsePayload(messageText(publication)) = %q %d %d %d %v; want run1 2 7 42 true", run, p, seq, sent, ok)
+	}
+}
+
+// TestCentrifugoToken: a stream's connect token names its user and
+// subscribes it to its room's channel, signed with the secret.
+func TestCentrifugoToken(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	tok, err := centrifugoToken(secret, "u1", centrifugoChannel("p", 3), time.Hour)
+	if err != nil {
+		t.Fatalf("centrifugoToken = %v", err)
+	}
+	var claims struct {
+		jwt.RegisteredClaims
+		Channels []string `json:"channels"`
+	}
+	if _, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return secret, nil }); err != nil {
+		t.Fatalf("parse token: %v", err)
+	}
+	if claims.Subject != "u1" || len(claims.Channels) != 1 || claims.Channels[0] != "room:p-r3" {
+		t.Errorf("claims = sub %q channels %v; want u1 [room:p-r3]", claims.Subject, claims.Channels)
+	}
+}
+
+// TestCentrifugoPublish posts through a stand-in for the server API: the
+// body names the channel and carries the text, the key goes in X-API-Key,
+// and an error object in a 200 answer ends the run.
+func TestCentrifugoPublish(t *testing.T) {
+	var got struct {
+		Channel string
+		Data    struct{ Text string }
+	}
+	var key string
+	answer := `{"result":{}}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key = r.Header.Get("X-API-Key")
+		if r.URL.Path != "/api/publish" || json.NewDecoder(r.Body).Decode(&got) != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, answer)
+	}))
+	defer srv.Close()
+	var cause error
+	o := Options{URLs: []string{srv.URL}, Streams: 1, Rooms: 1, Publishers: 1, Size: 10, Duration: time.Second,
+		Target: TargetCentrifugo, APIKey: "k1"}
+	if err := o.Check(); err != nil {
+		t.Fatalf("Check = %v", err)
+	}
+	b := newRunner(o, func(err error) { cause = err })
+	if kind := b.centrifugoPublish(context.Background(), srv.URL, "room:p-r0", []byte("hello")); kind != "" || cause != nil {
+		t.Fatalf("centrifugoPublish = %q, cause %v; want published", kind, cause)
+	}
+	if key != "k1" || got.Channel != "room:p-r0" || got.Data.Text != "hello" {
+		t.Errorf("server got key %q, %+v; want k1, room:p-r0, hello", key, got)
+	}
+	answer = `{"error":{"code":102,"message":"unknown channel"}}`
+	if kind := b.centrifugoPublish(context.Background(), srv.URL, "room:p-r0", []byte("hello")); kind == "" || cause == nil {
+		t.Errorf("centrifugoPublish of a refused command = %q, cause %v; want an error that ends the run", kind, cause)
+	}
+}
+
+func TestCheckTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		target, apiKey string
+		want           string
+	}{
+		{"default", "", "", ""},
+		{"centrifugo", TargetCentrifugo, "k", ""},
+		{"centrifugo without key", TargetCentrifugo, "", "--api-key"},
+		{"unknown", "nats", "", "--target"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{URLs: []string{"http://127.0.0.1:1"}, Streams: 1, Rooms: 1, Publishers: 1, Size: 1, Duration: time.Second,
+				Target: tc.target, APIKey: tc.apiKey}
+			err := o.Check()
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("Check(target %q, key %q) = %v; want %q", tc.target, tc.apiKey, err, tc.want)
+			}
+		})
 	}
 }

@@ -153,7 +153,8 @@ func summarize(h *histogram) Latency {
 // Scenario echoes the parameters of a run in its report, so that saved
 // reports can be compared.
 type Scenario struct {
-	URL        string  `json:"url"` // Options.URLs, comma-separated
+	Target     string  `json:"target"` // herald or centrifugo
+	URL        string  `json:"url"`    // Options.URLs, comma-separated
 	Streams    int     `json:"streams"`
 	Rooms      int     `json:"rooms"`
 	Publishers int     `json:"publishers"`
@@ -178,8 +179,10 @@ type Report struct {
 	Deliveries       int64            `json:"deliveries"`      // distinct message:created events received
 	DeliveriesPerSec float64          `json:"deliveries_per_sec"`
 	Expected         int64            `json:"expected_deliveries"`
-	Latency          Latency          `json:"latency_ms"`      // post sent → event received
-	PostLatency      Latency          `json:"post_latency_ms"` // post sent → 201 received
+	Latency          Latency          `json:"latency_ms"`              // post sent → event received
+	LatencyEarly     Latency          `json:"latency_first_second_ms"` // of posts sent in the first second
+	LatencyLater     Latency          `json:"latency_steady_ms"`       // of the posts sent after it
+	PostLatency      Latency          `json:"post_latency_ms"`         // post sent → 201 received
 	Lost             int64            `json:"lost"`
 	Duplicated       int64            `json:"duplicated"`
 	Errors           map[string]int64 `json:"errors"`
@@ -320,7 +323,7 @@ func (r *Report) Print(w io.Writer) {
 		}
 		load = fmt.Sprintf("%d publisher(s) %s, %d-byte text", sc.Publishers, rate, sc.Size)
 	}
-	fmt.Fprintf(w, "herald bench %s: %d streams over %d room(s), %s, %s\n", sc.URL, sc.Streams, sc.Rooms, load, sc.Duration)
+	fmt.Fprintf(w, "herald bench (%s) %s: %d streams over %d room(s), %s, %s\n", sc.Target, sc.URL, sc.Streams, sc.Rooms, load, sc.Duration)
 	fmt.Fprintf(w, "  connect      %d streams ready in %.2fs (%d source address(es)); settled %.2fs later, after %d other events\n",
 		sc.Streams, r.ConnectSeconds, sc.Sources, r.SettleSeconds, r.ConnectEvents)
 	if !sc.Idle {
@@ -329,6 +332,9 @@ func (r *Report) Print(w io.Writer) {
 		l := r.Latency
 		fmt.Fprintf(w, "  latency ms   p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (end to end, %d samples)\n",
 			l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+		e, s := r.LatencyEarly, r.LatencyLater
+		fmt.Fprintf(w, "  over time    first second p50 %.3f p99 %.3f (%d samples); after it p50 %.3f p99 %.3f (%d samples)\n",
+			e.P50, e.P99, e.Count, s.P50, s.P99, s.Count)
 		l = r.PostLatency
 		fmt.Fprintf(w, "  post rtt ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", l.P50, l.P90, l.P99, l.P999, l.Max)
 		fmt.Fprintf(w, "  lost %d  duplicated %d\n", r.Lost, r.Duplicated)

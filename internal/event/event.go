@@ -70,6 +70,9 @@ const (
 	PresenceChanged = "presence:changed"
 	TypingStarted   = "typing:started"
 	TypingStopped   = "typing:stopped"
+	// RoomOnline is a large room's count of members online, which its
+	// members get instead of each other's presence changes.
+	RoomOnline = "room:online"
 )
 
 // Types of control events, which a stream sends about itself.

@@ -128,6 +128,7 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"History", testHistory},
 		{"Receipts", testReceipts},
 		{"LastSeen", testLastSeen},
+		{"RoomSizes", testRoomSizes},
 		{"SpentTickets", testSpentTickets},
 		{"ReopenKeepsEpochAndLog", testReopen},
 		{"RangeOverManyRooms", testRangeOverManyRooms},
@@ -495,6 +496,56 @@ func testLastSeen(t *testing.T, db Database) {
 	seen := must[map[string]time.Time](t, "LastSeen")(st.LastSeen(ctx, []string{"alice", "nobody"}))
 	if len(seen) != 1 || !seen["alice"].Equal(at) {
 		t.Errorf("LastSeen = %v; want alice at %v, nobody absent", seen, at)
+	}
+}
+
+// testRoomSizes sizes rooms around a limit of 2 members, as presence
+// does: at the limit a room is small, one member more makes it large, and
+// one leaving makes it small again.
+func testRoomSizes(t *testing.T, db Database) {
+	ctx := context.Background()
+	st := db.Open(t, store.Options{})
+	carol := store.User{ID: "carol"}
+	one := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, alice, "one", false))
+	two := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, alice, "two", false))
+	three := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, alice, "three", false))
+	must[bool](t, "Join")(st.Join(ctx, bob, two.ID))
+	must[bool](t, "Join")(st.Join(ctx, bob, three.ID))
+	must[bool](t, "Join")(st.Join(ctx, carol, three.ID))
+
+	sizes := func(step, user string, wantSmall, wantLarge []string) {
+		t.Helper()
+		small, large, err := st.PresenceRooms(ctx, user, 2)
+		slices.Sort(small)
+		slices.Sort(large)
+		slices.Sort(wantSmall)
+		slices.Sort(wantLarge)
+		if err != nil || !slices.Equal(small, wantSmall) || !slices.Equal(large, wantLarge) {
+			t.Errorf("%s: PresenceRooms(%s, 2) = %v, %v, %v; want small %v, large %v", step, user, small, large, err, wantSmall, wantLarge)
+		}
+	}
+	large := func(step string, want []string) {
+		t.Helper()
+		all := []string{one.ID, two.ID, three.ID, "r_nope"}
+		got := must[[]string](t, "LargeRooms")(st.LargeRooms(ctx, all, 2))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: LargeRooms(%v, 2) = %v; want %v", step, all, got, want)
+		}
+	}
+	sizes("1, 2 and 3 members", alice.ID, []string{one.ID, two.ID}, []string{three.ID})
+	sizes("1, 2 and 3 members", bob.ID, []string{two.ID}, []string{three.ID})
+	sizes("1, 2 and 3 members", carol.ID, nil, []string{three.ID})
+	sizes("no rooms", "nobody", nil, nil)
+	large("1, 2 and 3 members", []string{three.ID})
+	if err := st.Leave(ctx, carol.ID, three.ID); err != nil {
+		t.Fatalf("Leave = %v", err)
+	}
+	sizes("back to 2 members", alice.ID, []string{one.ID, two.ID, three.ID}, nil)
+	large("back to 2 members", []string{})
+	members := must[[]string](t, "RoomMembers")(st.RoomMembers(ctx, three.ID))
+	slices.Sort(members)
+	if want := []string{alice.ID, bob.ID}; !slices.Equal(members, want) {
+		t.Errorf("RoomMembers(three) = %v; want %v", members, want)
 	}
 }
 
