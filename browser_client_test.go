@@ -678,3 +678,41 @@ func (p *tab) in(t *testing.T) *tab {
 	})
 	return &q
 }
+
+// TestBrowserClientBigRoom: in a room over the server's presence limit the
+// client keeps the online count from room:online in its snapshot, and when
+// the room shrinks back to the limit it refetches the members' presence,
+// which changed unseen meanwhile.
+func TestBrowserClientBigRoom(t *testing.T) {
+	s := startServer(t, map[string]string{
+		"HERALD_PRESENCE_ROOM_LIMIT": "2", "HERALD_PRESENCE_COUNT_INTERVAL": "30ms",
+		"HERALD_PRESENCE_BATCH": "20ms", "HERALD_PRESENCE_GRACE": "100ms",
+	})
+	app := newApp(t, s.URL)
+	p := openModulePage(t, app, "page")
+	alice, bob, carol := s.token("alice"), s.token("bob"), s.token("carol")
+	room := s.createRoom(alice, "big", false)
+	joinRoom(t, s, bob, room)
+	joinRoom(t, s, carol, room)
+	r := jsString(room)
+
+	newClient(p, "alice", alice, "")
+	p.eval(`alice.openRoom(`+r+`).then(() => null)`, nil)
+	p.waitJS("the count of the room over the limit", `alice.getSnapshot().online[`+r+`]?.presence === false && alice.getSnapshot().online[`+r+`].online === 1`)
+
+	// Bob comes online unseen: counted, not told.
+	b := s.stream(bob, "")
+	defer b.Close()
+	p.waitJS("bob counted", `alice.getSnapshot().online[`+r+`]?.online === 2`)
+	var told bool
+	p.eval(`alice.getSnapshot().presence.bob?.status === "online"`, &told)
+	if told {
+		t.Error("alice's snapshot has bob's presence from a room over the limit")
+	}
+
+	// Carol leaves: two members, presence comes again, and the client
+	// refetches the members' presence it did not hear.
+	s.must(http.StatusNoContent, "POST", "/v1/rooms/"+room+"/leave", carol, nil, nil)
+	p.waitJS("presence on again", `alice.getSnapshot().online[`+r+`]?.presence === true`)
+	p.waitJS("bob's presence refetched", `alice.getSnapshot().presence.bob?.status === "online"`)
+}

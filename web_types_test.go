@@ -29,6 +29,8 @@ herald.on("state", ({ state, previous }) => {
 });
 herald.on("typing:started", (d) => d.user.toUpperCase());
 herald.on("presence:changed", (p) => (p.last_seen ?? "").length + p.status.length);
+herald.on("room:online", (o) => o.room.length + o.online + (o.presence ? 1 : 0));
+const counted: number = herald.getSnapshot().online["r"]?.online ?? 0;
 herald.on("error", (e) => e.code);
 herald.on("room:updated", (r) => r.topic.length + (r.owner ?? "").length);
 herald.on("custom", (c) => console.log(c.event, c.data, c.room));

@@ -120,6 +120,7 @@ export interface EventMap {
   "typing:started": { room: string; user: string; name?: string };
   "typing:stopped": { room: string; user: string; name?: string };
   "presence:changed": { user: string; status: Status; last_seen: Time | null };
+  "room:online": { room: string } & RoomOnline;
   custom: { event: string; data: unknown; room?: string };
   "invitation:created": Invitation;
   "invitation:deleted": { room: string; reason: "joined" | "declined" | "withdrawn" | "room_deleted" };
@@ -135,6 +136,13 @@ export interface ClientEventMap {
 }
 
 /** The client's state, immutable: a new object after every change. */
+/** A big room's online count (room:online). */
+export interface RoomOnline {
+  online: number;
+  /** Whether the room's members get each other's presence:changed. */
+  presence: boolean;
+}
+
 export interface Snapshot {
   readonly state: ConnectionState;
   /** When the last stream event arrived, in ms since the epoch. */
@@ -152,6 +160,12 @@ export interface Snapshot {
   readonly typing: Readonly<Record<string, readonly Typist[]>>;
   readonly members: Readonly<Record<string, readonly Member[]>>;
   readonly presence: Readonly<Record<string, Presence>>;
+  /**
+   * Per room over the server's presence limit (--presence-room-limit): how
+   * many members are online, from room:online. presence false: the room's
+   * members' presence:changed do not come, show the count instead.
+   */
+  readonly online: Readonly<Record<string, RoomOnline>>;
   /** Read positions per room and user. */
   readonly receipts: Readonly<Record<string, Readonly<Record<string, number>>>>;
 }

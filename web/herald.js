@@ -39,7 +39,7 @@ export const EVENT_TYPES = Object.freeze([
   "room:updated", "room:deleted",
   "receipt:updated",
   "typing:started", "typing:stopped",
-  "presence:changed",
+  "presence:changed", "room:online",
   "custom",
   "invitation:created", "invitation:deleted",
 ]);
@@ -124,7 +124,7 @@ export class Herald extends EventTarget {
     this._snap = Object.freeze({
       state: "closed", lastEventAt: null, lastEventId: "", user: "",
       rooms: EMPTY, messages: {}, hasMore: {}, pending: {}, typing: {},
-      members: {}, presence: {}, receipts: {},
+      members: {}, presence: {}, online: {}, receipts: {},
     });
 
     // Bound once, so that they can be passed around (React's
@@ -862,6 +862,7 @@ export class Herald extends EventTarget {
       rooms: Object.freeze(s.rooms.filter((r) => r.id !== room)),
       messages: drop(s.messages), hasMore: drop(s.hasMore), pending: drop(s.pending),
       typing: drop(s.typing), members: drop(s.members), receipts: drop(s.receipts),
+      online: drop(s.online),
     });
   }
 
@@ -950,6 +951,13 @@ export class Herald extends EventTarget {
       case "presence:changed":
         this._presenceAt.set(d.user, ++this._presenceSeq);
         this._update({ presence: { ...s.presence, [d.user]: Object.freeze({ status: d.status, last_seen: d.last_seen }) } });
+        return;
+      case "room:online":
+        // A room over the server's presence limit: a count instead of its
+        // members' changes. Back under the limit, changes come again, and
+        // what changed meanwhile is refetched.
+        this._update({ online: { ...s.online, [d.room]: Object.freeze({ online: d.online, presence: d.presence }) } });
+        if (d.presence && s.members[d.room]) this.members(d.room).catch((err) => this._emitError(err));
         return;
     }
   }

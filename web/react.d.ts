@@ -1,5 +1,5 @@
 // Type declarations of react.js, the React hooks over herald.js.
-import type { Herald, Snapshot, Options, Room, Message, Pending, Typist, Member, Presence, HeraldError } from "./herald.js";
+import type { Herald, Snapshot, Options, Room, Message, Pending, Typist, Member, Presence, RoomOnline, HeraldError } from "./herald.js";
 
 export { Herald, HeraldError, EVENT_TYPES, STATES } from "./herald.js";
 
@@ -20,6 +20,8 @@ export interface RoomState {
   readonly pending: readonly Pending[];
   readonly typing: readonly Typist[];
   readonly members: readonly (Member & Presence)[];
+  /** A room over the server's presence limit: its online count; null otherwise. */
+  readonly online: RoomOnline | null;
   readonly receipts: Readonly<Record<string, number>>;
   readonly unread: number;
   readonly error: HeraldError | null;

@@ -14,7 +14,7 @@ const EMPTY = Object.freeze([]);
 const IDLE = Object.freeze({
   state: "closed", lastEventAt: null, lastEventId: "", user: "",
   rooms: EMPTY, messages: {}, hasMore: {}, pending: {}, typing: {},
-  members: {}, presence: {}, receipts: {},
+  members: {}, presence: {}, online: {}, receipts: {},
 });
 const idle = () => IDLE;
 const noSubscribe = () => () => {};
@@ -26,7 +26,7 @@ function useSnapshot(client) {
 /**
  * Connects to Herald for as long as the component is mounted, and renders
  * the client's state: {client, state, lastEventAt, user, rooms, messages,
- * hasMore, pending, typing, members, presence, receipts}.
+ * hasMore, pending, typing, members, presence, online, receipts}.
  *
  * Given options ({url, token, ...} as for new Herald), the hook makes the
  * client, connects it and closes it on unmount or when url changes; token
@@ -93,6 +93,7 @@ export function useRoom(herald, room) {
       pending: snap.pending[room] ?? EMPTY,
       typing: snap.typing[room] ?? EMPTY,
       members,
+      online: snap.online[room] ?? null,
       receipts: snap.receipts[room] ?? {},
       unread: info?.unread ?? 0,
       error,
