@@ -194,3 +194,36 @@ func testChat(t *testing.T, aliceURL, bobURL string, s *testServer) {
 	alice.waitJS("Bob offline", `document.querySelector('#members li[data-user="bob"]')?.dataset.status === "offline"`)
 	alice.waitJS("the connection still live", `document.querySelector("#conn").dataset.state === "live"`)
 }
+
+// TestBrowserChatBigRoom: in a room over the presence limit the page shows
+// the room's online count, and its members' dots say nothing rather than
+// "offline"; back at the limit, the dots come back.
+func TestBrowserChatBigRoom(t *testing.T) {
+	s := startServer(t, map[string]string{
+		"HERALD_DEV": "on", "HERALD_PRESENCE_ROOM_LIMIT": "2", "HERALD_PRESENCE_COUNT_INTERVAL": "30ms",
+		"HERALD_PRESENCE_BATCH": "20ms", "HERALD_PRESENCE_GRACE": "0s",
+	})
+	alice := openChat(person(t, "alice"), s.URL, "", "Alice")
+	alice.run("create a room",
+		chromedp.SendKeys(chromedp.ID("new-room-name"), "town hall"),
+		chromedp.Click(chromedp.CSS("#new-room button")),
+	)
+	alice.waitJS("the new room to open", `document.querySelector("#room-name").textContent === "town hall" && location.hash.startsWith("#room=")`)
+	var room string
+	alice.eval(`decodeURIComponent(location.hash.slice("#room=".length))`, &room)
+	bob, carol := s.token("bob"), s.token("carol")
+	joinRoom(t, s, bob, room)
+	joinRoom(t, s, carol, room)
+	b := s.stream(bob, "")
+	defer b.Close()
+
+	alice.waitJS("the room's online count", `(() => {
+		const c = document.querySelector("#online-count");
+		return !c.hidden && c.textContent === "2 online";
+	})()`)
+	alice.waitJS("bob's dot saying nothing", `document.querySelector('#members li[data-user="bob"]')?.dataset.status === "unknown"`)
+
+	s.must(http.StatusNoContent, "POST", "/v1/rooms/"+room+"/leave", carol, nil, nil)
+	alice.waitJS("the count gone", `document.querySelector("#online-count").hidden`)
+	alice.waitJS("bob's presence back", `document.querySelector('#members li[data-user="bob"]')?.dataset.status === "online"`)
+}
