@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +24,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	var (
 		o                    bench.Options
 		urls, pids, jsonPath string
+		cpuProfile           string
 	)
 	fs.StringVar(&urls, "url", "http://127.0.0.1:8080", "base `URL` of the server under test, or comma-separated URLs of the instances of a cluster: "+
 		"each room's streams take them in turn, and publishers post through another instance than the room's first stream reads from")
@@ -38,8 +41,9 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&o.Prefix, "prefix", "", "prefix of user and room names, so runs don't collide (default: bench-RANDOM)")
 	fs.StringVar(&o.Target, "target", bench.TargetHerald, "the server's kind: herald, or centrifugo to compare with (streams on its uni-SSE endpoint, subscribed by their connect token; posts through its HTTP API; --jwt-secret is its client.token.hmac_secret_key)")
 	fs.StringVar(&o.APIKey, "api-key", "", "with --target centrifugo: its http_api.key")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the generator itself to this `FILE` (go tool pprof), to see what it spends per delivery")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: herald bench [--url U[,U...]] [--streams N] [--rooms M] [--publishers K] [--rate R] [--size B] [--duration D] [--json FILE] [--pid PID[,PID...]] [--idle] [--target centrifugo --api-key K]")
+		fmt.Fprintln(stderr, "usage: herald bench [--url U[,U...]] [--streams N] [--rooms M] [--publishers K] [--rate R] [--size B] [--duration D] [--json FILE] [--pid PID[,PID...]] [--idle] [--target centrifugo --api-key K] [--cpuprofile FILE]")
 		fmt.Fprintln(stderr, "The secret is found like the server finds it: --jwt-secret, HERALD_JWT_SECRET, or DATA_DIR/jwt-secret.")
 		printFlags(stderr, fs)
 	}
@@ -79,6 +83,17 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	o.Secret = secret
 	o.Progress = stderr
 
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	report, err := bench.Run(ctx, o)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)

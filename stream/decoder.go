@@ -28,6 +28,8 @@ type Decoder struct {
 	pending [][]byte // further lines already split off a chunk (lone \r)
 	event   string   // the last event name read, reused while frames repeat it
 	data    []byte   // the data lines of the frame being read, reused
+	id      []byte   // the id of the frame being read, reused
+	comment []byte   // its last comment line, reused
 }
 
 // NewDecoder reads frames from r with a 16 KiB buffer.
@@ -42,23 +44,56 @@ func NewDecoderSize(r io.Reader, size int) *Decoder {
 
 // Next returns the next frame, or io.EOF at the end of the stream.
 func (d *Decoder) Next() (Frame, error) {
-	var f Frame
+	r, err := d.NextRaw()
+	if err != nil {
+		return Frame{}, err
+	}
+	f := Frame{HasID: r.HasID, Event: r.Event, HasData: r.HasData, Retry: r.Retry}
+	if r.HasID {
+		f.ID = string(r.ID)
+	}
+	if r.HasData {
+		f.Data = string(r.Data)
+	}
+	if r.Comment != nil {
+		f.Comment = string(r.Comment)
+	}
+	return f, nil
+}
+
+// RawFrame is a Frame whose id, data and comment are the decoder's own
+// buffers, valid until its next call: a reader that only looks at them
+// allocates nothing per frame.
+type RawFrame struct {
+	ID      []byte
+	HasID   bool
+	Event   string
+	Data    []byte
+	HasData bool
+	Retry   int
+	Comment []byte // the last comment line before the frame, empty when none
+}
+
+// NextRaw returns the next frame like Next, without copying its fields into
+// strings.
+func (d *Decoder) NextRaw() (RawFrame, error) {
+	var f RawFrame
 	data := d.data[:0]
 	seen := false
 	for {
 		line, err := d.readLine()
 		if err != nil {
 			if err == io.EOF && seen {
-				return Frame{}, io.ErrUnexpectedEOF
+				return RawFrame{}, io.ErrUnexpectedEOF
 			}
-			return Frame{}, err
+			return RawFrame{}, err
 		}
 		if len(line) == 0 {
 			if !seen {
 				continue
 			}
 			if len(data) > 0 {
-				f.Data = string(data[:len(data)-1])
+				f.Data = data[:len(data)-1]
 			}
 			if cap(data) <= 64<<10 { // a rare huge frame's buffer is not kept
 				d.data = data[:0]
@@ -70,14 +105,17 @@ func (d *Decoder) Next() (Frame, error) {
 		}
 		seen = true
 		if line[0] == ':' {
-			f.Comment = string(bytes.TrimPrefix(line[1:], []byte(" ")))
+			// The line is the reader's buffer, which the next lines reuse.
+			d.comment = append(d.comment[:0], bytes.TrimPrefix(line[1:], []byte(" "))...)
+			f.Comment = d.comment
 			continue
 		}
 		field, value, _ := bytes.Cut(line, []byte(":"))
 		value = bytes.TrimPrefix(value, []byte(" "))
 		switch string(field) {
 		case "id":
-			f.ID, f.HasID = string(value), true
+			d.id = append(d.id[:0], value...)
+			f.ID, f.HasID = d.id, true
 		case "event":
 			// Comparing converts without allocating; a load generator reads
 			// hundreds of thousands of frames a second, nearly all of one type.

@@ -79,6 +79,31 @@ func TestDecoder(t *testing.T) {
 	}
 }
 
+// TestDecoderRaw checks that NextRaw reads what Next reads, with buffers so
+// small that the lines after an id or a comment reuse the reader's storage.
+func TestDecoderRaw(t *testing.T) {
+	in := "retry: 2000\r\n\r\n: ping\n\nid: a-1\nevent: ready\ndata: {}\n\ndata: one\rdata: two\r\r" +
+		"id: b-22\n: note\nevent: x\ndata: " + strings.Repeat("long ", 20) + "\n\nevent: x\ndata: b\n\ndata: c\n\nevent: y\n\n"
+	for _, size := range []int{16, 64, 4096} {
+		want := NewDecoderSize(strings.NewReader(in), size)
+		got := NewDecoderSize(strings.NewReader(in), size)
+		for i := 0; ; i++ {
+			w, werr := want.Next()
+			r, rerr := got.NextRaw()
+			if (werr == nil) != (rerr == nil) {
+				t.Fatalf("size %d, frame %d: Next error %v, NextRaw error %v", size, i, werr, rerr)
+			}
+			if werr != nil {
+				break
+			}
+			g := Frame{ID: string(r.ID), HasID: r.HasID, Event: r.Event, Data: string(r.Data), HasData: r.HasData, Retry: r.Retry, Comment: string(r.Comment)}
+			if g != w {
+				t.Errorf("size %d, frame %d: NextRaw = %+v; want %+v", size, i, g, w)
+			}
+		}
+	}
+}
+
 func TestParsePosition(t *testing.T) {
 	tests := []struct {
 		in      string
@@ -103,6 +128,22 @@ func TestParsePosition(t *testing.T) {
 		}
 		if err == nil && got.String() != tt.in {
 			t.Errorf("ParsePosition(%q).String() = %q", tt.in, got.String())
+		}
+	}
+}
+
+// BenchmarkDecoderRaw reads the same frames without copying them out: no
+// allocation per frame.
+func BenchmarkDecoderRaw(b *testing.B) {
+	frame := AppendFrame(nil, "abcd-12345", "message:created", []byte(`{"id":5,"room":"r_x","text":"`+strings.Repeat("x", 100)+`"}`))
+	raw := strings.Repeat(string(frame), 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		dec := NewDecoderSize(strings.NewReader(raw), 2048)
+		for {
+			if _, err := dec.NextRaw(); err != nil {
+				break
+			}
 		}
 	}
 }

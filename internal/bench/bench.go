@@ -223,7 +223,7 @@ type subscriber struct {
 	room        int
 	base        string // the URL it reads from
 	dialer      *streamDialer
-	lastID      string        // id of the last event received: Last-Event-ID on reconnect
+	lastID      []byte        // id of the last event received: Last-Event-ID on reconnect
 	retry       time.Duration // the server's retry: hint
 	wasReady    bool
 	seqs        []*seqSet // by publisher; nil until one arrives
@@ -913,10 +913,11 @@ func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) 
 		}
 		return "connect_" + strconv.Itoa(resp.StatusCode)
 	}
-	dec := stream.NewDecoderSize(resp.Body, 2048)
+	dec := stream.NewDecoderSize(resp.Body, streamBuffer(len(b.streams)))
 	closing := "" // the reason of a closing comment, when the server gave one
 	for {
-		f, err := dec.Next()
+		// Raw frames: the hot path allocates nothing per event.
+		f, err := dec.NextRaw()
 		if err != nil {
 			if closing != "" {
 				return "stream_closed_" + closing
@@ -926,8 +927,8 @@ func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) 
 		if f.Retry > 0 {
 			s.retry = time.Duration(f.Retry) * time.Millisecond
 		}
-		if reason, ok := strings.CutPrefix(f.Comment, "closing "); ok {
-			closing = reason
+		if reason, ok := bytes.CutPrefix(f.Comment, []byte("closing ")); ok {
+			closing = string(reason)
 		}
 		if centrifugo {
 			b.onPush(s, release, f.Data)
@@ -948,9 +949,17 @@ func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) 
 			}
 		}
 		if f.HasID {
-			s.lastID = f.ID
+			s.lastID = append(s.lastID[:0], f.ID...)
 		}
 	}
+}
+
+// streamBuffer is the size of each stream's read buffer: as large as 32 KiB,
+// so that a busy stream takes what the server wrote in few reads, while all
+// of them together hold at most 32 MiB (2 KiB each at least), so that tens
+// of thousands of streams stay small.
+func streamBuffer(streams int) int {
+	return min(max((32<<20)/max(streams, 1), 2<<10), 32<<10)
 }
 
 // streamRequest is the request that opens s's stream: Herald's, resuming
@@ -965,8 +974,8 @@ func (b *runner) streamRequest(ctx context.Context, s *subscriber) (*http.Reques
 	}
 	req.Header.Set("Authorization", "Bearer "+s.token)
 	req.Header.Set("Accept", "text/event-stream")
-	if s.lastID != "" {
-		req.Header.Set("Last-Event-ID", s.lastID)
+	if len(s.lastID) > 0 {
+		req.Header.Set("Last-Event-ID", string(s.lastID))
 	}
 	return req, nil
 }
@@ -985,7 +994,7 @@ func (b *runner) onReady(s *subscriber, release func()) {
 
 // onPush accounts one Centrifugo uni-SSE push, as streamOnce does
 // Herald's events.
-func (b *runner) onPush(s *subscriber, release func(), data string) {
+func (b *runner) onPush(s *subscriber, release func(), data []byte) {
 	switch centrifugoPush(data) {
 	case pushConnect:
 		b.onReady(s, release)
@@ -1016,10 +1025,10 @@ func netErrorKind(err error) string {
 
 // onMessage accounts one message:created event: sequence (loss,
 // duplicates) and latency.
-func (b *runner) onMessage(s *subscriber, data string) {
+func (b *runner) onMessage(s *subscriber, data []byte) {
 	now := time.Now()
 	run, pub, seq, sent, ok := parsePayload(messageText(data))
-	if !ok || run != b.run || pub < 0 || pub >= len(b.pubs) || seq > maxSeq {
+	if !ok || string(run) != b.run || pub < 0 || pub >= len(b.pubs) || seq > maxSeq {
 		return // not ours: another client posting in the room
 	}
 	if s.seqs == nil {

@@ -124,15 +124,16 @@ func TestPayload(t *testing.T) {
 			}
 			// The subscriber reads it out of the event's JSON data.
 			data, _ := json.Marshal(map[string]any{"id": 5, "room": "r1", "user": "u", "text": text, "created_at": 1})
-			run, pub, seq, sent, ok := parsePayload(messageText(string(data)))
-			if !ok || run != "abcd1234" || pub != c.pub || seq != c.seq || sent != c.sent {
+			run, pub, seq, sent, ok := parsePayload(messageText(data))
+			if !ok || string(run) != "abcd1234" || pub != c.pub || seq != c.seq || sent != c.sent {
 				t.Errorf("parsePayload(%q) = %q, %d, %d, %d, %v; want abcd1234, %d, %d, %d, true",
 					text, run, pub, seq, sent, ok, c.pub, c.seq, c.sent)
 			}
 		})
 	}
-	for _, bad := range []string{"", "hello", "hb1 ", "hb1 run x 1 2", "hb1 run 1 0 2", "hb1 run 1 2 now"} {
-		if _, _, _, _, ok := parsePayload(bad); ok {
+	for _, bad := range []string{"", "hello", "hb1 ", "hb1 run x 1 2", "hb1 run 1 0 2", "hb1 run 1 2 now",
+		"hb1 run -1 2 3", "hb1 run 2147483648 2 3", "hb1 run 1 2 99999999999999999999", "hb1 run 1 2 "} {
+		if _, _, _, _, ok := parsePayload([]byte(bad)); ok {
 			t.Errorf("parsePayload(%q) ok = true; want false", bad)
 		}
 	}
@@ -329,13 +330,13 @@ func TestCentrifugoPush(t *testing.T) {
 		{"ping", `{}`, pushOther},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := centrifugoPush(tc.data); got != tc.want {
+			if got := centrifugoPush([]byte(tc.data)); got != tc.want {
 				t.Errorf("centrifugoPush(%s) = %d; want %d", tc.data, got, tc.want)
 			}
 		})
 	}
 	pub := `{"channel":"room:x-r0","pub":{"data":{"text":"` + string(appendPayload(nil, "run1", 2, 7, 42, 60)) + `"}}}`
-	if run, p, seq, sent, ok := parsePayload(messageText(pub)); !ok || run != "run1" || p != 2 || seq != 7 || sent != 42 {
+	if run, p, seq, sent, ok := parsePayload(messageText([]byte(pub))); !ok || string(run) != "run1" || p != 2 || seq != 7 || sent != 42 {
 		t.Errorf("parsePayload(messageText(publication)) = %q %d %d %d %v; want run1 2 7 42 true", run, p, seq, sent, ok)
 	}
 }
@@ -417,5 +418,15 @@ func TestCheckTarget(t *testing.T) {
 				t.Errorf("Check(target %q, key %q) = %v; want %q", tc.target, tc.apiKey, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestStreamBuffer(t *testing.T) {
+	for _, tc := range []struct{ streams, want int }{
+		{0, 32 << 10}, {1, 32 << 10}, {1000, 32 << 10}, {2048, 16 << 10}, {19_800, 2 << 10}, {100_000, 2 << 10},
+	} {
+		if got := streamBuffer(tc.streams); got != tc.want {
+			t.Errorf("streamBuffer(%d) = %d; want %d", tc.streams, got, tc.want)
+		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -71,13 +70,13 @@ const (
 
 // centrifugoPush tells what a uni-SSE data line carries. Bench payloads
 // need no full decoding: the keys say it.
-func centrifugoPush(data string) int {
+func centrifugoPush(data []byte) int {
 	switch {
-	case strings.HasPrefix(data, `{"connect":`):
+	case bytes.HasPrefix(data, []byte(`{"connect":`)):
 		return pushConnect
-	case strings.Contains(data, `"pub":`):
+	case bytes.Contains(data, []byte(`"pub":`)):
 		return pushPublication
-	case strings.HasPrefix(data, `{"channel":`):
+	case bytes.HasPrefix(data, []byte(`{"channel":`)):
 		return pushChannel
 	}
 	return pushOther

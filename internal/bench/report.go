@@ -430,39 +430,58 @@ func appendPayload(b []byte, run string, pub int, seq, sent int64, size int) []b
 }
 
 // parsePayload reads a text written by appendPayload.
-func parsePayload(text string) (run string, pub int, seq, sent int64, ok bool) {
-	rest, found := strings.CutPrefix(text, payloadMagic)
+func parsePayload(text []byte) (run []byte, pub int, seq, sent int64, ok bool) {
+	rest, found := bytes.CutPrefix(text, []byte(payloadMagic))
 	if !found {
-		return "", 0, 0, 0, false
+		return nil, 0, 0, 0, false
 	}
-	var p, sq string
-	run, rest, _ = strings.Cut(rest, " ")
-	p, rest, _ = strings.Cut(rest, " ")
-	sq, rest, _ = strings.Cut(rest, " ")
-	st, _, _ := strings.Cut(rest, " ") // the padding follows a space
-	pub64, err1 := strconv.ParseInt(p, 10, 32)
-	seq, err2 := strconv.ParseInt(sq, 10, 64)
-	sent, err3 := strconv.ParseInt(st, 10, 64)
-	if run == "" || err1 != nil || err2 != nil || err3 != nil || seq < 1 {
-		return "", 0, 0, 0, false
+	var p, sq []byte
+	run, rest, _ = bytes.Cut(rest, []byte(" "))
+	p, rest, _ = bytes.Cut(rest, []byte(" "))
+	sq, rest, _ = bytes.Cut(rest, []byte(" "))
+	st, _, _ := bytes.Cut(rest, []byte(" ")) // the padding follows a space
+	pub64, ok1 := parseDecimal(p, 31)
+	seq, ok2 := parseDecimal(sq, 63)
+	sent, ok3 := parseDecimal(st, 63)
+	if len(run) == 0 || !ok1 || !ok2 || !ok3 || seq < 1 {
+		return nil, 0, 0, 0, false
 	}
 	return run, int(pub64), seq, sent, true
+}
+
+// parseDecimal reads a non-negative decimal number below 1<<bits, without
+// the string strconv would need.
+func parseDecimal(b []byte, bits uint) (int64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	if n >= 1<<bits {
+		return 0, false
+	}
+	return int64(n), true
 }
 
 // messageText finds the text field in a message:created event's data. It
 // stops at the first quote, so it returns escaped texts cut short; bench
 // texts have no characters JSON escapes.
-func messageText(data string) string {
+func messageText(data []byte) []byte {
 	const key = `"text":"`
-	i := strings.Index(data, key)
+	i := bytes.Index(data, []byte(key))
 	if i < 0 {
-		return ""
+		return nil
 	}
 	data = data[i+len(key):]
-	if j := strings.IndexByte(data, '"'); j >= 0 {
+	if j := bytes.IndexByte(data, '"'); j >= 0 {
 		return data[:j]
 	}
-	return ""
+	return nil
 }
 
 // seqSet is the set of sequence numbers (from 1) that one stream received
