@@ -32,7 +32,11 @@ const benchTestRate = "100"
 // and checks its JSON report: messages flowed, none lost or duplicated.
 func TestBenchCommand(t *testing.T) {
 	s := startServer(t, nil)
-	r := runBenchJSON(t, s.URL, s.secret, "--streams", "50", "--rooms", "2", "--publishers", "2", "--rate", benchTestRate, "--duration", "1s")
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	r := runBenchJSON(t, s.URL, s.secret, "--streams", "50", "--rooms", "2", "--publishers", "2", "--rate", benchTestRate, "--duration", "1s", "--cpuprofile", profile)
+	if fi, err := os.Stat(profile); err != nil || fi.Size() == 0 {
+		t.Errorf("--cpuprofile %s: %v; want a profile written", profile, err)
+	}
 	if r.Posts <= 0 {
 		t.Errorf("posts = %d; want > 0", r.Posts)
 	}

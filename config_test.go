@@ -435,7 +435,7 @@ func TestSubcommandHelp(t *testing.T) {
 	}
 	var server []string
 	fs.VisitAll(func(f *flag.Flag) { server = append(server, f.Name) })
-	benchOwn := []string{"api-key", "duration", "idle", "json", "pid", "prefix", "publishers", "rate", "rooms", "size", "sources", "streams", "target", "url"}
+	benchOwn := []string{"api-key", "cpuprofile", "duration", "idle", "json", "pid", "prefix", "publishers", "rate", "rooms", "size", "sources", "streams", "target", "url"}
 
 	tests := []struct {
 		args []string
