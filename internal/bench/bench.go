@@ -902,7 +902,11 @@ func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) 
 	if err := req.Write(conn); err != nil {
 		return "connect_" + netErrorKind(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 2048), req)
+	// A chunked stream (Centrifugo's, or any behind a proxy) is read
+	// through this buffer, an unchunked one straight into the decoder's:
+	// both the same size, so that either takes as much in one read(2).
+	size := streamBuffer(len(b.streams))
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, size), req)
 	if err != nil {
 		return "connect_" + netErrorKind(err)
 	}
@@ -913,7 +917,7 @@ func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) 
 		}
 		return "connect_" + strconv.Itoa(resp.StatusCode)
 	}
-	dec := stream.NewDecoderSize(resp.Body, streamBuffer(len(b.streams)))
+	dec := stream.NewDecoderSize(resp.Body, size)
 	closing := "" // the reason of a closing comment, when the server gave one
 	for {
 		// Raw frames: the hot path allocates nothing per event.
@@ -954,10 +958,11 @@ func (b *runner) streamOnce(ctx context.Context, s *subscriber, release func()) 
 	}
 }
 
-// streamBuffer is the size of each stream's read buffer: as large as 32 KiB,
-// so that a busy stream takes what the server wrote in few reads, while all
-// of them together hold at most 32 MiB (2 KiB each at least), so that tens
-// of thousands of streams stay small.
+// streamBuffer is the size of each stream's two read buffers (the
+// connection's and the decoder's): as large as 32 KiB, so that a busy stream
+// takes what the server wrote in few reads, while each kind together holds
+// at most 32 MiB (2 KiB each at least), so that tens of thousands of streams
+// stay small.
 func streamBuffer(streams int) int {
 	return min(max((32<<20)/max(streams, 1), 2<<10), 32<<10)
 }
