@@ -50,6 +50,16 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
+// createdOr200 is the status of a request that is safe to repeat: 201 when
+// it created what it names, 200 when that already existed (a retry, or
+// someone else's earlier call), with the same body either way.
+func createdOr200(created bool) int {
+	if created {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}
+
 // statusOf maps the store's kinds of error to HTTP statuses.
 func statusOf(err error) int {
 	switch {

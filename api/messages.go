@@ -38,13 +38,11 @@ func (s *Server) postMessage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
 	if created {
-		status = http.StatusCreated
 		// Sending a message ends the author's typing in that room.
 		s.cfg.Typing.Stop(msg.Room, id.User)
 	}
-	return c.JSON(status, msg)
+	return c.JSON(createdOr200(created), msg)
 }
 
 func (s *Server) listMessages(c echo.Context) error {

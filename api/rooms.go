@@ -135,11 +135,7 @@ func (s *Server) addMember(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if added {
-		status = http.StatusCreated
-	}
-	return c.JSON(status, membership{Room: room, User: req.User, Changed: added})
+	return c.JSON(createdOr200(added), membership{Room: room, User: req.User, Changed: added})
 }
 
 // removeMember lets a room's owner remove a member, or withdraw the
@@ -258,11 +254,7 @@ func (s *Server) openDM(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	return c.JSON(status, room)
+	return c.JSON(createdOr200(created), room)
 }
 
 // listInvitations answers the caller's open invitations, the newest first.

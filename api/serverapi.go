@@ -278,11 +278,7 @@ func (s *Server) provisionRoom(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	return c.JSON(status, room)
+	return c.JSON(createdOr200(created), room)
 }
 
 // checkRoomID validates a room id chosen by the app: it goes in paths, so
@@ -332,11 +328,7 @@ func (s *Server) serverAddMember(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if added {
-		status = http.StatusCreated
-	}
-	return c.JSON(status, membership{Room: room, User: req.User, Changed: added})
+	return c.JSON(createdOr200(added), membership{Room: room, User: req.User, Changed: added})
 }
 
 // serverRemoveMember removes any member, the owner included: 200, with
@@ -389,14 +381,10 @@ func (s *Server) serverPostMessage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-		if author.ID != store.System {
-			s.cfg.Typing.Stop(msg.Room, author.ID)
-		}
+	if created && author.ID != store.System {
+		s.cfg.Typing.Stop(msg.Room, author.ID)
 	}
-	return c.JSON(status, msg)
+	return c.JSON(createdOr200(created), msg)
 }
 
 func (s *Server) serverEditMessage(c echo.Context) error {
