@@ -270,6 +270,36 @@ func testIdempotentPost(t *testing.T, db Database) {
 	}
 }
 
+// race makes 8 calls at once, alternately on a and b (two instances of
+// one database), and returns how many reported that they created what
+// they name, and the distinct results. A call that fails fails the test.
+func race[K comparable](t *testing.T, a, b *store.Store, name string, call func(i int, st *store.Store) (K, bool, error)) (created int, got map[K]bool) {
+	t.Helper()
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	got = map[K]bool{}
+	for i := range 8 {
+		st := []*store.Store{a, b}[i%2]
+		wg.Go(func() {
+			k, c, err := call(i, st)
+			if err != nil {
+				t.Errorf("%s = %v", name, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			got[k] = true
+			if c {
+				created++
+			}
+		})
+	}
+	wg.Wait()
+	return created, got
+}
+
 // Retries of one post racing each other (two instances, say) create it
 // once and announce it once.
 func testConcurrentRetries(t *testing.T, db Database) {
@@ -278,29 +308,10 @@ func testConcurrentRetries(t *testing.T, db Database) {
 	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
 	db.Sync(t, a)
 	start := must[int64](t, "Head")(a.Head(ctx))
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		created int
-		ids     = map[int64]bool{}
-	)
-	for i := range 8 {
-		st := []*store.Store{a, b}[i%2]
-		wg.Go(func() {
-			msg, c, err := st.PostMessage(ctx, alice, room.ID, "once", "retry-1")
-			if err != nil {
-				t.Errorf("PostMessage = %v", err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			ids[msg.ID] = true
-			if c {
-				created++
-			}
-		})
-	}
-	wg.Wait()
+	created, ids := race(t, a, b, "PostMessage", func(_ int, st *store.Store) (int64, bool, error) {
+		msg, c, err := st.PostMessage(ctx, alice, room.ID, "once", "retry-1")
+		return msg.ID, c, err
+	})
 	if created != 1 || len(ids) != 1 {
 		t.Fatalf("8 racing retries: %d created, ids %v; want 1 created, one id", created, ids)
 	}
@@ -318,27 +329,10 @@ func testConcurrentJoins(t *testing.T, db Database) {
 	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
 	db.Sync(t, a)
 	start := must[int64](t, "Head")(a.Head(ctx))
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		joined int
-	)
-	for i := range 8 {
-		st := []*store.Store{a, b}[i%2]
-		wg.Go(func() {
-			j, err := st.Join(ctx, bob, room.ID)
-			if err != nil {
-				t.Errorf("Join = %v", err)
-				return
-			}
-			if j {
-				mu.Lock()
-				joined++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	joined, _ := race(t, a, b, "Join", func(_ int, st *store.Store) (struct{}, bool, error) {
+		j, err := st.Join(ctx, bob, room.ID)
+		return struct{}{}, j, err
+	})
 	db.Sync(t, a)
 	evs := must[[]event.Event](t, "Range")(a.Range(ctx, event.Query{After: start, UpTo: 1 << 62, Limit: 100}))
 	if joined != 1 || len(evs) != 1 || evs[0].Type != event.MemberJoined {
@@ -874,29 +868,12 @@ func testConcurrentDMs(t *testing.T, db Database) {
 		must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, u, "hello", false))
 	}
 	start := head(t, db, a)
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		ids     = map[string]bool{}
-		created int
-	)
-	for i := range 8 {
-		st, me, other := []*store.Store{a, b}[i%2], []store.User{alice, bob}[i%2], []string{"bob", "alice"}[i%2]
-		wg.Go(func() {
-			room, c, err := st.OpenDM(ctx, me, other, false)
-			if err != nil {
-				t.Errorf("OpenDM(%s, %s) = %v", me.ID, other, err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			ids[room.ID] = true
-			if c {
-				created++
-			}
-		})
-	}
-	wg.Wait()
+	// Alice on one instance, Bob on the other.
+	created, ids := race(t, a, b, "OpenDM", func(i int, st *store.Store) (string, bool, error) {
+		me, other := []store.User{alice, bob}[i%2], []string{"bob", "alice"}[i%2]
+		room, c, err := st.OpenDM(ctx, me, other, false)
+		return room.ID, c, err
+	})
 	if len(ids) != 1 || created != 1 {
 		t.Fatalf("8 racing OpenDMs from both sides: rooms %v, %d created; want one room, created once", ids, created)
 	}
@@ -1146,27 +1123,10 @@ func testProvision(t *testing.T, db Database) {
 func testConcurrentProvision(t *testing.T, db Database) {
 	ctx := context.Background()
 	a, b := db.Open(t, store.Options{}), db.Open(t, store.Options{})
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		created int
-	)
-	for i := range 8 {
-		st := []*store.Store{a, b}[i%2]
-		wg.Go(func() {
-			_, c, err := st.ProvisionRoom(ctx, store.Provision{ID: "shared", Name: "Shared", Members: []store.User{alice}})
-			if err != nil {
-				t.Errorf("ProvisionRoom = %v", err)
-				return
-			}
-			if c {
-				mu.Lock()
-				created++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	created, _ := race(t, a, b, "ProvisionRoom", func(_ int, st *store.Store) (struct{}, bool, error) {
+		_, c, err := st.ProvisionRoom(ctx, store.Provision{ID: "shared", Name: "Shared", Members: []store.User{alice}})
+		return struct{}{}, c, err
+	})
 	if created != 1 {
 		t.Fatalf("8 racing provisions: %d created; want 1", created)
 	}
