@@ -147,6 +147,41 @@ func diffIDs(got, want []string) string {
 	return fmt.Sprintf("%d events; want %d; event %d is %s; want %s", len(got), len(want), i, at(got), at(want))
 }
 
+// placed opens a stream of user's on h.
+func placed(t *testing.T, h *Hub, user string) *conn {
+	t.Helper()
+	c := newConn(user, 1024)
+	if _, _, err := h.place(context.Background(), c); err != nil {
+		t.Fatalf("place(%s) = %v", user, err)
+	}
+	return c
+}
+
+// routing appends events to a log and notes which streams each must reach.
+type routing struct {
+	l    *memLog
+	want map[*conn][]int64
+	last int64 // the position of the last event appended
+}
+
+func (r *routing) send(room, typ, subject string, to ...*conn) {
+	r.last = r.l.append(room, typ, subject)
+	if r.want == nil {
+		r.want = map[*conn][]int64{}
+	}
+	for _, c := range to {
+		r.want[c] = append(r.want[c], r.last)
+	}
+}
+
+// check fails the test unless c's queue holds exactly the events sent to it.
+func (r *routing) check(t *testing.T, name string, c *conn) {
+	t.Helper()
+	if got := ids(queued(t, c)); !slices.Equal(got, idsOf(r.want[c]...)) {
+		t.Errorf("%s received %v; want %v", name, got, idsOf(r.want[c]...))
+	}
+}
+
 // The dispatcher routes each event to the streams of the room's members at
 // the time of the event: a join takes effect at once on every stream of the
 // user, the join included; a leave is the last event of the room the user
@@ -157,28 +192,16 @@ func TestHubRoutesByMembershipAtEventTime(t *testing.T) {
 	l.append("r", event.MemberJoined, "bob")
 	l.append("r", event.MemberJoined, "carol")
 	h := newMemHub(t, l, Options{})
-	open := func(user string) *conn {
-		c := newConn(user, 1024)
-		if _, _, err := h.place(context.Background(), c); err != nil {
-			t.Fatalf("place(%s) = %v", user, err)
-		}
-		return c
-	}
+	open := func(user string) *conn { return placed(t, h, user) }
 	bob1, bob2, carol := open("bob"), open("bob"), open("carol")
-	want := map[*conn][]int64{}
-	var last int64
-	send := func(room, typ, subject string, to ...*conn) {
-		last = l.append(room, typ, subject)
-		for _, c := range to {
-			want[c] = append(want[c], last)
-		}
-	}
+	r := &routing{l: l}
+	send := r.send
 	send("r", event.MessageCreated, "", bob1, bob2, carol)
 	send("s", event.MemberJoined, "bob", bob1, bob2)
 	send("s", event.MessageCreated, "", bob1, bob2)
 	send("r", event.MemberLeft, "carol", bob1, bob2, carol)
 	send("r", event.MessageCreated, "", bob1, bob2)
-	reach(t, h, last)
+	reach(t, h, r.last)
 	h.unregister(bob1)
 	if n := h.Stats().Streams; n != 2 {
 		t.Errorf("Streams after one ended = %d; want 2", n)
@@ -187,12 +210,10 @@ func TestHubRoutesByMembershipAtEventTime(t *testing.T) {
 	send("s", event.MemberLeft, "bob", bob2)
 	send("s", event.MessageCreated, "")
 	send("r", event.MessageCreated, "", bob2)
-	reach(t, h, last)
+	reach(t, h, r.last)
 
 	for name, c := range map[string]*conn{"bob#1": bob1, "bob#2": bob2, "carol": carol} {
-		if got := ids(queued(t, c)); !slices.Equal(got, idsOf(want[c]...)) {
-			t.Errorf("%s received %v; want %v", name, got, idsOf(want[c]...))
-		}
+		r.check(t, name, c)
 	}
 	if rooms, ok := h.RoomsOf("bob"); !ok || !slices.Equal(rooms, []string{"r"}) {
 		t.Errorf("RoomsOf(bob) = %v, %v; want [r]", rooms, ok)
@@ -270,22 +291,10 @@ func TestHubRoutesUserEventsAndRoomDeletion(t *testing.T) {
 	l.append("r", event.MemberJoined, "carol")
 	l.append("s", event.MemberJoined, "bob")
 	h := newMemHub(t, l, Options{})
-	open := func(user string) *conn {
-		c := newConn(user, 1024)
-		if _, _, err := h.place(context.Background(), c); err != nil {
-			t.Fatalf("place(%s) = %v", user, err)
-		}
-		return c
-	}
+	open := func(user string) *conn { return placed(t, h, user) }
 	bob1, bob2, carol, dave := open("bob"), open("bob"), open("carol"), open("dave")
-	want := map[*conn][]int64{}
-	var last int64
-	send := func(room, typ, subject string, to ...*conn) {
-		last = l.append(room, typ, subject)
-		for _, c := range to {
-			want[c] = append(want[c], last)
-		}
-	}
+	r := &routing{l: l}
+	send := r.send
 	send("", event.Custom, "bob", bob1, bob2)
 	send("", event.Custom, "dave", dave)
 	send("", event.Custom, "erin") // no stream here
@@ -295,11 +304,9 @@ func TestHubRoutesUserEventsAndRoomDeletion(t *testing.T) {
 	send("r", event.RoomDeleted, "bob", bob1, bob2)
 	send("r", event.MessageCreated, "") // none can follow a deletion; none would reach anyone
 	send("s", event.MessageCreated, "", bob1, bob2)
-	reach(t, h, last)
+	reach(t, h, r.last)
 	for name, c := range map[string]*conn{"bob#1": bob1, "bob#2": bob2, "carol": carol, "dave": dave} {
-		if got := ids(queued(t, c)); !slices.Equal(got, idsOf(want[c]...)) {
-			t.Errorf("%s received %v; want %v", name, got, idsOf(want[c]...))
-		}
+		r.check(t, name, c)
 	}
 	if rooms, _ := h.RoomsOf("bob"); !slices.Equal(rooms, []string{"s"}) {
 		t.Errorf("RoomsOf(bob) after r's deletion = %v; want [s]", rooms)
