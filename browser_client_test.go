@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,10 +40,10 @@ type appServer struct {
 	files  map[string]string // /test/ path → file on disk
 	inline map[string]string // /test/ path → content
 
-	down     atomic.Bool                   // answer 502, as a proxy does while its upstream is away
-	forget   atomic.Bool                   // send streams a resume position of another epoch
-	dropAcks atomic.Int32                  // posts to forward, and then answer 502 instead
-	hold     atomic.Pointer[chan struct{}] // when set, pages of history wait for it to close before they are answered
+	down     atomic.Bool          // answer 502, as a proxy does while its upstream is away
+	forget   atomic.Bool          // send streams a resume position of another epoch
+	dropAcks atomic.Int32         // posts to forward, and then answer 502 instead
+	hold     atomic.Pointer[held] // when set, its route's answers wait for it
 
 	mu       sync.Mutex
 	seen     map[string]int // "METHOD /route" → requests forwarded; "502 METHOD /route" → answered 502
@@ -62,6 +63,27 @@ func route(r *http.Request) string {
 		p = roomPath.ReplaceAllString(p, "/v1/rooms/{room}")
 	}
 	return r.Method + " " + p
+}
+
+// held is a route whose answers the app keeps until release closes.
+type held struct {
+	route   string
+	release chan struct{}
+}
+
+// holdAnswers makes the app keep Herald's answers on route (as
+// "METHOD /route") until the returned func lets them go; the count of
+// "held "+route starts again from zero.
+func (a *appServer) holdAnswers(route string) (release func()) {
+	a.mu.Lock()
+	delete(a.seen, "held "+route)
+	a.mu.Unlock()
+	h := &held{route: route, release: make(chan struct{})}
+	a.hold.Store(h)
+	return func() {
+		a.hold.Store(nil)
+		close(h.release)
+	}
 }
 
 func newApp(t *testing.T, heraldURL string) *appServer {
@@ -192,12 +214,12 @@ func (a *appServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(ctx)
 	}
 	a.note(key)
-	if hold := a.hold.Load(); hold != nil && key == "GET /v1/rooms/{room}/messages" {
-		// Herald reads the page now; its answer arrives later.
+	if hold := a.hold.Load(); hold != nil && key == hold.route {
+		// Herald answers now; its answer arrives later.
 		rec := httptest.NewRecorder()
 		a.proxy.ServeHTTP(rec, r)
 		a.note("held " + key)
-		<-*hold
+		<-hold.release
 		for k, v := range rec.Header() {
 			w.Header()[k] = v
 		}
@@ -521,17 +543,39 @@ func TestBrowserClient(t *testing.T) {
 		room3 := s.createRoom(bob, "slow history", false)
 		s.must(http.StatusOK, "POST", "/v1/rooms/"+room3+"/join", alice, nil, nil)
 		s.post(bob, room3, "old")
-		hold := make(chan struct{})
-		app.hold.Store(&hold)
-		held := app.count("held GET /v1/rooms/{room}/messages")
+		release := app.holdAnswers("GET /v1/rooms/{room}/messages")
 		p.eval(`(window.loading = alice.loadMessages(`+jsString(room3)+`), null)`, nil)
-		app.waitCount("held GET /v1/rooms/{room}/messages", held+1)
+		app.waitCount("held GET /v1/rooms/{room}/messages", 1)
 		s.post(bob, room3, "new")
 		p.waitJS("the new message on the stream", `aliceRec.events.some(([type, d]) => type === "message:created" && d.text === "new")`)
-		app.hold.Store(nil)
-		close(hold)
+		release()
 		p.eval(`window.loading.then(() => null)`, nil)
 		p.waitJS("both, in order", `texts(alice, `+jsString(room3)+`) === '["old","new"]'`)
+	})
+
+	t.Run("keeps who joins and leaves while members load", func(t *testing.T) {
+		p := p.in(t)
+		carol, dave := s.token("carol"), s.token("dave")
+		room4 := s.createRoom(bob, "slow members", false)
+		r := jsString(room4)
+		for _, tok := range []string{alice, carol} {
+			s.must(http.StatusOK, "POST", "/v1/rooms/"+room4+"/join", tok, nil, nil)
+		}
+		// Herald answers bob, alice and carol; then dave joins and carol
+		// leaves before the answer reaches the page.
+		release := app.holdAnswers("GET /v1/rooms/{room}/members")
+		p.eval(`(window.loading = alice.members(`+r+`), null)`, nil)
+		app.waitCount("held GET /v1/rooms/{room}/members", 1)
+		s.must(http.StatusOK, "POST", "/v1/rooms/"+room4+"/join", dave, nil, nil)
+		s.must(http.StatusNoContent, "POST", "/v1/rooms/"+room4+"/leave", carol, nil, nil)
+		p.waitJS("both changes on the stream", `aliceRec.events.some(([type, d]) => type === "member:left" && d.room === `+r+` && d.user === "carol")`)
+		release()
+		p.eval(`window.loading.then(() => null)`, nil)
+		var users []string
+		p.eval(`alice.getSnapshot().members[`+r+`].map((m) => m.user).sort()`, &users)
+		if want := []string{"alice", "bob", "dave"}; !slices.Equal(users, want) {
+			t.Errorf("members after the answer = %v; want %v", users, want)
+		}
 	})
 
 	t.Run("catches up over REST after a resync", func(t *testing.T) {

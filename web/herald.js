@@ -118,6 +118,7 @@ export class Herald extends EventTarget {
     this._loading = new Map(); // room → messages that came while a page of it was on its way
     this._presenceSeq = 0; // counts presence:changed events
     this._presenceAt = new Map(); // user → the count at their last event
+    this._memberChanges = new Map(); // room → {fetching, changes}: joins and leaves heard while its members load
     this._roomsTimer = 0;
     this._notifyQueued = false;
 
@@ -503,12 +504,28 @@ export class Herald extends EventTarget {
   /** A room's members with their presence; also refreshes the snapshot's. */
   async members(room) {
     const asked = this._presenceSeq;
-    const { members } = await this._request("GET", `/v1/rooms/${enc(room)}/members`, { retry: true });
+    // A join or leave heard while the answer is on its way may or may not
+    // be in it: replayed in order over the answer, each gives the same list
+    // either way.
+    const heard = this._memberChanges.get(room) ?? { fetching: 0, changes: [] };
+    this._memberChanges.set(room, heard);
+    heard.fetching++;
+    const from = heard.changes.length;
+    let members;
+    try {
+      ({ members } = await this._request("GET", `/v1/rooms/${enc(room)}/members`, { retry: true }));
+    } finally {
+      if (--heard.fetching === 0 && this._memberChanges.get(room) === heard) this._memberChanges.delete(room);
+    }
+    let list = members.map((m) => Object.freeze({ user: m.user, name: m.name ?? "", owner: m.owner, joined_at: m.joined_at }));
+    const added = [];
+    for (const { user, member } of heard.changes.slice(from)) {
+      if (!member) list = list.filter((m) => m.user !== user);
+      else if (!list.some((m) => m.user === user)) list.push(member), added.push(user);
+    }
     const presence = this._presenceSince(asked, members);
-    this._update({
-      members: { ...this._snap.members, [room]: Object.freeze(members.map((m) => Object.freeze({ user: m.user, name: m.name ?? "", owner: m.owner, joined_at: m.joined_at }))) },
-      presence,
-    });
+    this._update({ members: { ...this._snap.members, [room]: Object.freeze(list) }, presence });
+    if (added.length) this.presence(added).catch((err) => this._emitError(err));
     return members;
   }
 
@@ -910,8 +927,9 @@ export class Herald extends EventTarget {
           this._scheduleRooms();
           return;
         }
+        const m = Object.freeze({ user: d.user, name: d.name ?? "", owner: false, joined_at: null });
+        this._memberChanges.get(d.room)?.changes.push({ user: d.user, member: m });
         if (s.members[d.room] && !s.members[d.room].some((m) => m.user === d.user)) {
-          const m = Object.freeze({ user: d.user, name: d.name ?? "", owner: false, joined_at: null });
           this._update({ members: { ...s.members, [d.room]: Object.freeze([...s.members[d.room], m]) } });
           this.presence([d.user]).catch((err) => this._emitError(err));
         }
@@ -921,6 +939,7 @@ export class Herald extends EventTarget {
           this._forgetRoom(d.room);
           return;
         }
+        this._memberChanges.get(d.room)?.changes.push({ user: d.user });
         if (s.members[d.room]) {
           this._update({ members: { ...s.members, [d.room]: Object.freeze(s.members[d.room].filter((m) => m.user !== d.user)) } });
         }
