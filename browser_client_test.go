@@ -578,6 +578,47 @@ func TestBrowserClient(t *testing.T) {
 		}
 	})
 
+	t.Run("keeps what comes while the rooms list loads", func(t *testing.T) {
+		p := p.in(t)
+		busy := s.createRoom(bob, "busy", false)
+		gone := s.createRoom(bob, "gone", false)
+		for _, r := range []string{busy, gone} {
+			s.must(http.StatusOK, "POST", "/v1/rooms/"+r+"/join", alice, nil, nil)
+		}
+		s.post(bob, busy, "first")
+		unread := `alice.getSnapshot().rooms.find((r) => r.id === ` + jsString(busy) + `)?.unread`
+		p.waitJS("one unread", unread+` === 1`)
+		// Herald lists both rooms with one unread; then bob posts again
+		// and alice leaves the other room before the answer reaches the page.
+		release := app.holdAnswers("GET /v1/rooms")
+		p.eval(`(window.loading = alice.rooms(), null)`, nil)
+		app.waitCount("held GET /v1/rooms", 1)
+		last := s.post(bob, busy, "second")
+		s.must(http.StatusNoContent, "POST", "/v1/rooms/"+gone+"/leave", alice, nil, nil)
+		p.waitJS("both on the stream", `aliceRec.events.some(([type, d]) => type === "member:left" && d.room === `+jsString(gone)+`)`)
+		release()
+		p.eval(`window.loading.then(() => null)`, nil)
+		var got struct {
+			Unread int64 `json:"unread"`
+			Last   int64 `json:"last"`
+			Gone   bool  `json:"gone"`
+		}
+		p.eval(`(() => {
+			const rooms = alice.getSnapshot().rooms;
+			const busy = rooms.find((r) => r.id === `+jsString(busy)+`);
+			return { unread: busy.unread, last: busy.last_message?.id ?? 0, gone: rooms.some((r) => r.id === `+jsString(gone)+`) };
+		})()`, &got)
+		if got.Unread != 2 || got.Last != last || got.Gone {
+			t.Errorf("after the answer: unread %d, last message %d, left room listed %v; want 2, %d, false", got.Unread, got.Last, got.Gone, last)
+		}
+		// Asked again, with nothing on the way, the server agrees.
+		p.eval(`alice.rooms().then(() => null)`, nil)
+		p.eval(unread, &got.Unread)
+		if got.Unread != 2 {
+			t.Errorf("unread after a fresh list = %d; want 2", got.Unread)
+		}
+	})
+
 	t.Run("catches up over REST after a resync", func(t *testing.T) {
 		p := p.in(t)
 		dave := s.token("dave")

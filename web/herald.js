@@ -119,6 +119,7 @@ export class Herald extends EventTarget {
     this._presenceSeq = 0; // counts presence:changed events
     this._presenceAt = new Map(); // user → the count at their last event
     this._memberChanges = new Map(); // room → {fetching, changes}: joins and leaves heard while its members load
+    this._roomsFetches = new Set(); // for each rooms() answer on its way, the room patches heard meanwhile
     this._roomsTimer = 0;
     this._notifyQueued = false;
 
@@ -452,8 +453,19 @@ export class Herald extends EventTarget {
 
   /** Your rooms, with unread counts; also refreshes the snapshot's. */
   async rooms() {
-    const { rooms } = await this._request("GET", "/v1/rooms", { retry: true });
+    // The answer may predate events heard while it is on its way: their
+    // patches are applied again over it (each gives the same room whether
+    // or not the answer had its change).
+    const heard = [];
+    this._roomsFetches.add(heard);
+    let rooms;
+    try {
+      ({ rooms } = await this._request("GET", "/v1/rooms", { retry: true }));
+    } finally {
+      this._roomsFetches.delete(heard);
+    }
     this._update({ rooms: Object.freeze(rooms.map((r) => Object.freeze({ ...r }))) });
+    for (const [room, fn] of heard) this._patchRoom(room, fn);
     return rooms;
   }
 
@@ -821,11 +833,17 @@ export class Herald extends EventTarget {
     this._update({ pending });
   }
 
+  // _patchRoom replaces room in the rooms list by fn(room), or removes it
+  // when fn gives null. fn must be idempotent: a rooms() answer on its way
+  // gets it again.
   _patchRoom(room, fn) {
+    for (const heard of this._roomsFetches) heard.push([room, fn]);
     const i = this._snap.rooms.findIndex((r) => r.id === room);
     if (i < 0) return;
+    const next = fn(this._snap.rooms[i]);
     const rooms = this._snap.rooms.slice();
-    rooms[i] = Object.freeze(fn(rooms[i]));
+    if (next) rooms[i] = Object.freeze(next);
+    else rooms.splice(i, 1);
     this._update({ rooms: Object.freeze(rooms) });
   }
 
@@ -874,9 +892,9 @@ export class Herald extends EventTarget {
     this._loading.delete(room);
     this._opened.delete(room);
     this._stopTyping(room, false);
+    this._patchRoom(room, () => null);
     const s = this._snap;
     this._update({
-      rooms: Object.freeze(s.rooms.filter((r) => r.id !== room)),
       messages: drop(s.messages), hasMore: drop(s.hasMore), pending: drop(s.pending),
       typing: drop(s.typing), members: drop(s.members), receipts: drop(s.receipts),
       online: drop(s.online),
@@ -912,8 +930,13 @@ export class Herald extends EventTarget {
         // it from send() or a page of history.
         this._loading.get(d.room)?.push(d);
         const added = this._msgIds.has(d.room) ? this._mergeMessages(d.room, [d]) : 1;
-        if (added && d.user !== s.user) {
-          this._patchRoom(d.room, (r) => (d.id > (r.last_read ?? 0) ? { ...r, unread: (r.unread ?? 0) + 1 } : r));
+        if (added) {
+          // The room's newest message says whether its unread count has this one.
+          this._patchRoom(d.room, (r) => {
+            if (d.id <= (r.last_message?.id ?? 0)) return r;
+            const unread = d.user !== s.user && d.id > (r.last_read ?? 0) ? (r.unread ?? 0) + 1 : r.unread;
+            return { ...r, last_message: d, unread };
+          });
         }
         if (d.user !== s.user) this._dropTypist(d.room, d.user);
         return;
