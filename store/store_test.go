@@ -99,6 +99,32 @@ func BenchmarkPostMessage_64Writers(b *testing.B) {
 	b.ReportMetric(float64(writes)/float64(max(commits, 1)), "writes/commit")
 }
 
+// BenchmarkPostMessage_1Writer measures one post's time in the store when
+// nothing else writes, the store's part of the latency floor, with each
+// durability setting.
+func BenchmarkPostMessage_1Writer(b *testing.B) {
+	for _, sync := range []string{"NORMAL", "FULL"} {
+		b.Run(sync, func(b *testing.B) {
+			ctx := context.Background()
+			st, err := store.Open(ctx, store.Options{Path: filepath.Join(b.TempDir(), "h.db"), Synchronous: sync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			room, err := st.CreateRoom(ctx, alice, "bench", false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := st.PostMessage(ctx, alice, room.ID, "durable hello", ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkSnapshot measures what every stream reads as it opens: a user's
 // rooms and the log head, in one statement.
 func BenchmarkSnapshot(b *testing.B) {
