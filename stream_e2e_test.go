@@ -1035,29 +1035,7 @@ func TestStreamSlowConsumerIsDroppedAndResumes(t *testing.T) {
 
 	// The server ended the sloth's stream: reading it now yields what was
 	// written before the drop, then the end.
-	conn.SetReadDeadline(time.Now().Add(streamtest.Timeout))
-	var got []sseEvent
-	lastID := ""
-	dec := stream.NewDecoder(slow.Body)
-	for {
-		f, err := dec.Next()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("the dropped stream did not end (after %d events)", len(got))
-		}
-		if err != nil {
-			break // the end, clean or cut mid-frame; only whole frames count
-		}
-		if f.HasID {
-			lastID = f.ID
-		}
-		if f.Event == "message:created" {
-			e := sseEvent{Frame: f}
-			if err := json.Unmarshal([]byte(f.Data), &e.p); err != nil {
-				t.Fatalf("message:created data %q: %v", f.Data, err)
-			}
-			got = append(got, e)
-		}
-	}
+	got, lastID := readToEnd(t, "dropped", conn, slow.Body)
 	if len(got) >= len(texts) {
 		t.Fatalf("the sloth read all %d messages before being dropped; want it behind", len(got))
 	}
@@ -1099,17 +1077,26 @@ func TestStreamWriteTimeoutCountsAsDropped(t *testing.T) {
 	}
 
 	// The stream ended; what it delivered, then a replay, is everything.
+	got, lastID := readToEnd(t, "timed-out", conn, slow.Body)
+	again := sc.open("sloth", lastID)
+	got = append(got, sseRead(t, again, len(texts)-len(got))...)
+	sseCheckMessages(t, "sloth", got, texts)
+}
+
+// readToEnd reads a stream the server ended (what is named which) until
+// its end: the messages it delivered, and the id of its last event. A
+// stream that does not end within streamtest.Timeout fails the test.
+func readToEnd(t *testing.T, which string, conn net.Conn, body io.Reader) (got []sseEvent, lastID string) {
+	t.Helper()
 	conn.SetReadDeadline(time.Now().Add(streamtest.Timeout))
-	var got []sseEvent
-	lastID := ""
-	dec := stream.NewDecoder(slow.Body)
+	dec := stream.NewDecoder(body)
 	for {
 		f, err := dec.Next()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("the timed-out stream did not end (after %d events)", len(got))
+			t.Fatalf("the %s stream did not end (after %d events)", which, len(got))
 		}
 		if err != nil {
-			break
+			return got, lastID // the end, clean or cut mid-frame; only whole frames count
 		}
 		if f.HasID {
 			lastID = f.ID
@@ -1122,9 +1109,6 @@ func TestStreamWriteTimeoutCountsAsDropped(t *testing.T) {
 			got = append(got, e)
 		}
 	}
-	again := sc.open("sloth", lastID)
-	got = append(got, sseRead(t, again, len(texts)-len(got))...)
-	sseCheckMessages(t, "sloth", got, texts)
 }
 
 // ---------------------------------------------------------------------------
