@@ -74,12 +74,20 @@ func limitsServer(t *testing.T, env map[string]string) (*testServer, string) {
 	env = testEnv(t, env)
 	env["HERALD_API_KEYS"] = apiKeyOld
 	env["HERALD_SERVER_ADDR"] = "127.0.0.1:0"
+	return startApart(t, env, func(cfg *Config, addr chan<- string) { cfg.serverReady = addr })
+}
+
+// startApart starts a server with env (complete: see testEnv) whose second
+// listener, the server API's or the metrics' as wire says, tells its
+// address; it returns the server and that listener's URL.
+func startApart(t *testing.T, env map[string]string, wire func(*Config, chan<- string)) (*testServer, string) {
+	t.Helper()
 	cfg, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := make(chan string, 1)
-	cfg.serverReady = addr
+	wire(&cfg, addr)
 	s := startConfig(t, cfg)
 	return s, "http://" + <-addr
 }

@@ -7,7 +7,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/heraldchat/herald/stream/streamtest"
 )
 
@@ -376,22 +376,9 @@ func TestServerAPIKeyRotation(t *testing.T) {
 // On a listener of its own, the server API is served there alone, and the
 // main listener does not serve it.
 func TestServerAPIOwnListener(t *testing.T) {
-	env := serverEnv("HERALD_SERVER_ADDR", "127.0.0.1:0")
-	base := map[string]string{
-		"HERALD_ADDR": "127.0.0.1:0", "HERALD_DATA_DIR": t.TempDir(), "HERALD_JWT_SECRET": testSecret,
-		"HERALD_RATE_LIMITS": "off", "HERALD_LOG_LEVEL": "warn", "HERALD_SQLITE_SYNC": "NORMAL", "HERALD_DRAIN_DELAY": "0s",
-	}
-	for k, v := range base {
-		env[k] = v
-	}
-	cfg, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	cfg.serverReady = addr
-	s := startConfig(t, cfg)
-	private := &testServer{t: t, URL: "http://" + <-addr}
+	env := testEnv(t, serverEnv("HERALD_SERVER_ADDR", "127.0.0.1:0"))
+	s, privateURL := startApart(t, env, func(cfg *Config, addr chan<- string) { cfg.serverReady = addr })
+	private := &testServer{t: t, URL: privateURL}
 	sc := &streamScene{testServer: s, t: t}
 	room := sc.room("alice", "general", false)
 
@@ -409,19 +396,9 @@ func TestServerAPIOwnListener(t *testing.T) {
 // On a listener of its own, /metrics is served there alone, and the main
 // listener, which faces the internet, answers 404 for it.
 func TestMetricsOwnListener(t *testing.T) {
-	env := map[string]string{
-		"HERALD_ADDR": "127.0.0.1:0", "HERALD_DATA_DIR": t.TempDir(), "HERALD_JWT_SECRET": testSecret,
-		"HERALD_RATE_LIMITS": "off", "HERALD_LOG_LEVEL": "warn", "HERALD_SQLITE_SYNC": "NORMAL",
-		"HERALD_METRICS_ADDR": "127.0.0.1:0",
-	}
-	cfg, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	cfg.metricsReady = addr
-	s := startConfig(t, cfg)
-	private := &testServer{t: t, URL: "http://" + <-addr}
+	env := testEnv(t, map[string]string{"HERALD_METRICS_ADDR": "127.0.0.1:0"})
+	s, privateURL := startApart(t, env, func(cfg *Config, addr chan<- string) { cfg.metricsReady = addr })
+	private := &testServer{t: t, URL: privateURL}
 
 	resp, data := s.doResp("GET", "/metrics", "", nil, nil)
 	restCheckError(t, "/metrics on the main listener", resp, data, http.StatusNotFound, "not_found")
