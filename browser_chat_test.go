@@ -8,7 +8,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -35,6 +34,23 @@ func openChat(p *tab, base, room, name string) chat {
 	c := chat{p}
 	c.waitJS("the connection to go live", `document.querySelector("#conn").dataset.state === "live"`)
 	return c
+}
+
+// createRoom creates a room named name from the page, waits until the
+// page opens it, and returns its id.
+func (c chat) createRoom(name string) string {
+	c.t.Helper()
+	var before string
+	c.eval(`location.hash`, &before)
+	c.run("create room "+name,
+		chromedp.SendKeys(chromedp.ID("new-room-name"), name),
+		chromedp.Click(chromedp.CSS("#new-room button")),
+	)
+	c.waitJS("room "+name+" to open", fmt.Sprintf(`document.querySelector("#room-name").textContent === %s && location.hash.startsWith("#room=") && location.hash !== %s`,
+		jsString(name), jsString(before)))
+	var room string
+	c.eval(`decodeURIComponent(location.hash.slice("#room=".length))`, &room)
+	return room
 }
 
 // texts is a JS expression: the texts of the messages shown, oldest first.
@@ -87,13 +103,7 @@ func testChat(t *testing.T, aliceURL, bobURL string, s *testServer) {
 	alice := openChat(person(t, "alice"), aliceURL, "", "Alice")
 
 	// Alice creates a room; the page opens it.
-	alice.run("create a room",
-		chromedp.SendKeys(chromedp.ID("new-room-name"), "general"),
-		chromedp.Click(chromedp.CSS("#new-room button")),
-	)
-	alice.waitJS("the new room to open", `document.querySelector("#room-name").textContent === "general" && location.hash.startsWith("#room=")`)
-	var room string
-	alice.eval(`decodeURIComponent(location.hash.slice("#room=".length))`, &room)
+	room := alice.createRoom("general")
 
 	// History to page back through: 55 messages from carol.
 	carol := s.token("carol")
@@ -144,13 +154,7 @@ func testChat(t *testing.T, aliceURL, bobURL string, s *testServer) {
 
 	// Alice moves to another room; Bob's next messages count as unread
 	// there until she comes back.
-	alice.run("create another room",
-		chromedp.SendKeys(chromedp.ID("new-room-name"), "random"),
-		chromedp.Click(chromedp.CSS("#new-room button")),
-	)
-	alice.waitJS("the other room to open", `document.querySelector("#room-name").textContent === "random" && location.hash !== "#room=" + encodeURIComponent(`+strconv.Quote(room)+`)`)
-	var random string
-	alice.eval(`decodeURIComponent(location.hash.slice("#room=".length))`, &random)
+	random := alice.createRoom("random")
 	bob.run("send two", chromedp.SendKeys(chromedp.ID("text"), "are you there?\n"))
 	bob.waitTexts("the first", append(append([]string{}, history...), "hello alice", "are you there?")...)
 	bob.run("send two", chromedp.SendKeys(chromedp.ID("text"), "hello?\n"))
@@ -204,13 +208,7 @@ func TestBrowserChatBigRoom(t *testing.T) {
 		"HERALD_PRESENCE_BATCH": "20ms", "HERALD_PRESENCE_GRACE": "0s",
 	})
 	alice := openChat(person(t, "alice"), s.URL, "", "Alice")
-	alice.run("create a room",
-		chromedp.SendKeys(chromedp.ID("new-room-name"), "town hall"),
-		chromedp.Click(chromedp.CSS("#new-room button")),
-	)
-	alice.waitJS("the new room to open", `document.querySelector("#room-name").textContent === "town hall" && location.hash.startsWith("#room=")`)
-	var room string
-	alice.eval(`decodeURIComponent(location.hash.slice("#room=".length))`, &room)
+	room := alice.createRoom("town hall")
 	bob, carol := s.token("bob"), s.token("carol")
 	joinRoom(t, s, bob, room)
 	joinRoom(t, s, carol, room)

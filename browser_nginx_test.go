@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	"github.com/heraldchat/herald/api"
 	"github.com/heraldchat/herald/store/storetest"
 	"github.com/heraldchat/herald/web"
@@ -207,13 +206,7 @@ func TestBrowserNginx(t *testing.T) {
 	url, accessLog := startNginx(t, strings.TrimPrefix(herald.URL, "http://"))
 
 	alice := openChat(person(t, "alice"), url, "", "Alice")
-	alice.run("create a room",
-		chromedp.SendKeys(chromedp.ID("new-room-name"), "through nginx"),
-		chromedp.Click(chromedp.CSS("#new-room button")),
-	)
-	alice.waitJS("the room", `document.querySelector("#room-name").textContent === "through nginx"`)
-	var room string
-	alice.eval(`decodeURIComponent(location.hash.slice("#room=".length))`, &room)
+	room := alice.createRoom("through nginx")
 	var proto string
 	alice.eval(`performance.getEntriesByType("navigation")[0].nextHopProtocol`, &proto)
 	if proto != "h2" {
