@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 )
@@ -57,4 +60,25 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 		b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
+}
+
+// serveApart serves h on a listener of its own at addr (the value of the
+// flag named), for what is kept off the main listener; ready, set by
+// tests, receives the address it listens on.
+func serveApart(cfg Config, addr, flag, what string, h http.Handler, ready chan<- string, logger *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (--%s): %w", addr, flag, err)
+	}
+	s := newHTTPServer(cfg, h, logger)
+	go func() {
+		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error(what+" listener", "err", err)
+		}
+	}()
+	logger.Info(what+" listening", "addr", ln.Addr().String())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	return s, nil
 }

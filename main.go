@@ -26,9 +26,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/heraldchat/herald/api"
 	"github.com/heraldchat/herald/web"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 //go:embed openapi.yaml
@@ -285,23 +286,9 @@ func listenMetrics(cfg Config, srv *api.Server, logger *slog.Logger) (*http.Serv
 	if cfg.MetricsAddr == "" {
 		return nil, nil
 	}
-	ln, err := net.Listen("tcp", cfg.MetricsAddr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s (--metrics-addr): %w", cfg.MetricsAddr, err)
-	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", srv.MetricsHandler())
-	s := newHTTPServer(cfg, mux, logger)
-	go func() {
-		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("metrics listener", "err", err)
-		}
-	}()
-	logger.Info("metrics listening", "addr", ln.Addr().String())
-	if cfg.metricsReady != nil {
-		cfg.metricsReady <- ln.Addr().String()
-	}
-	return s, nil
+	return serveApart(cfg, cfg.MetricsAddr, "metrics-addr", "metrics", mux, cfg.metricsReady, logger)
 }
 
 // startDebug serves pprof on a separate, opt-in listener.

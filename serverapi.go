@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 
 	"github.com/heraldchat/herald/api"
@@ -21,19 +18,9 @@ func listenServerAPI(cfg Config, srv *api.Server, logger *slog.Logger) (*http.Se
 	if cfg.ServerAddr == "" {
 		return nil, srv.Handler(), nil
 	}
-	ln, err := net.Listen("tcp", cfg.ServerAddr)
+	s, err := serveApart(cfg, cfg.ServerAddr, "server-addr", "server API", srv.ServerAPIHandler(), cfg.serverReady, logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listen on %s (--server-addr): %w", cfg.ServerAddr, err)
-	}
-	s := newHTTPServer(cfg, srv.ServerAPIHandler(), logger)
-	go func() {
-		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("server API listener", "err", err)
-		}
-	}()
-	logger.Info("server API listening", "addr", ln.Addr().String())
-	if cfg.serverReady != nil {
-		cfg.serverReady <- ln.Addr().String()
+		return nil, nil, err
 	}
 	return s, srv.PublicHandler(), nil
 }
