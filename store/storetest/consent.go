@@ -306,11 +306,7 @@ func testCaps(t *testing.T, db Database) {
 func testConcurrentCaps(t *testing.T, db Database) {
 	ctx := context.Background()
 	opts := store.Options{MaxRoomsPerUser: 3, MaxRoomMembers: 3}
-	a := db.Open(t, opts)
-	b := a
-	if db.Shared() {
-		b = db.Open(t, opts)
-	}
+	a, b := openTwo(t, db, opts)
 	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
 	var rooms []string
 	for i := range 8 {
@@ -439,11 +435,7 @@ func testOwnerLeaves(t *testing.T, db Database) {
 // is a member.
 func testOwnerLeavesRace(t *testing.T, db Database) {
 	ctx := context.Background()
-	a := db.Open(t, store.Options{})
-	b := a
-	if db.Shared() {
-		b = db.Open(t, store.Options{})
-	}
+	a, b := openTwo(t, db, store.Options{})
 	for i := range 6 {
 		room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, fmt.Sprint("r", i), false))
 		must[bool](t, "Join")(a.Join(ctx, bob, room.ID))

@@ -51,6 +51,16 @@ func (sqliteDB) Sync(testing.TB, *store.Store) {}
 
 func (sqliteDB) Shared() bool { return false }
 
+// openTwo opens two stores on db where it is shared, as two instances
+// would; on a SQLite file, one store twice.
+func openTwo(t *testing.T, db Database, opts store.Options) (a, b *store.Store) {
+	a = db.Open(t, opts)
+	if !db.Shared() {
+		return a, a
+	}
+	return a, db.Open(t, opts)
+}
+
 // PostgresDatabase is a new database on the package's shared PostgreSQL server.
 func PostgresDatabase(t *testing.T) Database { return postgresDB{DatabaseURL(t)} }
 
@@ -971,11 +981,7 @@ func testRoomManagement(t *testing.T, db Database) {
 // deletion in the log.
 func testDeletionRacesWriters(t *testing.T, db Database) {
 	ctx := context.Background()
-	a := db.Open(t, store.Options{})
-	b := a
-	if db.Shared() {
-		b = db.Open(t, store.Options{})
-	}
+	a, b := openTwo(t, db, store.Options{})
 	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
 	must[bool](t, "Join")(a.Join(ctx, bob, room.ID))
 	start := head(t, db, a)
