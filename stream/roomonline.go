@@ -68,12 +68,27 @@ type roomCounter struct {
 	dirty  map[string]struct{} // rooms whose count or size may have changed
 	// sized holds whether rooms are large, as last sized, until their
 	// membership changes: the rooms of a user are sized once, not at every
-	// presence change of each member.
-	sized map[string]bool
+	// presence change of each member. It holds at most maxSized rooms.
+	sized    map[string]bool
+	maxSized int
 }
 
+// maxSizedRooms bounds the rooms whose sizes a roomCounter remembers.
+const maxSizedRooms = 1 << 16
+
 func newRoomCounter(dir Directory, board countBoard, limit int, logger *slog.Logger) *roomCounter {
-	return &roomCounter{dir: dir, board: board, limit: limit, logger: logger, dirty: map[string]struct{}{}, sized: map[string]bool{}}
+	return &roomCounter{dir: dir, board: board, limit: limit, logger: logger,
+		dirty: map[string]struct{}{}, sized: map[string]bool{}, maxSized: maxSizedRooms}
+}
+
+// roomFor makes room for the sizes of n more rooms. Past the bound the
+// counter forgets every size and asks again as rooms come up (a bounded
+// query each): nothing tells it that a room was deleted, and the sizes of
+// rooms deleted long ago must not stay in memory for the process's life.
+func (rc *roomCounter) roomFor(n int) {
+	if len(rc.sized)+n > rc.maxSized {
+		clear(rc.sized)
+	}
 }
 
 // changed forgets the sizes of rooms whose membership changed, and marks
@@ -89,6 +104,7 @@ func (rc *roomCounter) changed(rooms []string) {
 // others, sizing in the Directory only the rooms it has not sized since
 // their membership last changed.
 func (rc *roomCounter) split(ctx context.Context, rooms []string) (small, large []string, err error) {
+	rc.roomFor(len(rooms))
 	var unknown []string
 	for _, r := range rooms {
 		if _, ok := rc.sized[r]; !ok {
@@ -154,6 +170,7 @@ func (rc *roomCounter) sample(ctx context.Context) []Notice {
 	for _, r := range large {
 		isLarge[r] = true
 	}
+	rc.roomFor(len(claimed))
 	for _, r := range claimed {
 		rc.sized[r] = isLarge[r]
 	}

@@ -63,3 +63,36 @@ func TestRoomCounterSplit(t *testing.T) {
 		t.Errorf("sized again %v; want [at over]", got)
 	}
 }
+
+// TestRoomCounterForgets: past its bound the counter forgets the sizes it
+// holds (those of deleted rooms among them) and sizes rooms again, still
+// right.
+func TestRoomCounterForgets(t *testing.T) {
+	ctx := context.Background()
+	dir := &sizeDir{sizes: map[string]int{"over": 4, "a": 1, "b": 1, "c": 1, "gone": 0}}
+	rc := newRoomCounter(dir, &memoryBoard{counts: map[string]int{}}, 3, slog.New(slog.DiscardHandler))
+	rc.maxSized = 3
+	split := func(step string, rooms, wantLarge []string, wantAsked int) {
+		t.Helper()
+		_, large, err := rc.split(ctx, rooms)
+		if err != nil || !slices.Equal(large, wantLarge) {
+			t.Fatalf("%s: large = %v, %v; want %v", step, large, err, wantLarge)
+		}
+		if len(dir.asked) != wantAsked {
+			t.Fatalf("%s: LargeRooms called %d times (%v); want %d", step, len(dir.asked), dir.asked, wantAsked)
+		}
+		if len(rc.sized) > rc.maxSized {
+			t.Fatalf("%s: %d sizes held; want at most %d", step, len(rc.sized), rc.maxSized)
+		}
+	}
+	split("first", []string{"over", "gone"}, []string{"over"}, 1)
+	split("within the bound", []string{"over", "a"}, []string{"over"}, 2)
+	split("past it", []string{"b", "c"}, nil, 3)
+	if _, ok := rc.sized["gone"]; ok {
+		t.Error("the size of a room no one asked about since is still held past the bound")
+	}
+	split("asked again", []string{"over"}, []string{"over"}, 4)
+	if got := dir.asked[3]; !slices.Equal(got, []string{"over"}) {
+		t.Errorf("sized again %v; want [over]", got)
+	}
+}
