@@ -11,9 +11,16 @@ import (
 // back: each test makes the writer cache a membership inside a write that
 // then fails, and checks that the next write sees the database's answer.
 
-func openCacheTest(t *testing.T) (*Store, Room) {
+// openWithRoom opens a store with opts (on a new file unless opts.Path is
+// set, and synchronous NORMAL), closed when the test ends, with a room of
+// alice's.
+func openWithRoom(t *testing.T, opts Options) (*Store, Room) {
 	t.Helper()
-	st, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "herald.db"), Synchronous: "NORMAL"})
+	if opts.Path == "" {
+		opts.Path = filepath.Join(t.TempDir(), "herald.db")
+	}
+	opts.Synchronous = "NORMAL"
+	st, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +57,7 @@ func joinBob(tx *Tx, room Room) error {
 }
 
 func TestCacheForgetsRolledBackJoin(t *testing.T) {
-	st, room := openCacheTest(t)
+	st, room := openWithRoom(t, Options{})
 	ctx := context.Background()
 	// bob's non-membership is cached first, then a failed request joins him
 	// and checks the membership it wrote.
@@ -71,7 +78,7 @@ func TestCacheForgetsRolledBackJoin(t *testing.T) {
 }
 
 func TestCacheForgetsRolledBackLeave(t *testing.T) {
-	st, room := openCacheTest(t)
+	st, room := openWithRoom(t, Options{})
 	ctx := context.Background()
 	// The post caches alice's membership; the failed request then ends it.
 	if _, _, err := st.PostMessage(ctx, User{ID: "alice"}, room.ID, "hello", ""); err != nil {
@@ -95,7 +102,7 @@ func TestCacheForgetsRolledBackLeave(t *testing.T) {
 // those that succeeded; the cache must forget their writes too. A deferred
 // foreign key that is still broken at COMMIT makes SQLite refuse it.
 func TestCacheForgetsFailedCommit(t *testing.T) {
-	st, room := openCacheTest(t)
+	st, room := openWithRoom(t, Options{})
 	ctx := context.Background()
 	mustNotPost(t, st, room)
 	err := st.write(ctx, func(tx *Tx) error {

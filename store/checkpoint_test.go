@@ -14,15 +14,7 @@ import (
 func TestCheckpointerCopiesTheWAL(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "herald.db")
-	st, err := Open(ctx, Options{Path: path, Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	room, err := st.CreateRoom(ctx, User{ID: "alice"}, "r", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, room := openWithRoom(t, Options{Path: path})
 	for i := range 50 {
 		if _, _, err := st.PostMessage(ctx, User{ID: "alice"}, room.ID, "hello", ""); err != nil {
 			t.Fatalf("post %d: %v", i, err)

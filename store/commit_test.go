@@ -18,7 +18,7 @@ import (
 // feed or in the table, and the next committed event must take the next
 // position, so that a reader that has seen n has seen everything up to n.
 func TestFailedCommitPublishesNothing(t *testing.T) {
-	st, room := openCacheTest(t)
+	st, room := openWithRoom(t, Options{})
 	ctx := context.Background()
 	h0, err := st.Head(ctx)
 	if err != nil || h0 == 0 {

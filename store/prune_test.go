@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,15 +12,7 @@ import (
 // the oldest events are aged by hand, so the test does not wait on a clock.
 func TestPruneKeepsTheWindow(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "herald.db"), Synchronous: "NORMAL", Retention: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	room, err := st.CreateRoom(ctx, User{ID: "alice"}, "r", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, room := openWithRoom(t, Options{Retention: time.Hour})
 	for range 5 {
 		if _, _, err := st.PostMessage(ctx, User{ID: "alice"}, room.ID, "m", ""); err != nil {
 			t.Fatal(err)
