@@ -316,8 +316,7 @@ func testConcurrentRetries(t *testing.T, db Database) {
 	ctx := context.Background()
 	a, b := db.Open(t, store.Options{}), db.Open(t, store.Options{})
 	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
-	db.Sync(t, a)
-	start := must[int64](t, "Head")(a.Head(ctx))
+	start := head(t, db, a)
 	created, ids := race(t, a, b, "PostMessage", func(_ int, st *store.Store) (int64, bool, error) {
 		msg, c, err := st.PostMessage(ctx, alice, room.ID, "once", "retry-1")
 		return msg.ID, c, err
@@ -337,8 +336,7 @@ func testConcurrentJoins(t *testing.T, db Database) {
 	ctx := context.Background()
 	a, b := db.Open(t, store.Options{}), db.Open(t, store.Options{})
 	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
-	db.Sync(t, a)
-	start := must[int64](t, "Head")(a.Head(ctx))
+	start := head(t, db, a)
 	joined, _ := race(t, a, b, "Join", func(_ int, st *store.Store) (struct{}, bool, error) {
 		j, err := st.Join(ctx, bob, room.ID)
 		return struct{}{}, j, err
