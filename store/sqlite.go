@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -341,6 +342,19 @@ func (db *sqliteDB) writer() {
 	}
 }
 
+// run calls a request's function, turning its panic (a bug) into the
+// request's error, so that the rest of the batch commits and the writer,
+// whose goroutine no handler's recovery covers, lives on.
+func (db *sqliteDB) run(fn func(*Tx) error, t *Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			db.logger.Error("a write panicked", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("store: write panicked: %v", p)
+		}
+	}()
+	return fn(t)
+}
+
 // setLocked shortens the writer's wait for the write lock while another
 // process holds it, and restores it once a transaction got it.
 func (db *sqliteDB) setLocked(locked bool) {
@@ -387,7 +401,7 @@ func (db *sqliteDB) commitBatch(batch []*writeReq) {
 				return fmt.Errorf("store: savepoint: %w", err)
 			}
 			mark, cacheMark := len(t.events), db.cache.mark()
-			if err := req.fn(t); err != nil {
+			if err := db.run(req.fn, t); err != nil {
 				if err = unavailable(err); errors.Is(err, ErrUnavailable) {
 					// The database cannot write (a full disk, a lock):
 					// neither can the rest of the batch, and SQLite may

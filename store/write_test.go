@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -130,6 +131,57 @@ func TestQueuedWritesShareCommits(t *testing.T) {
 				t.Errorf("%d events committed; want %d", got, tc.queued)
 			}
 		})
+	}
+}
+
+// A write whose function panics (a bug) fails alone: the panic becomes
+// that write's error, its changes roll back, the rest of its batch commits,
+// and the writer goes on.
+func TestPanickingWriteFailsAlone(t *testing.T) {
+	w := openWriter(t, 256)
+	w.closeOnCleanup(t)
+	release := make(chan struct{})
+	held := w.hold(release)
+
+	// Queued before and after the panicking write: one batch of three.
+	var txs sync.Map
+	before := w.queue(1, &txs)
+	failed := make(chan error, 1)
+	go func() {
+		failed <- w.write(context.Background(), func(tx *Tx) error {
+			txs.Store(tx, true)
+			if err := tx.emit("r", "test:doomed", "", map[string]int{}); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	for len(w.reqs) < 2 {
+		runtime.Gosched()
+	}
+	after := w.queue(1, &txs)
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatalf("held write = %v", err)
+	}
+	if err := <-failed; err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("the panicking write = %v; want its panic as an error", err)
+	}
+	for _, answer := range []<-chan error{before, after} {
+		if err := <-answer; err != nil {
+			t.Errorf("a write in the panicking write's batch = %v", err)
+		}
+	}
+	if n := count(&txs); n != 1 {
+		t.Errorf("the three writes ran in %d transactions; want 1", n)
+	}
+	evs := w.events()
+	if len(evs) != 2 || evs[0].Type != "test:queued" || evs[1].Type != "test:queued" || evs[1].Seq != evs[0].Seq+1 {
+		t.Errorf("committed %s; want the two other writes' events only, at consecutive positions", describe(evs))
+	}
+	// The writer goes on.
+	if err := w.write(context.Background(), func(*Tx) error { return nil }); err != nil {
+		t.Errorf("write after a panicking write = %v", err)
 	}
 }
 
