@@ -19,14 +19,42 @@ type memberKey struct{ room, user string }
 // savepoint, or a whole transaction fails, the keys it wrote are forgotten;
 // every other entry was read while only committed state could differ from
 // it, so it stays true.
+//
+// It also remembers users' display names, which only ensureUser changes,
+// so that a post by a known user runs neither ensureUser's upsert nor a
+// query for the author's name: two statements of a post's eight. A name
+// learned inside a transaction may be that transaction's own write, so it
+// is noted like one (a key with no room) and forgotten on rollback.
 type memberCache struct {
 	rooms   map[string]Room
 	members map[memberKey]bool
+	names   map[string]string
 	written []memberKey // keys written by the open transaction
 }
 
 func newMemberCache() *memberCache {
-	return &memberCache{rooms: map[string]Room{}, members: map[memberKey]bool{}}
+	return &memberCache{rooms: map[string]Room{}, members: map[memberKey]bool{}, names: map[string]string{}}
+}
+
+// name returns a user's known display name, if the user is known.
+func (c *memberCache) name(user string) (string, bool) {
+	if c == nil {
+		return "", false
+	}
+	name, ok := c.names[user]
+	return name, ok
+}
+
+// setName records a user's display name as the open transaction sees it.
+func (c *memberCache) setName(user, name string) {
+	if c == nil {
+		return
+	}
+	if len(c.names) >= maxCachedMembers {
+		clear(c.names)
+	}
+	c.names[user] = name
+	c.written = append(c.written, memberKey{"", user})
 }
 
 // lookup returns a cached room and whether user is a member of it.
@@ -99,6 +127,10 @@ func (c *memberCache) mark() int { return len(c.written) }
 // created by a rolled-back request must not be cached either.
 func (c *memberCache) rollback(mark int) {
 	for _, k := range c.written[mark:] {
+		if k.room == "" {
+			delete(c.names, k.user)
+			continue
+		}
 		delete(c.members, k)
 		delete(c.rooms, k.room)
 	}

@@ -77,6 +77,59 @@ func TestCacheForgetsRolledBackJoin(t *testing.T) {
 	mustNotPost(t, st, room)
 }
 
+// A user first seen in a request that rolls back does not exist: the next
+// request must create it again rather than trust the name it learned.
+func TestCacheForgetsRolledBackUser(t *testing.T) {
+	st, room := openWithRoom(t, Options{})
+	ctx := context.Background()
+	for _, carol := range []User{{ID: "carol", Name: "Carol"}, {ID: "dave"}} {
+		err := st.write(ctx, func(tx *Tx) error {
+			if err := tx.ensureUser(carol); err != nil {
+				return err
+			}
+			if name, err := tx.userName(carol.ID); err != nil || name != carol.Name {
+				t.Errorf("inside the request: name %q, err %v; want %q", name, err, carol.Name)
+			}
+			return errAbort
+		})
+		if !errors.Is(err, errAbort) {
+			t.Fatalf("write: %v", err)
+		}
+		// Joining needs the user's row (a foreign key).
+		if err := st.write(ctx, func(tx *Tx) error {
+			if err := tx.ensureUser(carol); err != nil {
+				return err
+			}
+			_, err := tx.addMember(room.ID, carol, "")
+			return err
+		}); err != nil {
+			t.Errorf("%s joins after the rolled-back request: %v", carol.ID, err)
+		}
+	}
+}
+
+// A known user's name follows the tokens that name it, and a token without
+// a name keeps the known one.
+func TestCacheFollowsUserNames(t *testing.T) {
+	st, room := openWithRoom(t, Options{})
+	ctx := context.Background()
+	for _, tc := range []struct{ token, want string }{
+		{"Alice", "Alice"}, {"", "Alice"}, {"Alice B.", "Alice B."}, {"", "Alice B."}, {"Alice", "Alice"},
+	} {
+		msg, _, err := st.PostMessage(ctx, User{ID: "alice", Name: tc.token}, room.ID, "hi", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored string
+		if err := st.get(ctx, &stored, `SELECT name FROM users WHERE id = 'alice'`); err != nil {
+			t.Fatal(err)
+		}
+		if msg.Name != tc.want || stored != tc.want {
+			t.Errorf("post with name %q: message by %q, stored %q; want %q", tc.token, msg.Name, stored, tc.want)
+		}
+	}
+}
+
 func TestCacheForgetsRolledBackLeave(t *testing.T) {
 	st, room := openWithRoom(t, Options{})
 	ctx := context.Background()

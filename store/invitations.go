@@ -125,7 +125,8 @@ func (t *Tx) invite(room Room, user, by string) error {
 	}
 	inv := Invitation{Room: room.ID, Kind: room.Kind, Name: room.Name, Private: room.Private, By: by, CreatedAt: t.now}
 	if by != System {
-		if err := t.get(&inv.ByName, `SELECT name FROM users WHERE id = ?`, by); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		var err error
+		if inv.ByName, err = t.userName(by); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("store: find inviter: %w", err)
 		}
 	}

@@ -59,7 +59,7 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 		if name == "" {
 			// ensureUser kept the known name: answer and announce the message
 			// as history and retries will show it.
-			if err := t.get(&name, `SELECT name FROM users WHERE id = ?`, author.ID); err != nil {
+			if name, err = t.userName(author.ID); err != nil {
 				return fmt.Errorf("store: get author name: %w", err)
 			}
 		}

@@ -102,11 +102,30 @@ func (t *Tx) emit(room, typ, subject string, payload any) error {
 // ensureUser records a user the first time it is seen and keeps its display
 // name current (an empty name never erases a known one).
 func (t *Tx) ensureUser(u User) error {
+	if name, ok := t.cache.name(u.ID); ok && (u.Name == "" || u.Name == name) {
+		return nil // known, with this name
+	}
 	_, err := t.exec(`INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name WHERE excluded.name <> '' AND users.name <> excluded.name`,
 		u.ID, u.Name, t.now)
 	if err != nil {
 		return fmt.Errorf("store: ensure user: %w", err)
 	}
+	if u.Name != "" {
+		t.cache.setName(u.ID, u.Name)
+	}
 	return nil
+}
+
+// userName returns a known user's display name.
+func (t *Tx) userName(user string) (string, error) {
+	if name, ok := t.cache.name(user); ok {
+		return name, nil
+	}
+	var name string
+	if err := t.get(&name, `SELECT name FROM users WHERE id = ?`, user); err != nil {
+		return "", err
+	}
+	t.cache.setName(user, name)
+	return name, nil
 }
