@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/heraldchat/herald/internal/event"
 )
 
@@ -21,7 +23,7 @@ import (
 // testWriter is a SQLite writer on a new file, with what it committed.
 type testWriter struct {
 	*sqliteDB
-	r    interface{ Close() error }
+	r    *sqlx.DB // its reader pool
 	path string
 
 	mu        sync.Mutex
