@@ -11,9 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jmoiron/sqlx"
-
 	"github.com/heraldchat/herald/internal/event"
+	"github.com/jmoiron/sqlx"
 )
 
 // The SQLite writer's queue: these tests hold a transaction open (a write
