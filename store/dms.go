@@ -59,7 +59,7 @@ func (s *Store) OpenDM(ctx context.Context, me User, other string, invite bool) 
 		if !invite {
 			// Only someone Herald knows: who has presented a token or been
 			// added to a room.
-			if err := t.get(&peer.Name, `SELECT name FROM users WHERE id = ?`, other); errors.Is(err, sql.ErrNoRows) {
+			if peer.Name, err = t.userName(other); errors.Is(err, sql.ErrNoRows) {
 				return ErrUserNotFound
 			} else if err != nil {
 				return fmt.Errorf("store: find user: %w", err)

@@ -125,7 +125,6 @@ func (t *Tx) invite(room Room, user, by string) error {
 	}
 	inv := Invitation{Room: room.ID, Kind: room.Kind, Name: room.Name, Private: room.Private, By: by, CreatedAt: t.now}
 	if by != System {
-		var err error
 		if inv.ByName, err = t.userName(by); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("store: find inviter: %w", err)
 		}
