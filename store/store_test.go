@@ -131,7 +131,7 @@ func BenchmarkPostMessage_1Writer(b *testing.B) {
 // rate, one every 10 ms, where the writer and its core idle between posts
 // and a post runs two to three times slower than back to back. Its ns/op is
 // a post's mean time, the wait between posts left out; p50 and p99 beside.
-// (-benchtime 500x: a default run takes a minute of waiting.)
+// A default run times about 100 posts; -benchtime 500x gives a steadier p99.
 func BenchmarkPostMessage_Paced(b *testing.B) {
 	for _, sync := range []string{"NORMAL", "FULL"} {
 		b.Run(sync, func(b *testing.B) {
