@@ -101,6 +101,23 @@ func BenchmarkPostMessage_64Writers(b *testing.B) {
 	b.ReportMetric(float64(writes)/float64(max(commits, 1)), "writes/commit")
 }
 
+// openBenchRoom opens a store with the given durability and a room of
+// alice's to post in; the store closes with the benchmark.
+func openBenchRoom(b *testing.B, sync string) (*store.Store, store.Room) {
+	b.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Path: filepath.Join(b.TempDir(), "h.db"), Synchronous: sync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	room, err := st.CreateRoom(ctx, alice, "bench", false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st, room
+}
+
 // BenchmarkPostMessage_1Writer measures one post's time in the store when
 // nothing else writes, the store's part of the latency floor, with each
 // durability setting.
@@ -108,15 +125,7 @@ func BenchmarkPostMessage_1Writer(b *testing.B) {
 	for _, sync := range []string{"NORMAL", "FULL"} {
 		b.Run(sync, func(b *testing.B) {
 			ctx := context.Background()
-			st, err := store.Open(ctx, store.Options{Path: filepath.Join(b.TempDir(), "h.db"), Synchronous: sync})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
-			room, err := st.CreateRoom(ctx, alice, "bench", false)
-			if err != nil {
-				b.Fatal(err)
-			}
+			st, room := openBenchRoom(b, sync)
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, _, err := st.PostMessage(ctx, alice, room.ID, "durable hello", ""); err != nil {
@@ -136,15 +145,7 @@ func BenchmarkPostMessage_Paced(b *testing.B) {
 	for _, sync := range []string{"NORMAL", "FULL"} {
 		b.Run(sync, func(b *testing.B) {
 			ctx := context.Background()
-			st, err := store.Open(ctx, store.Options{Path: filepath.Join(b.TempDir(), "h.db"), Synchronous: sync})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
-			room, err := st.CreateRoom(ctx, alice, "bench", false)
-			if err != nil {
-				b.Fatal(err)
-			}
+			st, room := openBenchRoom(b, sync)
 			took := make([]time.Duration, 0, b.N)
 			var sum time.Duration
 			tick := time.NewTicker(10 * time.Millisecond)
