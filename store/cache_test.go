@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -181,16 +182,58 @@ func TestCacheForgetsFailedCommit(t *testing.T) {
 	}
 }
 
+// TestCacheStartsOverWhenFull: the cache keeps every entry up to its
+// bound, and past it starts over rather than grow: memberships (with their
+// rooms) and names alike.
 func TestCacheStartsOverWhenFull(t *testing.T) {
 	c := newMemberCache()
 	room := Room{ID: "r"}
-	for i := range maxCachedMembers + 10 {
-		c.read(room, string(rune('a'+i%26))+string(rune(i)), false)
+	user := func(i int) string { return "u" + strconv.Itoa(i) }
+	for i := range maxCachedMembers {
+		c.read(room, user(i), false)
+		c.setName(user(i), "n")
 	}
-	if n := len(c.members); n > maxCachedMembers {
-		t.Fatalf("cache holds %d entries, more than %d", n, maxCachedMembers)
+	c.commit()
+	if _, _, ok := c.lookup("r", user(0)); !ok {
+		t.Fatal("the first membership is forgotten before the cache is full")
 	}
-	if _, _, ok := c.lookup("r", string(rune('a'+(maxCachedMembers+9)%26))+string(rune(maxCachedMembers+9))); !ok {
-		t.Fatal("the entry read last is not cached")
+	if _, ok := c.name(user(0)); !ok {
+		t.Fatal("the first name is forgotten before the cache is full")
+	}
+	for i := maxCachedMembers; i < maxCachedMembers+10; i++ {
+		c.read(room, user(i), false)
+		c.setName(user(i), "n")
+		if n := len(c.members); n > maxCachedMembers {
+			t.Fatalf("cache holds %d memberships, more than %d", n, maxCachedMembers)
+		}
+		if n := len(c.names); n > maxCachedMembers {
+			t.Fatalf("cache holds %d names, more than %d", n, maxCachedMembers)
+		}
+	}
+	c.commit()
+	last := user(maxCachedMembers + 9)
+	if _, _, ok := c.lookup("r", last); !ok {
+		t.Fatal("the membership read last is not cached")
+	}
+	if _, ok := c.name(last); !ok {
+		t.Fatal("the name set last is not cached")
+	}
+}
+
+// TestCacheForgetsDeletedRoomOnly: deleting a room forgets its room and
+// memberships, and keeps every other room's.
+func TestCacheForgetsDeletedRoomOnly(t *testing.T) {
+	c := newMemberCache()
+	c.read(Room{ID: "gone"}, "alice", true)
+	c.read(Room{ID: "kept"}, "alice", true)
+	c.forgetRoom("gone")
+	if _, _, ok := c.lookup("gone", "alice"); ok {
+		t.Error("a deleted room's membership is still cached")
+	}
+	if _, member, ok := c.lookup("kept", "alice"); !ok || !member {
+		t.Errorf("another room's membership = %v, cached %v after a deletion; want true, cached", member, ok)
+	}
+	if n := len(c.members); n != 1 {
+		t.Errorf("cache holds %d memberships after a deletion; want 1", n)
 	}
 }
