@@ -48,6 +48,37 @@ func TestPruneKeepsTheWindow(t *testing.T) {
 	}
 }
 
+// The pruner forgets spent tickets once they have expired, and only
+// then: an expired nonce can be spent again (its ticket no longer
+// verifies anyway), a live one cannot.
+func TestPrunerForgetsExpiredTickets(t *testing.T) {
+	ctx := context.Background()
+	// A short retention makes the pruner run every 10 ms.
+	st, _ := openWithRoom(t, Options{Retention: 40 * time.Millisecond})
+	spend := func(nonce string, expires time.Time) bool {
+		t.Helper()
+		fresh, err := st.SpendTicket(ctx, nonce, expires)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fresh
+	}
+	expired, live := time.Now().Add(-time.Second), time.Now().Add(time.Hour)
+	if !spend("expired", expired) || !spend("live", live) {
+		t.Fatal("a new nonce is not fresh")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !spend("expired", expired) {
+		if time.Now().After(deadline) {
+			t.Fatal("an expired ticket's nonce is still spent after 30 s of pruning")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if spend("live", live) {
+		t.Error("a live ticket's nonce was forgotten by the pruner")
+	}
+}
+
 // seqs lists events' positions, for failure messages.
 func seqs(evs []event.Event) []int64 {
 	out := make([]int64, len(evs))
