@@ -430,6 +430,10 @@ func testHistory(t *testing.T, db Database) {
 		{store.HistoryQuery{Before: ids[1], Limit: 3}, []string{"m0"}, false},
 		{store.HistoryQuery{After: ids[4], Limit: 3}, []string{"m5", "m6"}, false},
 		{store.HistoryQuery{After: ids[0], Limit: 2}, []string{"m1", "m2"}, true},
+		// Exactly a page left, either way: nothing more.
+		{store.HistoryQuery{Before: ids[3], Limit: 3}, []string{"m0", "m1", "m2"}, false},
+		{store.HistoryQuery{After: ids[3], Limit: 3}, []string{"m4", "m5", "m6"}, false},
+		{store.HistoryQuery{Limit: 7}, []string{"m0", "m1", "m2", "m3", "m4", "m5", "m6"}, false},
 	}
 	for _, tt := range tests {
 		msgs, more, err := st.Messages(ctx, "alice", room.ID, tt.q)
