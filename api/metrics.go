@@ -71,9 +71,11 @@ func newMetrics(reg *prometheus.Registry, st *store.Store, hub *stream.Hub) *met
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_replayed_events_total", Help: "Events sent by the replays of streams that resumed."},
 			stat(func(s stream.Stats) float64 { return float64(s.Replayed) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_store_writes_total", Help: "Write requests committed."},
-			func() float64 { w, _ := st.Stats(); return float64(w) }),
+			func() float64 { return float64(st.Stats().Writes) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_store_commits_total", Help: "Transactions committed (group commit)."},
-			func() float64 { _, c := st.Stats(); return float64(c) }),
+			func() float64 { return float64(st.Stats().Commits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_store_retries_total", Help: "Transactions run again after a conflict with another (PostgreSQL: deadlock, serialization failure, unique key raced for)."},
+			func() float64 { return float64(st.Stats().Retries) }),
 	)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return m

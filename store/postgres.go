@@ -50,6 +50,7 @@ type pgDB struct {
 	inflight sync.WaitGroup
 
 	commits atomic.Int64
+	retried atomic.Int64 // transactions run again after a conflict
 }
 
 var _ dialect = (*pgDB)(nil)
@@ -147,9 +148,9 @@ func (p *pgDB) rangeLog(ctx context.Context, r *sqlx.DB, query string, args []an
 	return evs, mark, nil
 }
 
-func (p *pgDB) stats() (writes, commits int64) {
+func (p *pgDB) stats() Stats {
 	n := p.commits.Load()
-	return n, n
+	return Stats{Writes: n, Commits: n, Retries: p.retried.Load()}
 }
 
 func (p *pgDB) close() error {
@@ -178,6 +179,7 @@ func (p *pgDB) write(ctx context.Context, fn func(*Tx) error) error {
 		if err == nil || attempt >= p.retries || !retryable(err) {
 			return err
 		}
+		p.retried.Add(1)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

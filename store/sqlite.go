@@ -215,7 +215,9 @@ func (db *sqliteDB) rangeLog(ctx context.Context, r *sqlx.DB, query string, args
 	return evs, 0, err
 }
 
-func (db *sqliteDB) stats() (writes, commits int64) { return db.writes.Load(), db.commits.Load() }
+func (db *sqliteDB) stats() Stats {
+	return Stats{Writes: db.writes.Load(), Commits: db.commits.Load()}
+}
 
 func (db *sqliteDB) close() error {
 	db.closeMu.Lock()

@@ -160,8 +160,8 @@ type dialect interface {
 	// trim mark read in the same snapshot (0 when the mark in memory is
 	// already right), so that a replay can tell deleted from never written.
 	rangeLog(ctx context.Context, r *sqlx.DB, query string, args []any) ([]event.Event, int64, error)
-	// stats reports write requests committed and transactions committed.
-	stats() (writes, commits int64)
+	// stats counts writes and transactions since open.
+	stats() Stats
 	// close answers or finishes every queued write, then closes the writer's
 	// connections. The reader pool is the Store's to close.
 	close() error
@@ -280,9 +280,19 @@ func (s *Store) Ping(ctx context.Context) error {
 	})
 }
 
-// Stats reports how many write requests were committed in how many
-// transactions since Open.
-func (s *Store) Stats() (writes, commits int64) { return s.db.stats() }
+// Stats counts a store's writes since it opened.
+type Stats struct {
+	Writes  int64 // write requests committed
+	Commits int64 // transactions committed: SQLite's commit several writes at once
+	// Retries counts transactions run again after a conflict with another
+	// (PostgreSQL: a deadlock, a serialization failure, a unique key raced
+	// for). SQLite's one writer has none.
+	Retries int64
+}
+
+// Stats reports how many write requests were committed, in how many
+// transactions, and how many transactions ran again, since Open.
+func (s *Store) Stats() Stats { return s.db.stats() }
 
 func (s *Store) loadMeta(ctx context.Context) error {
 	var epoch string

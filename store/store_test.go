@@ -82,8 +82,8 @@ func TestLiveFeedMatchesLog(t *testing.T) {
 	if err != nil || len(evs) != len(got) {
 		t.Fatalf("Range = %d, %v; want %d", len(evs), err, len(got))
 	}
-	writes, commits := st.Stats()
-	t.Logf("%d writes in %d commits", writes, commits)
+	stats := st.Stats()
+	t.Logf("%d writes in %d commits", stats.Writes, stats.Commits)
 }
 
 // BenchmarkPostMessage_64Writers measures the store alone: 64 goroutines
@@ -97,8 +97,8 @@ func BenchmarkPostMessage_64Writers(b *testing.B) {
 	}
 	defer st.Close()
 	benchmarkPosts(b, st)
-	writes, commits := st.Stats()
-	b.ReportMetric(float64(writes)/float64(max(commits, 1)), "writes/commit")
+	stats := st.Stats()
+	b.ReportMetric(float64(stats.Writes)/float64(max(stats.Commits, 1)), "writes/commit")
 }
 
 // openBenchRoom opens a store with the given durability and a room of
