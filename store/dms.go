@@ -29,9 +29,9 @@ func dmPeer(key, me string) string {
 // OpenDM returns the direct conversation between me and other, creating
 // it on first use (created): a private room of the two of them, owned by
 // no one. There is one per pair, also when both ask at once from several
-// instances: the pair's key is unique, and the request that loses the race
-// runs again and finds the winner's. Opening a DM that me had hidden shows
-// it again.
+// instances: the pair's requests take turns (lockDM), so the later one
+// finds the earlier one's, and the pair's key is unique besides. Opening a
+// DM that me had hidden shows it again.
 //
 // With invite, other is invited rather than added (Invite): until they
 // accept, by joining the DM or opening it themselves, me sees nothing of
@@ -48,6 +48,9 @@ func (s *Store) OpenDM(ctx context.Context, me User, other string, invite bool) 
 	key := dmKey(me.ID, other)
 	err = s.write(ctx, func(t *Tx) error {
 		room, created = Room{}, false
+		if err := t.q.lockDM(key); err != nil {
+			return fmt.Errorf("store: lock dm: %w", err)
+		}
 		err := t.get(&room, `SELECT `+roomColumns+` FROM rooms r WHERE r.dm_key = ?`+t.q.keyShare(), key)
 		if err == nil {
 			return t.reopenDM(room, me, other, invite)

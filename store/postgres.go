@@ -32,6 +32,11 @@ const (
 	leaderLock  = 0x6865_7261_6c64_0002
 )
 
+// dmLocks is the first key of the transaction-scoped advisory locks on
+// DM pairs (lockDM), the pair key's hash the second: a key of two 32-bit
+// halves never meets the 64-bit ones above.
+const dmLocks int32 = 0x6864_6d31
+
 // pgDB is the PostgreSQL dialect. Several instances write at once, so
 // there is no writer goroutine and no membership cache: each request runs
 // in its own transaction from the pool, and PostgreSQL's row locks order
@@ -269,6 +274,16 @@ func (q pgTx) lockRoom(id string) error {
 // keyShare locks the room's row as a foreign key check does: it conflicts
 // only with the FOR UPDATE lock of a deletion.
 func (pgTx) keyShare() string { return " FOR KEY SHARE" }
+
+// lockDM makes the transactions that open one pair's DM take turns.
+// Without it, two opening it at once from both sides each lock their own
+// user's row, then wait for each other (for the room's unique key, for
+// the peer's room count): a deadlock that PostgreSQL breaks only after its
+// deadlock_timeout (1 s), as often as the retries allow.
+func (q pgTx) lockDM(key string) error {
+	_, err := q.exec(`SELECT pg_advisory_xact_lock(?, hashtext(?))`, dmLocks, key)
+	return err
+}
 
 func (q pgTx) lockRoomExclusive(id string) error {
 	_, err := q.exec(`SELECT 1 FROM rooms WHERE id = ? FOR UPDATE`, id)

@@ -276,11 +276,12 @@ func (q sqliteTx) logEvent(e event.Event) (int64, error) {
 		e.Room, e.Type, e.Subject, e.Data, e.CreatedAt)
 }
 
-// lockRoom, keyShare and lockRoomExclusive have nothing to do: the writer
-// is the only one.
+// lockRoom, keyShare, lockRoomExclusive and lockDM have nothing to do:
+// the writer is the only one.
 func (sqliteTx) lockRoom(string) error          { return nil }
 func (sqliteTx) keyShare() string               { return "" }
 func (sqliteTx) lockRoomExclusive(string) error { return nil }
+func (sqliteTx) lockDM(string) error            { return nil }
 
 type writeReq struct {
 	ctx  context.Context

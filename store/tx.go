@@ -54,6 +54,9 @@ type querier interface {
 	// (keyShare, lockRoom, or a row that refers to it) to end, and keeps
 	// any other from taking it until this one ends: a deletion's lock.
 	lockRoomExclusive(id string) error
+	// lockDM makes the transaction the only one to open the DM of a pair
+	// (its dmKey) until it ends, where writers run concurrently.
+	lockDM(key string) error
 }
 
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) { return t.q.exec(query, args...) }
