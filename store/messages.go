@@ -52,6 +52,15 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 		if !member && author.ID != System {
 			return ErrNotMember
 		}
+		// Ids order a room's history, so they must commit in order: where
+		// writers run concurrently, the room's posts take turns, from here
+		// to the commit. A retry's lookup comes after, so that two racing
+		// retries of one post find each other. The room comes before the
+		// author's row, as in a deletion (the room, then its members'
+		// rows): in the other order the two deadlock.
+		if err := t.q.lockRoom(roomID); err != nil {
+			return lockError(err)
+		}
 		if err := t.ensureUser(author); err != nil {
 			return err
 		}
@@ -62,13 +71,6 @@ func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clie
 			if name, err = t.userName(author.ID); err != nil {
 				return fmt.Errorf("store: get author name: %w", err)
 			}
-		}
-		// Ids order a room's history, so they must commit in order: where
-		// writers run concurrently, the room's posts take turns, from here
-		// to the commit. A retry's lookup comes after, so that two racing
-		// retries of one post find each other.
-		if err := t.q.lockRoom(roomID); err != nil {
-			return lockError(err)
 		}
 		if clientID != "" {
 			err := t.get(&msg, `SELECT `+messageColumns+messageFrom+`
