@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"io"
 	"strings"
 	"testing"
 )
@@ -74,8 +75,14 @@ func TestDecoder(t *testing.T) {
 			t.Errorf("frame %d = %+v; want %+v", i, got, w)
 		}
 	}
-	if _, err := dec.Next(); err == nil {
-		t.Errorf("Next after the last frame = nil error; want EOF")
+	if _, err := dec.Next(); err != io.EOF {
+		t.Errorf("Next after the last frame = %v; want EOF", err)
+	}
+	// A stream cut inside a frame is not a clean end: the frame is lost.
+	for _, cut := range []string{"data: half", "data: half\n", "event: x\ndata: y\n"} {
+		if _, err := NewDecoder(strings.NewReader(cut)).Next(); err != io.ErrUnexpectedEOF {
+			t.Errorf("Next on %q = %v; want unexpected EOF", cut, err)
+		}
 	}
 }
 

@@ -138,3 +138,32 @@ func TestConnQueueBytes(t *testing.T) {
 		t.Fatal("enqueue of a frame bigger than the bound into an empty queue = false; want true")
 	}
 }
+
+// The queue's bounds are exact: it holds max frames and maxBytes bytes,
+// not one more, and says which frame found it empty (the caller wakes the
+// writer once per batch on that).
+func TestConnQueueBoundsAreExact(t *testing.T) {
+	c := newConn("bob", 3)
+	for i, want := range []bool{true, true, true, false} {
+		ok, first := c.enqueue([]byte("x"))
+		if ok != want || first != (i == 0) {
+			t.Fatalf("enqueue #%d into a queue of 3 frames = %v, first %v; want %v, first %v", i+1, ok, first, want, i == 0)
+		}
+	}
+	c = newConn("bob", 1000)
+	c.maxBytes = 10_000
+	for i, size := range []int{4000, 6000} {
+		if ok, _ := c.enqueue(make([]byte, size)); !ok {
+			t.Fatalf("enqueue #%d (%d bytes) filling a 10000-byte queue exactly = false; want true", i+1, size)
+		}
+	}
+	if ok, _ := c.enqueue([]byte("x")); ok {
+		t.Fatal("enqueue of 1 byte into a full 10000-byte queue = true; want false")
+	}
+	if frames, _ := c.take(nil); len(frames) != 2 {
+		t.Fatalf("take = %d frames; want the 2 queued", len(frames))
+	}
+	if ok, first := c.enqueue(make([]byte, 10_001)); !ok || !first {
+		t.Fatalf("enqueue of 10001 bytes into the emptied queue = %v, first %v; want true, true", ok, first)
+	}
+}
