@@ -43,23 +43,18 @@ const messageFrom = ` FROM messages m LEFT JOIN users u ON u.id = m.author_id`
 func (s *Store) PostMessage(ctx context.Context, author User, roomID, text, clientID string) (msg Message, created bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
 		msg, created = Message{}, false
-		// The room is held from lockRoom on: nothing before it refers to
-		// the room.
-		room, member, err := t.peekRoom(roomID, author.ID)
+		// Ids order a room's history, so they must commit in order: where
+		// writers run concurrently, the room's posts take turns, from the
+		// room's lock to the commit. A retry's lookup comes after it, so
+		// that two racing retries of one post find each other. The room
+		// comes before the author's row, as in a deletion (the room, then
+		// its members' rows): in the other order the two deadlock.
+		room, member, err := t.lockedRoom(roomID, author.ID)
 		if err != nil {
 			return err
 		}
 		if !member && author.ID != System {
 			return ErrNotMember
-		}
-		// Ids order a room's history, so they must commit in order: where
-		// writers run concurrently, the room's posts take turns, from here
-		// to the commit. A retry's lookup comes after, so that two racing
-		// retries of one post find each other. The room comes before the
-		// author's row, as in a deletion (the room, then its members'
-		// rows): in the other order the two deadlock.
-		if err := t.q.lockRoom(roomID); err != nil {
-			return lockError(err)
 		}
 		if err := t.ensureUser(author); err != nil {
 			return err
@@ -173,7 +168,7 @@ func (s *Store) DeleteMessage(ctx context.Context, actor Actor, roomID string, i
 // message does not exist, whether the room does or not; the app's backend
 // is told which.
 func (t *Tx) messageFor(actor Actor, roomID string, id int64) (Room, Message, error) {
-	room, member, err := t.peekRoom(roomID, actor.User)
+	room, member, err := t.lockedRoom(roomID, actor.User)
 	switch {
 	case errors.Is(err, ErrRoomNotFound) && !actor.Admin:
 		return Room{}, Message{}, ErrMessageNotFound
@@ -181,12 +176,6 @@ func (t *Tx) messageFor(actor Actor, roomID string, id int64) (Room, Message, er
 		return Room{}, Message{}, err
 	case !member && !actor.Admin:
 		return Room{}, Message{}, ErrMessageNotFound
-	}
-	if err := t.q.lockRoom(roomID); err != nil {
-		if errors.Is(err, ErrRoomNotFound) && !actor.Admin {
-			return Room{}, Message{}, ErrMessageNotFound
-		}
-		return Room{}, Message{}, lockError(err)
 	}
 	var msg Message
 	err = t.get(&msg, `SELECT `+messageColumns+messageFrom+` WHERE m.id = ? AND m.room_id = ?`, id, roomID)

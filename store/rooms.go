@@ -570,12 +570,17 @@ func (t *Tx) roomFor(roomID, user string) (Room, bool, error) {
 	return t.readRoom(roomID, user, t.q.keyShare())
 }
 
-// peekRoom is roomFor without holding the room: for a change that takes
-// the room's post lock (lockRoom) before it writes anything that refers to
-// the room. That lock conflicts with a deletion's too, and fails if the
-// room was deleted since, so the hold would only cost posts to a busy room
-// a shared lock each on its row.
-func (t *Tx) peekRoom(roomID, user string) (Room, bool, error) {
+// lockedRoom takes the room's post lock (lockRoom), then reads the room
+// and whether user is a member of it: for a change that must take its
+// place among the room's posts. Read under the lock, the membership is the
+// one the change commits against; read before it, a leave that committed
+// while the change waited for the lock would go unseen, and the leaver's
+// message would follow their leave. The lock conflicts with a deletion's
+// too, and fails if the room was deleted since.
+func (t *Tx) lockedRoom(roomID, user string) (Room, bool, error) {
+	if err := t.q.lockRoom(roomID); err != nil {
+		return Room{}, false, lockError(err)
+	}
 	return t.readRoom(roomID, user, "")
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,6 +150,7 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"ConcurrentDMs", testConcurrentDMs},
 		{"RoomManagement", testRoomManagement},
 		{"DeletionRacesWriters", testDeletionRacesWriters},
+		{"LeaveRacesOwnPosts", testLeaveRacesOwnPosts},
 		{"RoomList", testRoomList},
 		{"Provision", testProvision},
 		{"ConcurrentProvision", testConcurrentProvision},
@@ -1043,6 +1045,65 @@ func testDeletionRacesWriters(t *testing.T, db Database) {
 	}
 	if len(members) != 0 {
 		t.Errorf("members without a room:deleted of their own: %v", members)
+	}
+}
+
+// A member's posts and edits race their own leave (another tab, another
+// instance): each commits before the leave, its event ahead of the
+// member:left, or is refused as not a member's. Nothing of the member
+// follows their leave in the log, and no transaction deadlocks.
+func testLeaveRacesOwnPosts(t *testing.T, db Database) {
+	ctx := context.Background()
+	a, b := openTwo(t, db, store.Options{})
+	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
+	must[bool](t, "Join")(a.Join(ctx, bob, room.ID))
+	first, _, err := a.PostMessage(ctx, bob, room.ID, "first", "")
+	if err != nil {
+		t.Fatalf("PostMessage = %v", err)
+	}
+	start := head(t, db, a)
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	for i := range 8 {
+		st := []*store.Store{a, b}[i%2]
+		wg.Go(func() {
+			var err error
+			if i%4 == 3 {
+				_, _, err = st.EditMessage(ctx, store.UserActor("bob"), room.ID, first.ID, fmt.Sprint("edit", i), 0)
+			} else {
+				_, _, err = st.PostMessage(ctx, bob, room.ID, fmt.Sprint("m", i), "")
+			}
+			switch {
+			case err == nil:
+				done.Add(1)
+			case !errors.Is(err, store.ErrNotMember) && !errors.Is(err, store.ErrMessageNotFound):
+				t.Errorf("writer %d racing the leave = %v; want nil, or not a member's", i, err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := b.Leave(ctx, "bob", room.ID); err != nil {
+			t.Errorf("Leave = %v", err)
+		}
+	})
+	wg.Wait()
+	if n := a.Stats().Retries + b.Stats().Retries; n != 0 {
+		t.Errorf("writers racing their author's leave ran %d transactions again after conflicts; want none", n)
+	}
+	left, changes := false, int64(0)
+	for _, e := range logSince(t, db, a, start) {
+		switch {
+		case e.Type == event.MemberLeft && e.Subject == "bob":
+			left = true
+		case e.Type != event.MessageCreated && e.Type != event.MessageUpdated:
+		case left:
+			t.Fatalf("log: bob's %s after his member:left", e.Type)
+		default:
+			changes++
+		}
+	}
+	if !left || changes != done.Load() {
+		t.Errorf("log: member:left %v, %d messages and edits; want the leave and the %d writes that succeeded", left, changes, done.Load())
 	}
 }
 
