@@ -59,7 +59,7 @@ const (
 func (s *Store) Invite(ctx context.Context, actor Actor, roomID, user string) (member bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
 		member = false
-		room, _, err := t.roomFor(roomID, actor.User)
+		room, _, err := t.lockedRoom(roomID, actor.User)
 		if err != nil {
 			return err
 		}

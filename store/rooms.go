@@ -295,7 +295,10 @@ func (s *Store) UpdateRoom(ctx context.Context, actor Actor, roomID string, ch R
 	err = s.write(ctx, func(t *Tx) error {
 		changed = false
 		var err error
-		if room, _, err = t.roomFor(roomID, actor.User); err != nil {
+		// The settings are read under the room's lock: the update writes
+		// them all, so one read before a concurrent change committed would
+		// undo it (another name, or the owner a leave handed over).
+		if room, _, err = t.lockedRoom(roomID, actor.User); err != nil {
 			return err
 		}
 		if room.Kind == KindDM {
@@ -314,9 +317,6 @@ func (s *Store) UpdateRoom(ctx context.Context, actor Actor, roomID string, ch R
 		if ch.Owner != nil && *ch.Owner != room.Owner {
 			// Membership changes take the room's lock too: the new owner
 			// cannot leave between this check and the commit.
-			if err := t.q.lockRoom(roomID); err != nil {
-				return err
-			}
 			_, member, err := t.roomFor(roomID, *ch.Owner)
 			if err != nil {
 				return err
@@ -408,7 +408,9 @@ func (s *Store) DeleteRoom(ctx context.Context, actor Actor, roomID string) erro
 func (s *Store) Join(ctx context.Context, u User, roomID string) (joined bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
 		joined = false
-		room, member, err := t.roomFor(roomID, u.ID)
+		// The room before the user's row, as everywhere: a join racing
+		// the owner's add of the same user would otherwise deadlock.
+		room, member, err := t.lockedRoom(roomID, u.ID)
 		if err != nil || member {
 			return err
 		}
@@ -456,7 +458,9 @@ func (s *Store) Leave(ctx context.Context, user, roomID string) error {
 func (s *Store) AddMember(ctx context.Context, actor Actor, roomID string, u User) (added bool, err error) {
 	err = s.write(ctx, func(t *Tx) error {
 		added = false
-		room, _, err := t.roomFor(roomID, actor.User)
+		// Under the room's lock, an owner who left meanwhile is no
+		// longer one.
+		room, _, err := t.lockedRoom(roomID, actor.User)
 		if err != nil {
 			return err
 		}
@@ -485,7 +489,7 @@ func (s *Store) AddMember(ctx context.Context, actor Actor, roomID string, u Use
 // nothing of what the user did with it.
 func (s *Store) RemoveMember(ctx context.Context, actor Actor, roomID, user string) error {
 	return s.write(ctx, func(t *Tx) error {
-		room, _, err := t.roomFor(roomID, actor.User)
+		room, _, err := t.lockedRoom(roomID, actor.User)
 		if err != nil {
 			return err
 		}
@@ -570,13 +574,14 @@ func (t *Tx) roomFor(roomID, user string) (Room, bool, error) {
 	return t.readRoom(roomID, user, t.q.keyShare())
 }
 
-// lockedRoom takes the room's post lock (lockRoom), then reads the room
-// and whether user is a member of it: for a change that must take its
-// place among the room's posts. Read under the lock, the membership is the
-// one the change commits against; read before it, a leave that committed
-// while the change waited for the lock would go unseen, and the leaver's
-// message would follow their leave. The lock conflicts with a deletion's
-// too, and fails if the room was deleted since.
+// lockedRoom takes the room's lock (lockRoom), then reads the room and
+// whether user is a member of it: for a change that must take its place
+// among the room's posts, or whose checks must still hold when it commits.
+// Read under the lock, the room and the membership are the ones the change
+// commits against; read before it, a leave that committed while the change
+// waited for the lock would go unseen, and the leaver's message would
+// follow their leave. The lock conflicts with a deletion's too, and fails
+// if the room was deleted since.
 func (t *Tx) lockedRoom(roomID, user string) (Room, bool, error) {
 	if err := t.q.lockRoom(roomID); err != nil {
 		return Room{}, false, lockError(err)

@@ -457,3 +457,67 @@ func testOwnerLeavesRace(t *testing.T, db Database) {
 		}
 	}
 }
+
+// The owner changes the room's name and its topic and adds a member, from
+// two stores at once, while leaving it: each change either commits before
+// the leave or is refused (the owner is bob by then), none undoes
+// another's, and the owner stays the member who took over.
+func testRoomChangesRaceOwnerLeaving(t *testing.T, db Database) {
+	ctx := context.Background()
+	a, b := openTwo(t, db, store.Options{})
+	for i := range 6 {
+		room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, fmt.Sprint("r", i), false))
+		must[bool](t, "Join")(a.Join(ctx, bob, room.ID))
+		name, topic := fmt.Sprint("name", i), fmt.Sprint("topic", i)
+		start := head(t, db, a)
+		var wg sync.WaitGroup
+		var named, topical bool
+		change := func(st *store.Store, ch store.RoomChange, ok *bool) {
+			_, _, err := st.UpdateRoom(ctx, store.UserActor("alice"), room.ID, ch)
+			switch {
+			case err == nil:
+				*ok = true
+			case !errors.Is(err, store.ErrNotOwner):
+				t.Errorf("round %d: UpdateRoom racing the owner's leave = %v; want nil or not the owner", i, err)
+			}
+		}
+		wg.Go(func() { change(a, store.RoomChange{Name: &name}, &named) })
+		wg.Go(func() { change(b, store.RoomChange{Topic: &topic}, &topical) })
+		var added bool
+		wg.Go(func() {
+			var err error
+			added, err = a.AddMember(ctx, store.UserActor("alice"), room.ID, carol)
+			if err != nil && !errors.Is(err, store.ErrNotOwner) {
+				t.Errorf("round %d: AddMember racing the owner's leave = %v; want nil or not the owner", i, err)
+			}
+		})
+		wg.Go(func() {
+			if err := b.Leave(ctx, "alice", room.ID); err != nil {
+				t.Errorf("round %d: Leave(alice) = %v", i, err)
+			}
+		})
+		wg.Wait()
+		d := must[store.RoomDetails](t, "RoomDetails")(a.RoomDetails(ctx, "bob", room.ID))
+		if d.Owner != "bob" {
+			t.Fatalf("round %d: owner after alice left = %q; want bob, who took over", i, d.Owner)
+		}
+		if (d.Name == name) != named || (d.Topic == topic) != topical {
+			t.Fatalf("round %d: room named %q, topic %q; the name's change succeeded: %v, the topic's: %v", i, d.Name, d.Topic, named, topical)
+		}
+		left, joined := false, false
+		for _, e := range logSince(t, db, a, start) {
+			switch {
+			case e.Type == event.MemberLeft && e.Subject == "alice":
+				left = true
+			case e.Type == event.MemberJoined && e.Subject == "carol":
+				if left {
+					t.Fatalf("round %d: log: carol added by alice after alice left", i)
+				}
+				joined = true
+			}
+		}
+		if joined != added {
+			t.Fatalf("round %d: log: carol's member:joined %v; want %v, as AddMember said", i, joined, added)
+		}
+	}
+}
