@@ -373,3 +373,55 @@ func TestHubDisconnect(t *testing.T) {
 		t.Errorf("after an earlier cut-off, Revoked(bob, 150) = false; want true")
 	}
 }
+
+// A notice reaches every stream of its rooms but those of the user it
+// excepts (a typist is not told of their own typing), once each, however
+// many of its rooms a stream shares.
+func TestHubNotifyExcept(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	l.append("r", event.MemberJoined, "carol")
+	last := l.append("s", event.MemberJoined, "carol")
+	h := newMemHub(t, l, Options{})
+	reach(t, h, last)
+	bob, carol := placed(t, h, "bob"), placed(t, h, "carol")
+	h.Notify([]Notice{{Rooms: []string{"r", "s"}, Except: "bob", Type: "typing:started", Data: []byte(`{}`)}})
+	if got := queued(t, bob); len(got) != 0 {
+		t.Errorf("bob, the one excepted, got %d frames; want none", len(got))
+	}
+	if got := queued(t, carol); len(got) != 1 || got[0].Event != "typing:started" {
+		t.Errorf("carol got %+v; want the notice once", got)
+	}
+}
+
+// A log that says the hub is behind what it serves live, while its range
+// has nothing after the hub's position yet, is waited for: the hub neither
+// stops nor fails, and dispatches the events once they come.
+func TestHubWaitsOutAnEmptyCatchUp(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	h := newMemHub(t, l, Options{})
+	c := newConn("bob", 1<<14)
+	start, _, err := h.place(context.Background(), c)
+	if err != nil {
+		t.Fatalf("place(bob) = %v", err)
+	}
+	ranged := make(chan struct{}, 1)
+	l.hook(nil, func(event.Query) {
+		select {
+		case ranged <- struct{}{}:
+		default:
+		}
+	})
+	l.refuseLiveBefore(start + 3)
+	select {
+	case <-ranged: // the hub looked for events to catch up on, and found none
+	case <-time.After(testTimeout):
+		t.Fatal("the hub did not try to catch up")
+	}
+	last := l.appendMessages("r", 3)
+	reach(t, h, last)
+	if got, want := ids(queued(t, c)), idsOf(start+1, start+2, start+3); !slices.Equal(got, want) {
+		t.Errorf("bob received %s", diffIDs(got, want))
+	}
+}

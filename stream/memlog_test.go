@@ -81,6 +81,8 @@ func (l *memLog) trim(through int64) {
 func (l *memLog) refuseLiveBefore(seq int64) {
 	l.mu.Lock()
 	l.liveFrom = seq
+	close(l.notify) // a reader waiting for events reads again
+	l.notify = make(chan struct{})
 	l.mu.Unlock()
 }
 

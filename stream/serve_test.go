@@ -70,6 +70,39 @@ func TestServeResyncWhenExpired(t *testing.T) {
 	}
 }
 
+// A replay longer than MaxReplay sends that many events, then resync
+// too_far, then goes live: the client refetches the rest by REST.
+func TestServeReplayTooLong(t *testing.T) {
+	l := newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	l.appendMessages("r", 5)
+	h := newMemHub(t, l, Options{MaxReplay: 3})
+	srv := httptest.NewServer(streamHandler(h))
+	t.Cleanup(srv.Close)
+
+	s := dialStream(t, srv.Client(), srv.URL, "bob", "mem-1")
+	if ready := s.next(); ready.Event != event.Ready || ready.ID != "mem-1" {
+		t.Fatalf("first event = %s %q; want ready mem-1", ready.Event, ready.ID)
+	}
+	var got []string
+	for range 3 {
+		got = append(got, s.next().ID)
+	}
+	if want := idsOf(2, 3, 4); !slices.Equal(got, want) {
+		t.Fatalf("replayed %v; want %v", got, want)
+	}
+	if f := s.next(); f.Event != event.Resync || f.Data != `{"reason":"too_far"}` {
+		t.Fatalf("after 3 replayed = %s %s; want resync too_far", f.Event, f.Data)
+	}
+	live := idsOf(l.append("r", event.MessageCreated, ""))[0]
+	if f := s.next(); f.ID != live {
+		t.Fatalf("after the resync = %s %q; want the live %s", f.Event, f.ID, live)
+	}
+	if st := h.Stats(); st.Resyncs != 1 || st.Replayed != 3 {
+		t.Errorf("Stats: %d resyncs, %d events replayed; want 1, 3", st.Resyncs, st.Replayed)
+	}
+}
+
 // Retention may delete events that a replay from the durable log still
 // has to send. The stream must not send what is left, with a gap: it ends
 // with a retry hint, and the client's next attempt gets resync.
