@@ -28,7 +28,7 @@ func openChat(p *tab, base, room, name string) chat {
 	p.run("sign in as "+name,
 		chromedp.Navigate(url),
 		chromedp.WaitVisible(chromedp.ID("name")),
-		chromedp.SendKeys(chromedp.ID("name"), name),
+		typeInto(chromedp.ID("name"), name),
 		chromedp.Click(chromedp.CSS("#signin-form button")),
 	)
 	c := chat{p}
@@ -43,7 +43,7 @@ func (c chat) createRoom(name string) string {
 	var before string
 	c.eval(`location.hash`, &before)
 	c.run("create room "+name,
-		chromedp.SendKeys(chromedp.ID("new-room-name"), name),
+		typeInto(chromedp.ID("new-room-name"), name),
 		chromedp.Click(chromedp.CSS("#new-room button")),
 	)
 	c.waitJS("room "+name+" to open", fmt.Sprintf(`document.querySelector("#room-name").textContent === %s && location.hash.startsWith("#room=") && location.hash !== %s`,
@@ -138,9 +138,9 @@ func testChat(t *testing.T, aliceURL, bobURL string, s *testServer) {
 
 	// Bob types: Alice sees it; he sends: the message appears, once, and
 	// the typing line clears.
-	bob.run("type", chromedp.SendKeys(chromedp.ID("text"), "hello ali"))
+	bob.run("type", typeInto(chromedp.ID("text"), "hello ali"))
 	alice.waitJS("Bob typing", `document.querySelector("#typing").textContent === "Bob is typing…"`)
-	bob.run("finish and send", chromedp.SendKeys(chromedp.ID("text"), "ce\n"))
+	bob.run("finish and send", typeInto(chromedp.ID("text"), "ce\n"))
 	alice.waitTexts("Bob's message", append(append([]string{}, history...), "hello alice")...)
 	alice.waitJS("the typing line to clear", `document.querySelector("#typing").textContent === ""`)
 	bob.waitTexts("his own message, once", append(append([]string{}, history...), "hello alice")...)
@@ -155,9 +155,9 @@ func testChat(t *testing.T, aliceURL, bobURL string, s *testServer) {
 	// Alice moves to another room; Bob's next messages count as unread
 	// there until she comes back.
 	random := alice.createRoom("random")
-	bob.run("send two", chromedp.SendKeys(chromedp.ID("text"), "are you there?\n"))
+	bob.run("send two", typeInto(chromedp.ID("text"), "are you there?\n"))
 	bob.waitTexts("the first", append(append([]string{}, history...), "hello alice", "are you there?")...)
-	bob.run("send two", chromedp.SendKeys(chromedp.ID("text"), "hello?\n"))
+	bob.run("send two", typeInto(chromedp.ID("text"), "hello?\n"))
 	alice.waitJS("2 unread in general", unread("general")+` === 2`)
 	alice.waitJS("nothing unread in random", unread("random")+` === 0`)
 	bob.waitJS("the last read still under hello alice", `[...document.querySelectorAll("#message-list .seen")].filter((e) => !e.hidden).map((e) => e.closest("li").querySelector(".text").textContent).join() === "hello alice"`)
@@ -174,8 +174,8 @@ func testChat(t *testing.T, aliceURL, bobURL string, s *testServer) {
 	lastMsg := `[...document.querySelectorAll("#message-list li.msg")].at(-1)`
 	bob.run("edit", chromedp.Click(chromedp.CSS(`#message-list li.msg:last-child button.edit`)))
 	bob.waitJS("the composer holding the text", `document.querySelector("#text").value === "hello?" && document.querySelector("#send").textContent === "Save"`)
-	bob.run("change and save", chromedp.SendKeys(chromedp.ID("text"), " anyone?\n"))
-	// (The Enter that SendKeys types reaches the textarea as a character
+	bob.run("change and save", typeInto(chromedp.ID("text"), " anyone?\n"))
+	// (The Enter that typeInto types reaches the textarea as a character
 	// too, which a real keyboard's does not.)
 	bob.waitJS("the composer back", `document.querySelector("#text").value.trim() === "" && document.querySelector("#send").textContent === "Send"`)
 	bob.run("delete", chromedp.Click(chromedp.CSS(`#message-list li.msg:nth-last-child(2) button.delete`)))

@@ -104,7 +104,7 @@ func signIn(p *tab, url, room, name string, streamOnly bool) error {
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(url+"/#room="+room),
 		chromedp.WaitVisible(chromedp.ID("name")),
-		chromedp.SendKeys(chromedp.ID("name"), name),
+		typeInto(chromedp.ID("name"), name),
 		chromedp.Click(chromedp.CSS("#signin-form button")),
 	)
 	if err != nil {
@@ -143,7 +143,7 @@ func TestBrowserTabs(t *testing.T) {
 		// through beside eight open streams.
 		s.post(owner, room, "to every tab")
 		last := chat{tabs[7]}
-		last.run("send", chromedp.SendKeys(chromedp.ID("text"), "from tab 8"), chromedp.Click(chromedp.ID("send")))
+		last.run("send", typeInto(chromedp.ID("text"), "from tab 8"), chromedp.Click(chromedp.ID("send")))
 		for _, p := range tabs {
 			chat{p}.waitTexts("both messages", "to every tab", "from tab 8")
 		}

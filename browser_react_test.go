@@ -177,10 +177,10 @@ func TestBrowserReact(t *testing.T) {
 	// Alice reads (the example marks read what it shows), types and sends.
 	for f := watch.WaitFor("receipt:updated"); !strings.Contains(f.Data, `"user":"alice"`); f = watch.WaitFor("receipt:updated") {
 	}
-	p.run("type", chromedp.SendKeys(chromedp.CSS("#example input"), "hello bob"))
+	p.run("type", typeInto(chromedp.CSS("#example input"), "hello bob"))
 	for f := watch.WaitFor("typing:started"); !strings.Contains(f.Data, `"user":"alice"`); f = watch.WaitFor("typing:started") {
 	}
-	p.run("send", chromedp.SendKeys(chromedp.CSS("#example input"), "\n"))
+	p.run("send", typeInto(chromedp.CSS("#example input"), "\n"))
 	p.waitJS("her message, once, and the input empty", `[...document.querySelectorAll("#example li")].filter((li) => li.textContent === "Alice hello bob").length === 1 &&
 		document.querySelector("#example input").value === ""`)
 	for f := watch.WaitFor("message:created"); !strings.Contains(f.Data, `"text":"hello bob"`); f = watch.WaitFor("message:created") {

@@ -181,6 +181,20 @@ func (p *tab) screenshot() {
 	p.t.Logf("%s: screenshot %s (go test -artifacts keeps it)", p.name, path)
 }
 
+// typeInto types v into the first element sel matches, as a user does:
+// it focuses the element, then sends v's keys. chromedp.SendKeys does the
+// same, but reads the node's attributes without their lock, racing the
+// page's own changes to them: the race detector failed a test on it.
+func typeInto[S chromedp.Selectable](sel S, v string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if _, err := chromedp.Focus(sel, chromedp.NodeVisible)(ctx, t); err != nil {
+			return err
+		}
+		_, err := chromedp.KeyEvent(v)(ctx, t)
+		return err
+	})
+}
+
 // run runs actions in the tab, bounded by browserTimeout.
 func (p *tab) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()
