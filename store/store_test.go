@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,6 +206,34 @@ func BenchmarkPostgresPostMessage_64Writers(b *testing.B) {
 	}
 	defer st.Close()
 	benchmarkPosts(b, st)
+}
+
+// BenchmarkPostgresJoin_64Writers joins new users to one room of a
+// PostgreSQL store from 64 goroutines, as a company-wide room filling up
+// does: each join takes the room's lock, so they take turns.
+func BenchmarkPostgresJoin_64Writers(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{URL: storetest.DatabaseURL(b), Conns: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	room, err := st.CreateRoom(ctx, alice, "bench", false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			u := store.User{ID: fmt.Sprint("u", n.Add(1))}
+			if _, err := st.Join(ctx, u, room.ID); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "joins/s")
 }
 
 // benchmarkPosts posts durable messages into one room of st from 64
