@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -47,5 +48,49 @@ func TestCheckpointerCopiesTheWAL(t *testing.T) {
 	}
 	if frames := wal.Size() / (pageSize + 24); frames >= 1000 {
 		t.Fatalf("the WAL holds %d frames: SQLite's own checkpoint may have copied them", frames)
+	}
+}
+
+// TestCloseLeavesTheDatabaseWhole: after each clean stop the database file
+// holds every commit and no WAL is left with any, so that a copy of the
+// file alone, taken after a stop, is a whole backup. SQLite's own
+// checkpoint as its last connection closes left the WAL behind about once
+// in forty stops.
+func TestCloseLeavesTheDatabaseWhole(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "herald.db")
+	for i := range 20 {
+		st, err := Open(ctx, Options{Path: path, Synchronous: "NORMAL"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.CreateRoom(ctx, User{ID: "alice"}, fmt.Sprint("r", i), false); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+			t.Fatalf("stop %d left a WAL of %d bytes", i+1, fi.Size())
+		}
+		// The file alone, elsewhere, has every room.
+		copied := filepath.Join(dir, fmt.Sprint("copy", i, ".db"))
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(copied, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cp, err := Open(ctx, Options{Path: copied})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rooms, err := cp.Rooms(ctx, "alice")
+		cp.Close()
+		if err != nil || len(rooms) != i+1 {
+			t.Fatalf("a copy of the file after stop %d: %d rooms, %v; want %d", i+1, len(rooms), err, i+1)
+		}
 	}
 }
