@@ -47,13 +47,6 @@ func (s *Store) ProvisionRoom(ctx context.Context, p Provision) (room Room, crea
 	err = s.write(ctx, func(t *Tx) error {
 		room, created = Room{}, false
 		if p.ID != "" {
-			var gone bool
-			if err := t.get(&gone, `SELECT EXISTS (SELECT 1 FROM deleted_rooms WHERE id = ?)`, p.ID); err != nil {
-				return fmt.Errorf("store: find deleted room: %w", err)
-			}
-			if gone {
-				return ErrRoomDeleted
-			}
 			have, _, err := t.roomFor(p.ID, System)
 			switch {
 			case err == nil:
@@ -63,7 +56,19 @@ func (s *Store) ProvisionRoom(ctx context.Context, p Provision) (room Room, crea
 					return ErrRoomConflict
 				}
 				room = have
-			case !errors.Is(err, ErrRoomNotFound):
+			case errors.Is(err, ErrRoomNotFound):
+				// Looked for after the room: a deletion that held the room
+				// while roomFor waited has committed, its record with it.
+				// Looked for before, it would be missed, and the deleted
+				// id made a room again.
+				var gone bool
+				if err := t.get(&gone, `SELECT EXISTS (SELECT 1 FROM deleted_rooms WHERE id = ?)`, p.ID); err != nil {
+					return fmt.Errorf("store: find deleted room: %w", err)
+				}
+				if gone {
+					return ErrRoomDeleted
+				}
+			default:
 				return err
 			}
 		}

@@ -154,6 +154,7 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"RoomList", testRoomList},
 		{"Provision", testProvision},
 		{"ConcurrentProvision", testConcurrentProvision},
+		{"ProvisionRacesDeletion", testProvisionRacesDeletion},
 		{"PublishAndDisconnect", testPublishAndDisconnect},
 		{"Requests", testRequests},
 		{"Invitations", testInvitations},
@@ -1115,6 +1116,38 @@ func testLeaveRacesOwnPosts(t *testing.T, db Database) {
 	}
 	if !left || changes != done.Load() {
 		t.Errorf("log: member:left %v, %d messages and edits; want the leave and the %d writes that succeeded", left, changes, done.Load())
+	}
+}
+
+// The app's backend provisions a room again while it is being deleted,
+// on another store: the provisioning either finds the room before the
+// deletion or is told it was deleted. A deleted room's id is never a
+// room again.
+func testProvisionRacesDeletion(t *testing.T, db Database) {
+	ctx := context.Background()
+	a, b := openTwo(t, db, store.Options{})
+	for i := range 6 {
+		p := store.Provision{ID: fmt.Sprint("order-", i), Name: "Order", Members: []store.User{alice}}
+		if _, _, err := a.ProvisionRoom(ctx, p); err != nil {
+			t.Fatalf("ProvisionRoom = %v", err)
+		}
+		p.Members = []store.User{alice, bob}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			_, created, err := a.ProvisionRoom(ctx, p)
+			if created || (err != nil && !errors.Is(err, store.ErrRoomDeleted)) {
+				t.Errorf("round %d: ProvisionRoom racing the deletion = created %v, %v; want found, or ErrRoomDeleted", i, created, err)
+			}
+		})
+		wg.Go(func() {
+			if err := b.DeleteRoom(ctx, store.Admin, p.ID); err != nil {
+				t.Errorf("round %d: DeleteRoom = %v", i, err)
+			}
+		})
+		wg.Wait()
+		if _, _, err := a.ProvisionRoom(ctx, p); !errors.Is(err, store.ErrRoomDeleted) {
+			t.Fatalf("round %d: ProvisionRoom after the deletion = %v; want ErrRoomDeleted", i, err)
+		}
 	}
 }
 
