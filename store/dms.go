@@ -95,7 +95,9 @@ func (s *Store) OpenDM(ctx context.Context, me User, other string, invite bool) 
 // declining), and, with invite, other invited if they are neither a
 // member nor invited.
 func (t *Tx) reopenDM(room Room, me User, other string, invite bool) error {
-	_, member, err := t.roomFor(room.ID, me.ID)
+	// The room before me's row, as in a join: accepting by a join and by
+	// opening the DM at once would otherwise deadlock.
+	_, member, err := t.lockedRoom(room.ID, me.ID)
 	if err != nil {
 		return err
 	}

@@ -521,3 +521,45 @@ func testRoomChangesRaceOwnerLeaving(t *testing.T, db Database) {
 		}
 	}
 }
+
+// Bob accepts alice's DM invitation twice at once, from two stores: by
+// joining it and by opening the DM himself. He joins once, and neither
+// transaction deadlocks with the other (which PostgreSQL breaks only
+// after a second).
+func testDMAcceptRace(t *testing.T, db Database) {
+	ctx := context.Background()
+	a, b := openTwo(t, db, store.Options{})
+	for i := range 6 {
+		bob := store.User{ID: fmt.Sprint("bob", i), Name: "Bob"}
+		must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, bob, fmt.Sprint("bob was here", i), false))
+		dm, _, err := a.OpenDM(ctx, alice, bob.ID, true)
+		if err != nil {
+			t.Fatalf("OpenDM(alice, %s, invite) = %v", bob.ID, err)
+		}
+		start := head(t, db, a)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, err := a.Join(ctx, bob, dm.ID); err != nil {
+				t.Errorf("round %d: Join = %v", i, err)
+			}
+		})
+		wg.Go(func() {
+			if _, _, err := b.OpenDM(ctx, bob, "alice", false); err != nil {
+				t.Errorf("round %d: OpenDM(bob, alice) = %v", i, err)
+			}
+		})
+		wg.Wait()
+		var joins []string
+		for _, e := range logSince(t, db, a, start) {
+			if e.Type == event.MemberJoined {
+				joins = append(joins, e.Subject)
+			}
+		}
+		if !slices.Equal(joins, []string{bob.ID}) {
+			t.Fatalf("round %d: joins in the log = %v; want %s's, once", i, joins, bob.ID)
+		}
+	}
+	if n := a.Stats().Retries + b.Stats().Retries; n != 0 {
+		t.Errorf("accepting a DM twice at once ran %d transactions again after conflicts; want none", n)
+	}
+}

@@ -159,6 +159,7 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"Requests", testRequests},
 		{"Invitations", testInvitations},
 		{"DMInvitations", testDMInvitations},
+		{"DMAcceptRace", testDMAcceptRace},
 		{"Caps", testCaps},
 		{"ConcurrentCaps", testConcurrentCaps},
 		{"OwnerLeaves", testOwnerLeaves},
