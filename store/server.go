@@ -47,7 +47,9 @@ func (s *Store) ProvisionRoom(ctx context.Context, p Provision) (room Room, crea
 	err = s.write(ctx, func(t *Tx) error {
 		room, created = Room{}, false
 		if p.ID != "" {
-			have, _, err := t.roomFor(p.ID, System)
+			// The room before any member's row, as in a join: adding a
+			// member racing that user's own join would otherwise deadlock.
+			have, _, err := t.lockedRoom(p.ID, System)
 			switch {
 			case err == nil:
 				settings := have
@@ -58,7 +60,8 @@ func (s *Store) ProvisionRoom(ctx context.Context, p Provision) (room Room, crea
 				room = have
 			case errors.Is(err, ErrRoomNotFound):
 				// Looked for after the room: a deletion that held the room
-				// while roomFor waited has committed, its record with it.
+				// while its lock was waited for has committed, its record
+				// with it.
 				// Looked for before, it would be missed, and the deleted
 				// id made a room again.
 				var gone bool

@@ -155,6 +155,7 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"Provision", testProvision},
 		{"ConcurrentProvision", testConcurrentProvision},
 		{"ProvisionRacesDeletion", testProvisionRacesDeletion},
+		{"ProvisionRacesJoin", testProvisionRacesJoin},
 		{"PublishAndDisconnect", testPublishAndDisconnect},
 		{"Requests", testRequests},
 		{"Invitations", testInvitations},
@@ -1149,6 +1150,41 @@ func testProvisionRacesDeletion(t *testing.T, db Database) {
 		if _, _, err := a.ProvisionRoom(ctx, p); !errors.Is(err, store.ErrRoomDeleted) {
 			t.Fatalf("round %d: ProvisionRoom after the deletion = %v; want ErrRoomDeleted", i, err)
 		}
+	}
+}
+
+// The app's backend provisions a public room with a member while that
+// user joins it, on another store: the user joins once, and neither
+// transaction deadlocks with the other.
+func testProvisionRacesJoin(t *testing.T, db Database) {
+	ctx := context.Background()
+	a, b := openTwo(t, db, store.Options{})
+	for i := range 6 {
+		p := store.Provision{ID: fmt.Sprint("lobby-", i), Name: "Lobby", Members: []store.User{alice}}
+		if _, _, err := a.ProvisionRoom(ctx, p); err != nil {
+			t.Fatalf("ProvisionRoom = %v", err)
+		}
+		u := store.User{ID: fmt.Sprint("u", i), Name: "U"}
+		p.Members = []store.User{alice, u}
+		start := head(t, db, a)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, _, err := a.ProvisionRoom(ctx, p); err != nil {
+				t.Errorf("round %d: ProvisionRoom = %v", i, err)
+			}
+		})
+		wg.Go(func() {
+			if _, err := b.Join(ctx, u, p.ID); err != nil {
+				t.Errorf("round %d: Join = %v", i, err)
+			}
+		})
+		wg.Wait()
+		if got := types(logSince(t, db, a, start)); !slices.Equal(got, []string{"member:joined " + u.ID}) {
+			t.Fatalf("round %d: log = %q; want %s's join, once", i, got, u.ID)
+		}
+	}
+	if n := a.Stats().Retries + b.Stats().Retries; n != 0 {
+		t.Errorf("provisionings racing joins ran %d transactions again after conflicts; want none", n)
 	}
 }
 
