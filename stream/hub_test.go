@@ -80,14 +80,7 @@ func TestPlaceAppliesLeaveBetweenSnapshotAndRegister(t *testing.T) {
 // dispatcher catches up with Range, page after page, then reads live
 // again: every event reaches the stream once, in order.
 func TestHubCatchesUpByRangeWhenReadIsTrimmed(t *testing.T) {
-	l := newMemLog()
-	l.append("r", event.MemberJoined, "bob")
-	h := newMemHub(t, l, Options{})
-	c := newConn("bob", 1<<14)
-	start, _, err := h.place(context.Background(), c)
-	if err != nil {
-		t.Fatalf("place(bob) = %v", err)
-	}
+	l, h, c, start := bobInRoom(t)
 	// More than one page of Range behind, as a hub that stalled would be.
 	const behind = 5000
 	l.refuseLiveBefore(start + behind)
@@ -109,14 +102,7 @@ func TestHubCatchesUpByRangeWhenReadIsTrimmed(t *testing.T) {
 // up, that events it never dispatched are gone: its streams must not go on
 // as if nothing was missed. They are dropped, to resume and get resync.
 func TestHubDropsStreamsWhenTrimmedPastIt(t *testing.T) {
-	l := newMemLog()
-	l.append("r", event.MemberJoined, "bob")
-	h := newMemHub(t, l, Options{})
-	c := newConn("bob", 1<<14)
-	start, _, err := h.place(context.Background(), c)
-	if err != nil {
-		t.Fatalf("place(bob) = %v", err)
-	}
+	l, h, c, start := bobInRoom(t)
 	l.refuseLiveBefore(start + 10)
 	l.appendMessages("r", 10)
 	l.trim(start + 5)
@@ -148,6 +134,21 @@ func diffIDs(got, want []string) string {
 }
 
 // placed opens a stream of user's on h.
+// bobInRoom is a hub over a log where bob joined room r, and a stream of
+// bob's placed on it, with room for thousands of frames, at position start.
+func bobInRoom(t *testing.T) (l *memLog, h *Hub, c *conn, start int64) {
+	t.Helper()
+	l = newMemLog()
+	l.append("r", event.MemberJoined, "bob")
+	h = newMemHub(t, l, Options{})
+	c = newConn("bob", 1<<14)
+	start, _, err := h.place(context.Background(), c)
+	if err != nil {
+		t.Fatalf("place(bob) = %v", err)
+	}
+	return l, h, c, start
+}
+
 func placed(t *testing.T, h *Hub, user string) *conn {
 	t.Helper()
 	c := newConn(user, 1024)
@@ -398,14 +399,7 @@ func TestHubNotifyExcept(t *testing.T) {
 // has nothing after the hub's position yet, is waited for: the hub neither
 // stops nor fails, and dispatches the events once they come.
 func TestHubWaitsOutAnEmptyCatchUp(t *testing.T) {
-	l := newMemLog()
-	l.append("r", event.MemberJoined, "bob")
-	h := newMemHub(t, l, Options{})
-	c := newConn("bob", 1<<14)
-	start, _, err := h.place(context.Background(), c)
-	if err != nil {
-		t.Fatalf("place(bob) = %v", err)
-	}
+	l, h, c, start := bobInRoom(t)
 	ranged := make(chan struct{}, 1)
 	l.hook(nil, func(event.Query) {
 		select {
