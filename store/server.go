@@ -61,9 +61,8 @@ func (s *Store) ProvisionRoom(ctx context.Context, p Provision) (room Room, crea
 			case errors.Is(err, ErrRoomNotFound):
 				// Looked for after the room: a deletion that held the room
 				// while its lock was waited for has committed, its record
-				// with it.
-				// Looked for before, it would be missed, and the deleted
-				// id made a room again.
+				// with it. Looked for before, the record would be missed,
+				// and the deleted id made a room again.
 				var gone bool
 				if err := t.get(&gone, `SELECT EXISTS (SELECT 1 FROM deleted_rooms WHERE id = ?)`, p.ID); err != nil {
 					return fmt.Errorf("store: find deleted room: %w", err)
