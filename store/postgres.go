@@ -285,6 +285,14 @@ func (q pgTx) lockDM(key string) error {
 	return err
 }
 
+func (q pgTx) lockMember(room, user string) (bool, error) {
+	var one []int
+	if err := q.sel(&one, `SELECT 1 FROM members WHERE room_id = ? AND user_id = ? FOR KEY SHARE`, room, user); err != nil {
+		return false, err
+	}
+	return len(one) > 0, nil
+}
+
 func (q pgTx) lockRoomExclusive(id string) error {
 	_, err := q.exec(`SELECT 1 FROM rooms WHERE id = ? FOR UPDATE`, id)
 	return err

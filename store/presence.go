@@ -34,6 +34,15 @@ func (s *Store) MarkRead(ctx context.Context, user, roomID string, messageID int
 		if err != nil {
 			return err
 		}
+		if member {
+			// Held, not only read: a receipt racing its user's leave on
+			// another instance lands before the member:left or is refused.
+			// The membership's own row, not the room's, so that receipts
+			// do not take turns with the room's posts.
+			if member, err = t.q.lockMember(roomID, user); err != nil {
+				return fmt.Errorf("store: lock membership: %w", err)
+			}
+		}
 		if !member {
 			return ErrNotMember
 		}

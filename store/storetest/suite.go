@@ -151,6 +151,7 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"RoomManagement", testRoomManagement},
 		{"DeletionRacesWriters", testDeletionRacesWriters},
 		{"LeaveRacesOwnPosts", testLeaveRacesOwnPosts},
+		{"LeaveRacesOwnReceipts", testLeaveRacesOwnReceipts},
 		{"RoomList", testRoomList},
 		{"Provision", testProvision},
 		{"ConcurrentProvision", testConcurrentProvision},
@@ -1118,6 +1119,54 @@ func testLeaveRacesOwnPosts(t *testing.T, db Database) {
 	}
 	if !left || changes != done.Load() {
 		t.Errorf("log: member:left %v, %d messages and edits; want the leave and the %d writes that succeeded", left, changes, done.Load())
+	}
+}
+
+// A member's read receipts race their own leave: each lands before the
+// member:left or is refused as not a member's, never after it, and none
+// deadlocks.
+func testLeaveRacesOwnReceipts(t *testing.T, db Database) {
+	ctx := context.Background()
+	a, b := openTwo(t, db, store.Options{})
+	for i := range 6 {
+		room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, fmt.Sprint("r", i), false))
+		must[bool](t, "Join")(a.Join(ctx, bob, room.ID))
+		var ids []int64
+		for j := range 4 {
+			m := must[store.Message](t, "PostMessage")(func() (store.Message, error) {
+				m, _, err := a.PostMessage(ctx, alice, room.ID, fmt.Sprint("m", j), "")
+				return m, err
+			}())
+			ids = append(ids, m.ID)
+		}
+		start := head(t, db, a)
+		var wg sync.WaitGroup
+		for j, id := range ids {
+			st := []*store.Store{a, b}[j%2]
+			wg.Go(func() {
+				if _, err := st.MarkRead(ctx, "bob", room.ID, id); err != nil && !errors.Is(err, store.ErrNotMember) {
+					t.Errorf("round %d: MarkRead racing the leave = %v; want nil or not a member", i, err)
+				}
+			})
+		}
+		wg.Go(func() {
+			if err := b.Leave(ctx, "bob", room.ID); err != nil {
+				t.Errorf("round %d: Leave = %v", i, err)
+			}
+		})
+		wg.Wait()
+		left := false
+		for _, e := range logSince(t, db, a, start) {
+			switch {
+			case e.Type == event.MemberLeft:
+				left = true
+			case e.Type == event.ReceiptUpdated && left:
+				t.Fatalf("round %d: log: bob's receipt:updated after his member:left", i)
+			}
+		}
+	}
+	if n := a.Stats().Retries + b.Stats().Retries; n != 0 {
+		t.Errorf("receipts racing their user's leave ran %d transactions again after conflicts; want none", n)
 	}
 }
 
