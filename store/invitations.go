@@ -107,6 +107,12 @@ func (t *Tx) invite(room Room, user, by string) error {
 	}
 	var declined sql.NullInt64
 	if t.caps.roomsPerUser > 0 {
+		// The user's invitations take turns, whatever their rooms, so
+		// that the count holds. After the room's lock, as every user's
+		// lock comes after a room's.
+		if err := t.q.lockInvitee(user); err != nil {
+			return fmt.Errorf("store: lock invitee: %w", err)
+		}
 		var n int
 		if err := t.get(&n, `SELECT COUNT(*) FROM invitations WHERE user_id = ? AND declined_at IS NULL`, user); err != nil {
 			return fmt.Errorf("store: count invitations: %w", err)

@@ -32,10 +32,14 @@ const (
 	leaderLock  = 0x6865_7261_6c64_0002
 )
 
-// dmLocks is the first key of the transaction-scoped advisory locks on
-// DM pairs (lockDM), the pair key's hash the second: a key of two 32-bit
+// dmLocks and inviteeLocks are the first keys of the transaction-scoped
+// advisory locks on DM pairs (lockDM) and on invited users (lockInvitee),
+// the pair key's or the user's hash the second: a key of two 32-bit
 // halves never meets the 64-bit ones above.
-const dmLocks int32 = 0x6864_6d31
+const (
+	dmLocks      int32 = 0x6864_6d31
+	inviteeLocks int32 = 0x6869_6e76
+)
 
 // pgDB is the PostgreSQL dialect. Several instances write at once, so
 // there is no writer goroutine and no membership cache: each request runs
@@ -280,8 +284,14 @@ func (pgTx) keyShare() string { return " FOR KEY SHARE" }
 // user's row, then wait for each other (for the room's unique key, for
 // the peer's room count): a deadlock that PostgreSQL breaks only after its
 // deadlock_timeout (1 s), as often as the retries allow.
-func (q pgTx) lockDM(key string) error {
-	_, err := q.exec(`SELECT pg_advisory_xact_lock(?, hashtext(?))`, dmLocks, key)
+func (q pgTx) lockDM(key string) error { return q.advisoryLock(dmLocks, key) }
+
+// lockInvitee makes the invitations of one user take turns, whatever
+// their rooms, so that the count of the user's open invitations holds.
+func (q pgTx) lockInvitee(user string) error { return q.advisoryLock(inviteeLocks, user) }
+
+func (q pgTx) advisoryLock(class int32, key string) error {
+	_, err := q.exec(`SELECT pg_advisory_xact_lock(?, hashtext(?))`, class, key)
 	return err
 }
 

@@ -284,13 +284,14 @@ func (q sqliteTx) logEvent(e event.Event) (int64, error) {
 		e.Room, e.Type, e.Subject, e.Data, e.CreatedAt)
 }
 
-// lockRoom, keyShare, lockRoomExclusive, lockDM and lockMember have
-// nothing to do: the writer is the only one, and a membership it read
-// holds until its commit.
+// lockRoom, keyShare, lockRoomExclusive, lockDM, lockInvitee and
+// lockMember have nothing to do: the writer is the only one, and a
+// membership it read holds until its commit.
 func (sqliteTx) lockRoom(string) error                   { return nil }
 func (sqliteTx) keyShare() string                        { return "" }
 func (sqliteTx) lockRoomExclusive(string) error          { return nil }
 func (sqliteTx) lockDM(string) error                     { return nil }
+func (sqliteTx) lockInvitee(string) error                { return nil }
 func (sqliteTx) lockMember(string, string) (bool, error) { return true, nil }
 
 type writeReq struct {

@@ -57,6 +57,9 @@ type querier interface {
 	// lockDM makes the transaction the only one to open the DM of a pair
 	// (its dmKey) until it ends, where writers run concurrently.
 	lockDM(key string) error
+	// lockInvitee makes the transaction the only one to invite user until
+	// it ends, where writers run concurrently.
+	lockInvitee(user string) error
 	// lockMember holds user's membership of a room until the transaction
 	// ends, where writers run concurrently: a leave or a removal, which
 	// deletes it, then waits, and one that came first is seen. It reports

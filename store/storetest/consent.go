@@ -563,3 +563,28 @@ func testDMAcceptRace(t *testing.T, db Database) {
 		t.Errorf("accepting a DM twice at once ran %d transactions again after conflicts; want none", n)
 	}
 }
+
+// Owners of several rooms invite one user at once, from two stores: the
+// user gets no more open invitations than they may have rooms, the rest
+// recorded as declined and not told.
+func testConcurrentInvitationCap(t *testing.T, db Database) {
+	ctx := context.Background()
+	a, b := openTwo(t, db, store.Options{MaxRoomsPerUser: 2})
+	var rooms []store.Room
+	for i := range 6 {
+		rooms = append(rooms, must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, store.User{ID: fmt.Sprint("owner", i)}, "r", true)))
+	}
+	var wg sync.WaitGroup
+	for i, room := range rooms {
+		st := []*store.Store{a, b}[i%2]
+		wg.Go(func() {
+			if _, err := st.Invite(ctx, store.UserActor(room.Owner), room.ID, "bob"); err != nil {
+				t.Errorf("Invite %d = %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if open := must[[]store.Invitation](t, "Invitations")(a.Invitations(ctx, "bob")); len(open) != 2 {
+		t.Errorf("6 racing invitations of bob, 2 rooms allowed: %d open; want 2", len(open))
+	}
+}

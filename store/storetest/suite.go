@@ -164,6 +164,7 @@ func TestStore(t *testing.T, newDB NewDatabase) {
 		{"DMAcceptRace", testDMAcceptRace},
 		{"Caps", testCaps},
 		{"ConcurrentCaps", testConcurrentCaps},
+		{"ConcurrentInvitationCap", testConcurrentInvitationCap},
 		{"OwnerLeaves", testOwnerLeaves},
 		{"OwnerLeavesRace", testOwnerLeavesRace},
 		{"RoomChangesRaceOwnerLeaving", testRoomChangesRaceOwnerLeaving},
