@@ -437,8 +437,7 @@ func testOwnerLeavesRace(t *testing.T, db Database) {
 	ctx := context.Background()
 	a, b := openTwo(t, db, store.Options{})
 	for i := range 6 {
-		room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, fmt.Sprint("r", i), false))
-		must[bool](t, "Join")(a.Join(ctx, bob, room.ID))
+		room := aliceAndBobIn(t, a, fmt.Sprint("r", i))
 		must[bool](t, "Join")(a.Join(ctx, carol, room.ID))
 		var wg sync.WaitGroup
 		wg.Go(func() {
@@ -466,8 +465,7 @@ func testRoomChangesRaceOwnerLeaving(t *testing.T, db Database) {
 	ctx := context.Background()
 	a, b := openTwo(t, db, store.Options{})
 	for i := range 6 {
-		room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, fmt.Sprint("r", i), false))
-		must[bool](t, "Join")(a.Join(ctx, bob, room.ID))
+		room := aliceAndBobIn(t, a, fmt.Sprint("r", i))
 		name, topic := fmt.Sprint("name", i), fmt.Sprint("topic", i)
 		start := head(t, db, a)
 		var wg sync.WaitGroup

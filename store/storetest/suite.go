@@ -62,6 +62,16 @@ func openTwo(t *testing.T, db Database, opts store.Options) (a, b *store.Store) 
 	return a, db.Open(t, opts)
 }
 
+// aliceAndBobIn creates a public room of alice's, named name, that bob
+// has joined.
+func aliceAndBobIn(t *testing.T, st *store.Store, name string) store.Room {
+	t.Helper()
+	ctx := context.Background()
+	room := must[store.Room](t, "CreateRoom")(st.CreateRoom(ctx, alice, name, false))
+	must[bool](t, "Join")(st.Join(ctx, bob, room.ID))
+	return room
+}
+
 // PostgresDatabase is a new database on the package's shared PostgreSQL server.
 func PostgresDatabase(t *testing.T) Database { return postgresDB{DatabaseURL(t)} }
 
@@ -1007,8 +1017,7 @@ func testRoomManagement(t *testing.T, db Database) {
 func testDeletionRacesWriters(t *testing.T, db Database) {
 	ctx := context.Background()
 	a, b := openTwo(t, db, store.Options{})
-	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
-	must[bool](t, "Join")(a.Join(ctx, bob, room.ID))
+	room := aliceAndBobIn(t, a, "r")
 	start := head(t, db, a)
 	var wg sync.WaitGroup
 	for i := range 16 {
@@ -1071,8 +1080,7 @@ func testDeletionRacesWriters(t *testing.T, db Database) {
 func testLeaveRacesOwnPosts(t *testing.T, db Database) {
 	ctx := context.Background()
 	a, b := openTwo(t, db, store.Options{})
-	room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, "r", false))
-	must[bool](t, "Join")(a.Join(ctx, bob, room.ID))
+	room := aliceAndBobIn(t, a, "r")
 	first, _, err := a.PostMessage(ctx, bob, room.ID, "first", "")
 	if err != nil {
 		t.Fatalf("PostMessage = %v", err)
@@ -1130,8 +1138,7 @@ func testLeaveRacesOwnReceipts(t *testing.T, db Database) {
 	ctx := context.Background()
 	a, b := openTwo(t, db, store.Options{})
 	for i := range 6 {
-		room := must[store.Room](t, "CreateRoom")(a.CreateRoom(ctx, alice, fmt.Sprint("r", i), false))
-		must[bool](t, "Join")(a.Join(ctx, bob, room.ID))
+		room := aliceAndBobIn(t, a, fmt.Sprint("r", i))
 		var ids []int64
 		for j := range 4 {
 			m := must[store.Message](t, "PostMessage")(func() (store.Message, error) {
