@@ -7,6 +7,7 @@ package main
 // with no resync; presence and typing never stay stuck.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -20,7 +21,9 @@ import (
 	"time"
 
 	"github.com/heraldchat/herald/store/storetest"
+	"github.com/heraldchat/herald/stream"
 	"github.com/heraldchat/herald/stream/streamtest"
+	"github.com/redis/go-redis/v9"
 )
 
 var (
@@ -453,5 +456,124 @@ func TestClusterStoreUnavailable(t *testing.T) {
 			t.Fatalf("post after postgres restarted = %d %s; want 201 (503 while reconnecting)", status, body)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// presenceSettles reads c's events until each user of want was last
+// announced with the status want gives it.
+func presenceSettles(t *testing.T, c *streamtest.Client, want map[string]string) {
+	t.Helper()
+	seen := map[string][]string{}
+	for {
+		done := true
+		for user, status := range want {
+			if got := seen[user]; len(got) == 0 || got[len(got)-1] != status {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		f := c.Next()
+		if f.Event != "presence:changed" {
+			continue
+		}
+		var p struct{ User, Status string }
+		if err := json.Unmarshal([]byte(f.Data), &p); err != nil {
+			t.Fatalf("presence:changed data %q: %v", f.Data, err)
+		}
+		seen[p.User] = append(seen[p.User], p.Status)
+	}
+}
+
+// TestClusterInstanceTakenForDead: an instance that lives but missed its
+// heartbeats (a pause longer than --instance-timeout) has its streams
+// removed by another, and its users go offline; its next heartbeat
+// records its streams again, and they come back online for everyone,
+// counted right: they go offline when their streams close.
+func TestClusterInstanceTakenForDead(t *testing.T) {
+	c := startCluster(t, 2, false, false, map[string]string{
+		"HERALD_PRESENCE_GRACE": "200ms", "HERALD_INSTANCE_TIMEOUT": "3s",
+	})
+	n0, n1 := c.nodes[0], c.nodes[1]
+	room := n0.room("alice", "lobby", false)
+	n0.join("bob", room)
+	alice := n1.open("alice", "")
+	n0.say("alice", room, "joined")
+	sseEventsBefore(t, alice, "joined")
+	bob := n0.open("bob", "")
+	presenceSettles(t, alice, map[string]string{"bob": "online"})
+
+	// n0's last heartbeat looks ancient until n1 buries it: XX leaves
+	// the set alone once n0 is out of it, so n0's next heartbeat stays.
+	rdb, err := stream.NewRedisClient(c.env["HERALD_REDIS_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			rdb.ZAddXX(context.Background(), c.env["HERALD_REDIS_PREFIX"]+"instances", redis.Z{Score: 1, Member: "n0"})
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	presenceSettles(t, alice, map[string]string{"bob": "offline"})
+	close(stop)
+	<-stopped
+
+	presenceSettles(t, alice, map[string]string{"bob": "online"})
+	if p := getPresence(t, n1.testServer, n1.tok("alice"), "bob")[0]; p.Status != "online" {
+		t.Fatalf("GET /v1/presence bob = %s after n0 came back; want online", p.Status)
+	}
+	bob.Close()
+	presenceSettles(t, alice, map[string]string{"bob": "offline"})
+}
+
+// TestClusterPresenceAcrossRedisOutage: streams that close or open while
+// Redis is down are counted once it is back, with its data or without: a
+// user whose last stream closed meanwhile goes offline, one whose first
+// stream opened meanwhile comes online, for everyone.
+func TestClusterPresenceAcrossRedisOutage(t *testing.T) {
+	for _, persist := range []bool{true, false} {
+		name := "restarted empty"
+		if persist {
+			name = "restarted with its data"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := startCluster(t, 2, true, persist, map[string]string{"HERALD_PRESENCE_GRACE": "200ms"})
+			n0, n1 := c.nodes[0], c.nodes[1]
+			room := n0.room("alice", "lobby", false)
+			n0.join("bob", room)
+			n0.join("dave", room)
+			alice := n1.open("alice", "")
+			n0.say("alice", room, "joined")
+			sseEventsBefore(t, alice, "joined")
+			bob := n0.open("bob", "")
+			presenceSettles(t, alice, map[string]string{"bob": "online"})
+
+			c.redis.Kill()
+			bob.Close()
+			n0.open("dave", "")
+			waitStreamsOpen(t, n0.testServer, 1)
+			// n0 tries to record both changes, and fails, before Redis is
+			// back; a change recorded after it is back proves nothing.
+			time.Sleep(300 * time.Millisecond)
+			if err := c.redis.Start(); err != nil {
+				t.Fatal(err)
+			}
+			presenceSettles(t, alice, map[string]string{"bob": "offline", "dave": "online"})
+			for _, n := range []*streamScene{n0, n1} {
+				got := getPresence(t, n.testServer, n.tok("alice"), "bob", "dave")
+				if got[0].Status != "offline" || got[1].Status != "online" {
+					t.Fatalf("GET /v1/presence bob, dave on %s = %s, %s; want offline, online", n.URL, got[0].Status, got[1].Status)
+				}
+			}
+		})
 	}
 }

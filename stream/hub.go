@@ -545,15 +545,19 @@ func (h *Hub) RoomsOf(user string) (rooms []string, ok bool) {
 	return nil, false
 }
 
-// StreamCounts returns how many streams each user has open here.
-func (h *Hub) StreamCounts() map[string]int {
+// takeStreamCounts returns how many streams each user has open here, and
+// takes the session feed's pending entries as of the same moment (the hub
+// adds to the feed with its lock held). A reader that applies the entries
+// and then records the counts counts every stream once: the entries it
+// takes later all happened after the counts.
+func (h *Hub) takeStreamCounts() ([]Session, map[string]int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make(map[string]int, len(h.users))
 	for u, cs := range h.users {
 		out[u] = len(cs)
 	}
-	return out
+	return h.sessions.Take(), out
 }
 
 func (h *Hub) addRoomLocked(c *conn, room string) {

@@ -29,7 +29,9 @@ import (
 // so each change is announced once. An instance that dies without saying
 // goodbye stops heartbeating: after InstanceTimeout another one removes
 // its streams, and its users go offline unless they have streams
-// elsewhere.
+// elsewhere. An instance taken for dead that lives, or whose changes Redis
+// missed while unreachable or lost in an empty restart, records its
+// streams again from its hub at its next heartbeat.
 //
 // Large rooms' counts (see RoomOnline) are published through the same
 // feed. Every instance reads every membership change in the log, and the
@@ -80,7 +82,12 @@ type RedisPresence struct {
 	opts   RedisPresenceOptions
 	counts *roomCounter // the goroutine's
 
-	mu     sync.Mutex // held while applying the feed, so lookups see every stream opened
+	mu sync.Mutex // held while applying the feed, so lookups see every stream opened
+	// stale is set when Redis may have missed some of the feed, and missed
+	// holds the users whose changes it may have missed: the next heartbeat
+	// records this instance's streams again.
+	stale  bool
+	missed map[string]struct{}
 	queue  []announcement
 	signal chan struct{} // capacity 1: an announcement was queued outside run
 	stop   chan struct{}
@@ -100,7 +107,7 @@ func NewRedisPresence(rdb redis.UniversalClient, hub *Hub, out Notifier, dir Dir
 		opts.InstanceTimeout = 15 * time.Second
 	}
 	p := &RedisPresence{rdb: rdb, hub: hub, feed: hub.Sessions(), out: out, dir: dir, opts: opts,
-		signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		missed: map[string]struct{}{}, signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	p.counts = newRoomCounter(dir, &redisBoard{p}, opts.RoomLimit, opts.Logger)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	p.bury(ctx, opts.Instance, 0)
@@ -207,9 +214,37 @@ if ARGV[1] == 'online' then redis.call('DEL', KEYS[2]) else redis.call('SET', KE
 return 1
 `)
 
+// restoreScript records this instance's count of a user's streams
+// (ARGV[1] the instance, ARGV[3] the count) when Redis may lack it; it
+// returns 1 when the user, with no stream elsewhere and not in grace, had
+// been taken for offline: they come back online.
+var restoreScript = redis.NewScript(`
+local had = redis.call('HLEN', KEYS[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[2])
+if redis.call('ZREM', KEYS[3], ARGV[2]) == 1 or had > 0 then return 0 end
+return 1
+`)
+
+// dropScript removes this instance's count of a user's streams (ARGV[1]
+// the instance) when none is left here; it returns 1 when the user has
+// none anywhere and was not in grace: their grace starts.
+var dropScript = redis.NewScript(`
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+if redis.call('HLEN', KEYS[1]) == 0 then
+  return redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[2])
+end
+return 0
+`)
+
 // syncLocked applies the sessions the hub reported since the last call.
 func (p *RedisPresence) syncLocked(ctx context.Context) {
-	sessions := p.feed.Take()
+	p.applyLocked(ctx, p.feed.Take())
+}
+
+// applyLocked records sessions in Redis and queues the changes they make.
+func (p *RedisPresence) applyLocked(ctx context.Context, sessions []Session) {
 	if len(sessions) == 0 {
 		return
 	}
@@ -232,6 +267,10 @@ func (p *RedisPresence) syncLocked(ctx context.Context) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		// The hub's streams are the truth: rebuild Redis's view from them
 		// at the next heartbeat.
+		p.stale = true
+		for _, s := range sessions {
+			p.missed[s.User] = struct{}{}
+		}
 		p.opts.Logger.Error("record presence in redis", "err", err)
 	}
 	for i, s := range sessions {
@@ -295,7 +334,8 @@ func (p *RedisPresence) run() {
 }
 
 // heartbeat tells the cluster this instance lives. Finding itself missing
-// from the set (it was taken for dead, or Redis lost its data), it
+// from the set (it was taken for dead, or Redis lost its data), or after
+// Redis missed some of its streams' changes (it was unreachable), it
 // records its streams again from the hub, which knows them.
 func (p *RedisPresence) heartbeat(ctx context.Context) {
 	added, err := p.rdb.ZAdd(ctx, p.key("instances"), redis.Z{Score: float64(nowMillis()), Member: p.opts.Instance}).Result()
@@ -303,24 +343,72 @@ func (p *RedisPresence) heartbeat(ctx context.Context) {
 		p.opts.Logger.Warn("presence heartbeat", "err", err)
 		return
 	}
-	if added == 0 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if added == 0 && !p.stale {
 		return
 	}
-	counts := p.hub.StreamCounts()
-	if len(counts) == 0 {
+	if err := p.reconcileLocked(ctx); err != nil {
+		p.stale = true
+		p.opts.Logger.Warn("record presence in redis", "err", err)
 		return
 	}
+	p.stale = false
+	clear(p.missed)
+}
+
+// reconcileLocked makes Redis's record of this instance's streams the
+// hub's: users with streams here are counted, and announced when that
+// brings them back online; users Redis still counts here without a stream
+// left start their grace, after which they go offline.
+func (p *RedisPresence) reconcileLocked(ctx context.Context) error {
+	// The feed's entries up to the counts are applied first, so that none
+	// of them lands on top of counts that already hold it.
+	sessions, counts := p.hub.takeStreamCounts()
+	p.applyLocked(ctx, sessions)
+	instUsers := p.key("inst", p.opts.Instance, "users")
+	recorded, err := p.rdb.SMembers(ctx, instUsers).Result()
+	if err != nil {
+		return err
+	}
+	now := strconv.FormatInt(nowMillis(), 10)
+	var users []string
+	var cmds []*redis.Cmd
 	_, err = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for user, n := range counts {
-			pipe.HSet(ctx, p.key("pres", user), p.opts.Instance, n)
-			pipe.SAdd(ctx, p.key("inst", p.opts.Instance, "users"), user)
-			pipe.ZRem(ctx, p.key("grace"), user)
+			keys := []string{p.key("pres", user), instUsers, p.key("grace")}
+			users = append(users, user)
+			cmds = append(cmds, restoreScript.Eval(ctx, pipe, keys, p.opts.Instance, user, n))
+		}
+		// Users whose last change Redis may have missed may be counted
+		// still though Redis lost this instance's record (it restarted
+		// empty): they start their grace too, unless already in it.
+		for user := range p.missed {
+			recorded = append(recorded, user)
+		}
+		for _, user := range slices.Compact(slices.Sorted(slices.Values(recorded))) {
+			if counts[user] == 0 {
+				keys := []string{p.key("pres", user), instUsers, p.key("grace")}
+				users = append(users, user)
+				cmds = append(cmds, dropScript.Eval(ctx, pipe, keys, p.opts.Instance, user, now))
+			}
 		}
 		return nil
 	})
-	if err != nil {
-		p.opts.Logger.Warn("record presence in redis", "err", err)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
 	}
+	for i, user := range users {
+		n, err := cmds[i].Int()
+		switch {
+		case err != nil || n == 0:
+		case counts[user] > 0:
+			p.queue = append(p.queue, announcement{user: user, info: PresenceInfo{User: user, Status: StatusOnline}, transition: true})
+		default:
+			p.queue = append(p.queue, announcement{user: user, lastClose: true})
+		}
+	}
+	return nil
 }
 
 // sweep ends expired graces and buries instances that stopped
