@@ -248,7 +248,15 @@ func (h *Hub) run(ctx context.Context) {
 			// We fell behind what the log serves live: catch up by range.
 			evs, err = h.log.Range(ctx, event.Query{After: pos, UpTo: 1<<63 - 1, Limit: 4096})
 			if err == nil && len(evs) == 0 {
-				err = errNothingToCatchUp
+				// Nothing new. While Redis is unreachable every read ends
+				// here, after the log's own wait: nothing is wrong, and a
+				// growing back-off would only delay the next event.
+				select {
+				case <-time.After(emptyCatchUpWait):
+				case <-ctx.Done():
+					return
+				}
+				continue
 			}
 			if err == nil && evs[0].Seq != pos+1 {
 				// Retention deleted events this hub never dispatched (it is
@@ -277,9 +285,10 @@ func (h *Hub) run(ctx context.Context) {
 	}
 }
 
-// errNothingToCatchUp: the log said the hub is behind what it serves live,
-// yet its range has nothing after the hub's position. Wait, and read again.
-var errNothingToCatchUp = errors.New("stream: the log is behind, but its range is empty")
+// emptyCatchUpWait is how long the hub waits before it reads again when the
+// log said it was behind what it serves live, yet its range had nothing
+// after the hub's position.
+const emptyCatchUpWait = 10 * time.Millisecond
 
 // dropAll drops every stream; each resumes by reconnecting.
 func (h *Hub) dropAll() {
