@@ -372,6 +372,7 @@ func (l *RedisLog) Pump(ctx context.Context, seq Sequencer) error {
 	var (
 		head    int64 = -1
 		backoff time.Duration
+		retry   time.Time // no append to Redis before, after one failed
 	)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -387,22 +388,28 @@ func (l *RedisLog) Pump(ctx context.Context, seq Sequencer) error {
 				return err
 			}
 		}
-		if err := l.Append(ctx, head, evs); err != nil {
-			if ctx.Err() != nil {
-				return nil
+		// While Redis is down the instances read the sequenced events
+		// from the durable log: sequencing keeps its pace, and only the
+		// appends back off. Append refills what the skipped ones missed.
+		if !time.Now().Before(retry) {
+			if err := l.Append(ctx, head, evs); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				l.warn("append to the log", err)
+				backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+				retry = time.Now().Add(backoff)
+			} else {
+				backoff = 0
 			}
-			l.warn("append to the log", err)
-			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
-		} else {
-			backoff = 0
 		}
-		if len(evs) == batch && backoff == 0 {
+		if len(evs) == batch {
 			continue
 		}
 		if err := seq.Alive(ctx); err != nil {
 			return err
 		}
-		timer.Reset(cmp.Or(backoff, pumpPoll))
+		timer.Reset(cmp.Or(min(backoff, pumpPoll), pumpPoll))
 		select {
 		case <-ctx.Done():
 		case <-woken:
