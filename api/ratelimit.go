@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldchat/herald/internal/quietlog"
 	"golang.org/x/time/rate"
 )
 
@@ -48,7 +49,7 @@ type Buckets interface {
 type limiter struct {
 	rates  [numActions]float64
 	shared Buckets
-	logger *slog.Logger
+	quiet  *quietlog.Logger // for the shared buckets' failures
 
 	mu      sync.Mutex // guards buckets and swept
 	buckets map[bucketKey]*rate.Limiter
@@ -61,7 +62,7 @@ type bucketKey struct {
 }
 
 func newLimiter(l RateLimits, shared Buckets, logger *slog.Logger) *limiter {
-	return &limiter{rates: [numActions]float64{l.Messages, l.Writes, l.Typing, l.Reads, l.Streams}, shared: shared, logger: logger,
+	return &limiter{rates: [numActions]float64{l.Messages, l.Writes, l.Typing, l.Reads, l.Streams}, shared: shared, quiet: quietlog.New(logger),
 		buckets: map[bucketKey]*rate.Limiter{}}
 }
 
@@ -82,7 +83,7 @@ func (l *limiter) allow(ctx context.Context, user string, a action) error {
 		// Fail open: a limit is not worth refusing every action while the
 		// shared buckets are out of reach. This instance's own buckets
 		// hold meanwhile.
-		l.logger.Warn("shared rate limit unavailable: limiting per instance", "err", err)
+		l.quiet.Warn("shared rate limit unavailable: limiting per instance", "err", err)
 	}
 	now := time.Now()
 	l.mu.Lock()

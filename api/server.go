@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldchat/herald/internal/quietlog"
 	"github.com/heraldchat/herald/store"
 	"github.com/heraldchat/herald/stream"
 	"github.com/labstack/echo/v4"
@@ -90,6 +91,7 @@ type Server struct {
 	hub     *stream.Hub
 	auth    *Auth
 	logger  *slog.Logger
+	quiet   *quietlog.Logger // for the shared ticket record's failures
 	limiter *limiter
 	echo    *echo.Echo
 	metrics *metrics
@@ -142,7 +144,7 @@ func New(st *store.Store, hub *stream.Hub, auth *Auth, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: st, hub: hub, auth: auth, logger: cfg.Logger, limiter: newLimiter(cfg.Limits, cfg.Buckets, cfg.Logger),
+	s := &Server{cfg: cfg, store: st, hub: hub, auth: auth, logger: cfg.Logger, quiet: quietlog.New(cfg.Logger), limiter: newLimiter(cfg.Limits, cfg.Buckets, cfg.Logger),
 		keys: newAPIKeys(cfg.APIKeys)}
 	sum := sha256.Sum256(cfg.Client)
 	s.clientTag = `"` + hex.EncodeToString(sum[:12]) + `"`

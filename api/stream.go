@@ -52,7 +52,7 @@ func (s *Server) streamHandler(c echo.Context) error {
 			// memory's record holds.
 			shared, err := s.cfg.Tickets.SpendTicket(r.Context(), p.Nonce, time.Unix(p.Expires, 0))
 			if err != nil {
-				s.logger.Warn("ticket record unavailable", "err", err)
+				s.quiet.Warn("ticket record unavailable", "err", err)
 			} else {
 				fresh = shared
 			}

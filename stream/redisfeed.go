@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldchat/herald/internal/quietlog"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -27,8 +28,7 @@ type RedisFeed struct {
 	done   chan struct{}
 	once   sync.Once
 
-	mu     sync.Mutex // guards warned
-	warned time.Time
+	quiet *quietlog.Logger // for Redis's failures
 }
 
 var _ Notifier = (*RedisFeed)(nil)
@@ -41,7 +41,7 @@ func NewRedisFeed(rdb redis.UniversalClient, prefix string, local Notifier, logg
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &RedisFeed{rdb: rdb, channel: prefix + "notices", local: local, logger: logger, cancel: cancel, done: make(chan struct{})}
+	f := &RedisFeed{rdb: rdb, channel: prefix + "notices", local: local, logger: logger, quiet: quietlog.New(logger), cancel: cancel, done: make(chan struct{})}
 	f.ps = rdb.Subscribe(ctx, f.channel)
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	if _, err := f.ps.Receive(wctx); err != nil {
@@ -87,12 +87,7 @@ func (f *RedisFeed) Notify(notices []Notice) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := f.rdb.Publish(ctx, f.channel, payload).Err(); err != nil {
-		f.mu.Lock()
-		if time.Since(f.warned) > 10*time.Second {
-			f.warned = time.Now()
-			f.logger.Warn("redis unavailable: presence and typing reach this instance only", "err", err)
-		}
-		f.mu.Unlock()
+		f.quiet.Warn("redis unavailable: presence and typing reach this instance only", "err", err)
 		f.local.Notify(notices)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldchat/herald/internal/event"
+	"github.com/heraldchat/herald/internal/quietlog"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -78,9 +79,10 @@ type RedisLog struct {
 	key     string // one stream per epoch: an id of one never reads another
 	opts    RedisOptions
 
-	mu       sync.Mutex // guards appended and warned
+	quiet *quietlog.Logger // for an unreachable Redis
+
+	mu       sync.Mutex // guards appended
 	appended int64      // the stream's last position as the leader knows it; -1: unknown
-	warned   time.Time  // when an unreachable Redis was last logged
 }
 
 var _ Log = (*RedisLog)(nil)
@@ -99,7 +101,7 @@ func NewRedisLog(rdb redis.UniversalClient, durable Durable, opts RedisOptions) 
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &RedisLog{rdb: rdb, durable: durable, key: opts.Prefix + "log:" + durable.Epoch(), opts: opts, appended: -1}
+	return &RedisLog{rdb: rdb, durable: durable, key: opts.Prefix + "log:" + durable.Epoch(), opts: opts, quiet: quietlog.New(opts.Logger), appended: -1}
 }
 
 // Epoch implements Log.
@@ -219,13 +221,7 @@ func (l *RedisLog) rangeRedis(ctx context.Context, q event.Query) (evs []event.E
 }
 
 func (l *RedisLog) warn(what string, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if time.Since(l.warned) < 10*time.Second {
-		return
-	}
-	l.warned = time.Now()
-	l.opts.Logger.Warn("redis unavailable: "+what+" from postgres", "err", err)
+	l.quiet.Warn("redis unavailable: "+what+" from postgres", "err", err)
 }
 
 // entryID is the stream entry id of a position: the position is the id's

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldchat/herald/internal/quietlog"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -80,7 +81,8 @@ type RedisPresence struct {
 	out    Notifier
 	dir    Directory
 	opts   RedisPresenceOptions
-	counts *roomCounter // the goroutine's
+	counts *roomCounter     // the goroutine's
+	quiet  *quietlog.Logger // for Redis's failures
 
 	mu sync.Mutex // held while applying the feed, so lookups see every stream opened
 	// stale is set when Redis may have missed some of the feed, and missed
@@ -108,6 +110,7 @@ func NewRedisPresence(rdb redis.UniversalClient, hub *Hub, out Notifier, dir Dir
 	}
 	p := &RedisPresence{rdb: rdb, hub: hub, feed: hub.Sessions(), out: out, dir: dir, opts: opts,
 		missed: map[string]struct{}{}, signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	p.quiet = quietlog.New(opts.Logger)
 	p.counts = newRoomCounter(dir, &redisBoard{p}, opts.RoomLimit, opts.Logger)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	p.bury(ctx, opts.Instance, 0)
@@ -271,7 +274,7 @@ func (p *RedisPresence) applyLocked(ctx context.Context, sessions []Session) {
 		for _, s := range sessions {
 			p.missed[s.User] = struct{}{}
 		}
-		p.opts.Logger.Error("record presence in redis", "err", err)
+		p.quiet.Warn("record presence in redis", "err", err)
 	}
 	for i, s := range sessions {
 		if n, err := cmds[i].Int(); err == nil && n == 1 {
@@ -340,7 +343,7 @@ func (p *RedisPresence) run() {
 func (p *RedisPresence) heartbeat(ctx context.Context) {
 	added, err := p.rdb.ZAdd(ctx, p.key("instances"), redis.Z{Score: float64(nowMillis()), Member: p.opts.Instance}).Result()
 	if err != nil {
-		p.opts.Logger.Warn("presence heartbeat", "err", err)
+		p.quiet.Warn("presence heartbeat", "err", err)
 		return
 	}
 	p.mu.Lock()
@@ -350,7 +353,7 @@ func (p *RedisPresence) heartbeat(ctx context.Context) {
 	}
 	if err := p.reconcileLocked(ctx); err != nil {
 		p.stale = true
-		p.opts.Logger.Warn("record presence in redis", "err", err)
+		p.quiet.Warn("record presence in redis", "err", err)
 		return
 	}
 	p.stale = false
@@ -428,7 +431,7 @@ func (p *RedisPresence) sweep(ctx context.Context) {
 	res, err := expireScript.Run(ctx, p.rdb, []string{p.key("grace")},
 		now-p.opts.Grace.Milliseconds(), p.opts.Prefix).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		p.opts.Logger.Warn("presence sweep", "err", err)
+		p.quiet.Warn("presence sweep", "err", err)
 		return
 	}
 	p.mu.Lock()
@@ -445,7 +448,7 @@ func (p *RedisPresence) sweep(ctx context.Context) {
 func (p *RedisPresence) bury(ctx context.Context, inst string, asOf int64) {
 	err := buryScript.Run(ctx, p.rdb, []string{p.key("instances")}, inst, p.opts.Prefix, asOf).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		p.opts.Logger.Warn("remove a dead instance's presence", "instance", inst, "err", err)
+		p.quiet.Warn("remove a dead instance's presence", "instance", inst, "err", err)
 		return
 	}
 	if err == nil && asOf == 0 && inst != p.opts.Instance {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldchat/herald/internal/event"
+	"github.com/heraldchat/herald/internal/quietlog"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -32,6 +33,7 @@ type RedisTyping struct {
 	timeout time.Duration
 	prefix  string
 	logger  *slog.Logger
+	quiet   *quietlog.Logger // for Redis's failures
 
 	stop chan struct{}
 	done chan struct{}
@@ -50,7 +52,7 @@ func NewRedisTyping(rdb redis.UniversalClient, out Notifier, timeout time.Durati
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	t := &RedisTyping{rdb: rdb, out: out, timeout: timeout, prefix: prefix, logger: logger,
+	t := &RedisTyping{rdb: rdb, out: out, timeout: timeout, prefix: prefix, logger: logger, quiet: quietlog.New(logger),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go t.sweeper()
 	return t
@@ -123,7 +125,7 @@ func (t *RedisTyping) Set(room, user, name string, typing bool) {
 	ttl := (t.timeout + 30*time.Second).Milliseconds()
 	started, err := typingStartScript.Run(ctx, t.rdb, t.keys(room, user), name, ttl, deadline, room+"\x00"+user, room).Int()
 	if err != nil {
-		t.logger.Warn("record typing in redis", "err", err)
+		t.quiet.Warn("record typing in redis", "err", err)
 		return
 	}
 	if started == 1 {
@@ -140,7 +142,7 @@ func (t *RedisTyping) Stop(room, user string) {
 		return
 	}
 	if err != nil {
-		t.logger.Warn("stop typing in redis", "err", err)
+		t.quiet.Warn("stop typing in redis", "err", err)
 		return
 	}
 	t.out.Notify([]Notice{typingNotice(room, user, name, event.TypingStopped)})
@@ -152,7 +154,7 @@ func (t *RedisTyping) StopUser(user string) {
 	rooms, err := t.rdb.SMembers(ctx, t.prefix+"typ:user:"+user).Result()
 	cancel()
 	if err != nil {
-		t.logger.Warn("find typing in redis", "err", err)
+		t.quiet.Warn("find typing in redis", "err", err)
 		return
 	}
 	for _, r := range rooms {

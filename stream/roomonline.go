@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldchat/herald/internal/event"
+	"github.com/heraldchat/herald/internal/quietlog"
 )
 
 // Big rooms.
@@ -61,11 +62,11 @@ type countBoard interface {
 // publishes the counts of the others. It belongs to its tracker's
 // goroutine.
 type roomCounter struct {
-	dir    Directory
-	board  countBoard
-	limit  int
-	logger *slog.Logger
-	dirty  map[string]struct{} // rooms whose count or size may have changed
+	dir   Directory
+	board countBoard
+	limit int
+	quiet *quietlog.Logger    // for the failures of Redis or the store
+	dirty map[string]struct{} // rooms whose count or size may have changed
 	// sized holds whether rooms are large, as last sized, until their
 	// membership changes: the rooms of a user are sized once, not at every
 	// presence change of each member. It holds at most maxSized rooms.
@@ -77,7 +78,7 @@ type roomCounter struct {
 const maxSizedRooms = 1 << 16
 
 func newRoomCounter(dir Directory, board countBoard, limit int, logger *slog.Logger) *roomCounter {
-	return &roomCounter{dir: dir, board: board, limit: limit, logger: logger,
+	return &roomCounter{dir: dir, board: board, limit: limit, quiet: quietlog.New(logger),
 		dirty: map[string]struct{}{}, sized: map[string]bool{}, maxSized: maxSizedRooms}
 }
 
@@ -155,7 +156,7 @@ func (rc *roomCounter) sample(ctx context.Context) []Notice {
 	}
 	claimed, err := rc.board.claim(ctx, rooms)
 	if err != nil {
-		rc.logger.Warn("claim rooms to count", "err", err)
+		rc.quiet.Warn("claim rooms to count", "err", err)
 		return nil
 	}
 	if len(claimed) == 0 {
@@ -163,7 +164,7 @@ func (rc *roomCounter) sample(ctx context.Context) []Notice {
 	}
 	large, err := rc.dir.LargeRooms(ctx, claimed, rc.limit)
 	if err != nil {
-		rc.logger.Warn("size rooms", "err", err)
+		rc.quiet.Warn("size rooms", "err", err)
 		return nil
 	}
 	isLarge := make(map[string]bool, len(large))
@@ -176,7 +177,7 @@ func (rc *roomCounter) sample(ctx context.Context) []Notice {
 	}
 	prev, err := rc.board.published(ctx, claimed)
 	if err != nil {
-		rc.logger.Warn("read room counts", "err", err)
+		rc.quiet.Warn("read room counts", "err", err)
 		return nil
 	}
 	var out []Notice
@@ -188,7 +189,7 @@ func (rc *roomCounter) sample(ctx context.Context) []Notice {
 		}
 		n, err := rc.count(ctx, room)
 		if err != nil {
-			rc.logger.Warn("count a room's members online", "err", err, "room", room)
+			rc.quiet.Warn("count a room's members online", "err", err, "room", room)
 			continue
 		}
 		if isLarge[room] {
@@ -201,7 +202,7 @@ func (rc *roomCounter) sample(ctx context.Context) []Notice {
 			err = rc.board.unpublish(ctx, room)
 		}
 		if err != nil {
-			rc.logger.Warn("publish a room's count", "err", err, "room", room)
+			rc.quiet.Warn("publish a room's count", "err", err, "room", room)
 			continue
 		}
 		delete(rc.dirty, room)
@@ -237,7 +238,7 @@ func (rc *roomCounter) initial(ctx context.Context, hub *Hub, users []string, ro
 	if len(all) > 0 {
 		var err error
 		if counts, err = rc.board.published(ctx, all); err != nil {
-			rc.logger.Warn("read room counts", "err", err)
+			rc.quiet.Warn("read room counts", "err", err)
 		}
 	}
 	for u, rs := range byUser {
