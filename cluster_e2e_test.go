@@ -8,10 +8,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/heraldchat/herald/internal/event"
@@ -543,5 +545,71 @@ func TestClusterRetention(t *testing.T) {
 	again := other.stream(other.tok("bob"), from)
 	if f := again.Next(); f.Event != "resync" || !strings.Contains(f.Data, "expired") {
 		t.Fatalf("resuming from %s, before the retained log: %s %s; want resync expired", from, f.Event, f.Data)
+	}
+}
+
+// TestClusterTypingOrder: a typist's pings and stops, sent at once through
+// two instances, reach a member in the order the cluster applied them:
+// starts and stops alternate, and the last one says what the cluster
+// holds, so no one is left shown as typing.
+func TestClusterTypingOrder(t *testing.T) {
+	c := startCluster(t, 2, false, false, map[string]string{"HERALD_TYPING_TIMEOUT": "1m"})
+	n0, n1 := c.nodes[0], c.nodes[1]
+	room := n0.room("alice", "lobby", false)
+	n0.join("carol", room)
+	n0.join("dave", room)
+	carol := n0.open("carol", "")
+	n0.say("alice", room, "joined")
+	sseEventsBefore(t, carol, "joined")
+
+	typing := func(n *streamScene, on bool) error {
+		body := strings.NewReader(fmt.Sprintf(`{"typing":%t}`, on))
+		req, _ := http.NewRequest("POST", n.URL+"/v1/rooms/"+room+"/typing", body)
+		req.Header.Set("Authorization", "Bearer "+n.tok("alice"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("typing %t on %s = %d; want 204", on, n.URL, resp.StatusCode)
+		}
+		return nil
+	}
+	for range 300 {
+		var wg sync.WaitGroup
+		var errs [2]error
+		wg.Go(func() { errs[0] = typing(n0, true) })
+		wg.Go(func() { errs[1] = typing(n1, false) })
+		wg.Wait()
+		if err := errors.Join(errs[:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Whatever the cluster holds, this ends it; dave's start, published
+	// after it on the same channel, marks the end of alice's events.
+	setTyping(t, n0.testServer, n0.tok("alice"), room, false)
+	setTyping(t, n0.testServer, n0.tok("dave"), room, true)
+	var last string
+	for n := 0; ; {
+		f := carol.Next()
+		if !strings.HasPrefix(f.Event, "typing:") {
+			continue
+		}
+		var d struct{ User string }
+		if err := json.Unmarshal([]byte(f.Data), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.User == "dave" {
+			break
+		}
+		if f.Event == last {
+			t.Fatalf("carol heard %s twice in a row, after %d events: a change the cluster applied between them reached her out of order", f.Event, n)
+		}
+		last = f.Event
+		n++
+	}
+	if last != "" && last != "typing:stopped" {
+		t.Fatalf("carol's last word of alice is %s; want typing:stopped, as the cluster holds", last)
 	}
 }

@@ -79,7 +79,7 @@ func (f *RedisFeed) Notify(notices []Notice) {
 	if len(notices) == 0 {
 		return
 	}
-	payload, err := json.Marshal(notices)
+	payload, err := f.encode(notices...)
 	if err != nil {
 		f.logger.Error("encode notices", "err", err)
 		return
@@ -90,6 +90,13 @@ func (f *RedisFeed) Notify(notices []Notice) {
 		f.quiet.Warn("redis unavailable: presence and typing reach this instance only", "err", err)
 		f.local.Notify(notices)
 	}
+}
+
+// encode is a message of the feed's channel: its subscribers deliver
+// notices to their instances' streams.
+func (f *RedisFeed) encode(notices ...Notice) (string, error) {
+	b, err := json.Marshal(notices)
+	return string(b), err
 }
 
 // Close stops the subscriber and waits for it. Idempotent.
