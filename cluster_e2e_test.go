@@ -75,6 +75,23 @@ func (c *testCluster) add(name string) *streamScene {
 	return sc
 }
 
+// lobby makes alice's room "lobby" on the first instance, with members,
+// and opens watcher's stream (alice's or a member's) on n. The joins may
+// reach the log after the stream opened: once a message that follows them
+// came, the stream is in the room.
+func (c *testCluster) lobby(n *streamScene, watcher string, members ...string) (string, *streamtest.Client) {
+	c.t.Helper()
+	n0 := c.nodes[0]
+	room := n0.room("alice", "lobby", false)
+	for _, m := range members {
+		n0.join(m, room)
+	}
+	s := n.open(watcher, "")
+	n0.say("alice", room, "joined")
+	sseEventsBefore(c.t, s, "joined")
+	return room, s
+}
+
 // TestClusterRouting: a user joins on one instance, another posts on a
 // second, and members receive it on a third, in the same order everywhere,
 // with ids that only increase.
@@ -266,14 +283,7 @@ func TestClusterPresenceAndTyping(t *testing.T) {
 		"HERALD_PRESENCE_GRACE": "300ms", "HERALD_TYPING_TIMEOUT": "1s",
 	})
 	n0, n1, n2 := c.nodes[0], c.nodes[1], c.nodes[2]
-	room := n0.room("alice", "lobby", false)
-	n0.join("bob", room)
-	n0.join("carol", room)
-	carol := n2.open("carol", "")
-	// The joins may reach the log after carol's stream opened: once this
-	// message is in it, her stream is in the room.
-	n0.say("alice", room, "joined")
-	sseEventsBefore(t, carol, "joined")
+	room, carol := c.lobby(n2, "carol", "bob", "carol")
 
 	b0 := n0.open("bob", "")
 	if got := waitEphemeral(t, carol, "carol", "presence:changed", "bob", "online"); len(got) != 1 {
@@ -555,12 +565,7 @@ func TestClusterRetention(t *testing.T) {
 func TestClusterTypingOrder(t *testing.T) {
 	c := startCluster(t, 2, false, false, map[string]string{"HERALD_TYPING_TIMEOUT": "1m"})
 	n0, n1 := c.nodes[0], c.nodes[1]
-	room := n0.room("alice", "lobby", false)
-	n0.join("carol", room)
-	n0.join("dave", room)
-	carol := n0.open("carol", "")
-	n0.say("alice", room, "joined")
-	sseEventsBefore(t, carol, "joined")
+	room, carol := c.lobby(n0, "carol", "carol", "dave")
 
 	typing := func(n *streamScene, on bool) error {
 		body := strings.NewReader(fmt.Sprintf(`{"typing":%t}`, on))

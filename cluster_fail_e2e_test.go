@@ -370,56 +370,62 @@ func withEnv(env map[string]string, kv ...string) map[string]string {
 // acknowledged meanwhile, and every one of them reaches the streams
 // exactly once, with no resync.
 func TestClusterRedisOutage(t *testing.T) {
+	forRedisRestarts(t, func(t *testing.T, persist bool) {
+		// Redis keeps few events, so that what it lacks after the
+		// restart is read from PostgreSQL.
+		c := startCluster(t, 2, true, persist, map[string]string{"HERALD_REPLAY_BUFFER": "16"})
+		a, b := c.nodes[0], c.nodes[1]
+		room := a.room("alice", "burst", false)
+		a.join("bob", room)
+		urls := func() []string { return []string{a.URL, b.URL} }
+		bob := &follower{t: t, token: a.tok("bob"), room: room, urls: func() []string { return []string{b.URL} }}
+		bob.open()
+
+		texts := sseNumbered("m", 200)
+		restarted := make(chan struct{})
+		posted, done := postAll(t, urls, a.tok("alice"), room, texts, 60, func() {
+			c.redis.Kill()
+			// Posts go on while Redis is down; it comes back after a
+			// third of the burst.
+			go func() {
+				defer close(restarted)
+				time.Sleep(500 * time.Millisecond)
+				if err := c.redis.Start(); err != nil {
+					t.Error(err)
+				}
+			}()
+		})
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		<-restarted
+		posted.mu.Lock()
+		unknown := len(posted.unknown)
+		want := slices.Clone(posted.ok)
+		posted.mu.Unlock()
+		if unknown > 0 {
+			t.Errorf("%d posts failed while Redis was down; want every post acknowledged", unknown)
+		}
+		bob.readUntil(want)
+		bob.check(posted)
+		// A stream opened after the outage resumes from the start of
+		// the burst, through Redis as refilled.
+		late := &follower{t: t, token: a.tok("bob"), room: room, urls: urls}
+		late.open()
+		a.say("alice", room, "marker")
+		late.readUntil([]string{"marker"})
+	})
+}
+
+// forRedisRestarts runs f as subtests, once with Redis restarting with its
+// data kept (persist) and once wiped.
+func forRedisRestarts(t *testing.T, f func(t *testing.T, persist bool)) {
 	for _, persist := range []bool{true, false} {
 		name := "restarted empty"
 		if persist {
 			name = "restarted with its data"
 		}
-		t.Run(name, func(t *testing.T) {
-			// Redis keeps few events, so that what it lacks after the
-			// restart is read from PostgreSQL.
-			c := startCluster(t, 2, true, persist, map[string]string{"HERALD_REPLAY_BUFFER": "16"})
-			a, b := c.nodes[0], c.nodes[1]
-			room := a.room("alice", "burst", false)
-			a.join("bob", room)
-			urls := func() []string { return []string{a.URL, b.URL} }
-			bob := &follower{t: t, token: a.tok("bob"), room: room, urls: func() []string { return []string{b.URL} }}
-			bob.open()
-
-			texts := sseNumbered("m", 200)
-			restarted := make(chan struct{})
-			posted, done := postAll(t, urls, a.tok("alice"), room, texts, 60, func() {
-				c.redis.Kill()
-				// Posts go on while Redis is down; it comes back after a
-				// third of the burst.
-				go func() {
-					defer close(restarted)
-					time.Sleep(500 * time.Millisecond)
-					if err := c.redis.Start(); err != nil {
-						t.Error(err)
-					}
-				}()
-			})
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			<-restarted
-			posted.mu.Lock()
-			unknown := len(posted.unknown)
-			want := slices.Clone(posted.ok)
-			posted.mu.Unlock()
-			if unknown > 0 {
-				t.Errorf("%d posts failed while Redis was down; want every post acknowledged", unknown)
-			}
-			bob.readUntil(want)
-			bob.check(posted)
-			// A stream opened after the outage resumes from the start of
-			// the burst, through Redis as refilled.
-			late := &follower{t: t, token: a.tok("bob"), room: room, urls: urls}
-			late.open()
-			a.say("alice", room, "marker")
-			late.readUntil([]string{"marker"})
-		})
+		t.Run(name, func(t *testing.T) { f(t, persist) })
 	}
 }
 
@@ -496,11 +502,7 @@ func TestClusterInstanceTakenForDead(t *testing.T) {
 		"HERALD_PRESENCE_GRACE": "200ms", "HERALD_INSTANCE_TIMEOUT": "3s",
 	})
 	n0, n1 := c.nodes[0], c.nodes[1]
-	room := n0.room("alice", "lobby", false)
-	n0.join("bob", room)
-	alice := n1.open("alice", "")
-	n0.say("alice", room, "joined")
-	sseEventsBefore(t, alice, "joined")
+	_, alice := c.lobby(n1, "alice", "bob")
 	bob := n0.open("bob", "")
 	presenceSettles(t, alice, map[string]string{"bob": "online"})
 
@@ -540,40 +542,29 @@ func TestClusterInstanceTakenForDead(t *testing.T) {
 // user whose last stream closed meanwhile goes offline, one whose first
 // stream opened meanwhile comes online, for everyone.
 func TestClusterPresenceAcrossRedisOutage(t *testing.T) {
-	for _, persist := range []bool{true, false} {
-		name := "restarted empty"
-		if persist {
-			name = "restarted with its data"
-		}
-		t.Run(name, func(t *testing.T) {
-			c := startCluster(t, 2, true, persist, map[string]string{"HERALD_PRESENCE_GRACE": "200ms"})
-			n0, n1 := c.nodes[0], c.nodes[1]
-			room := n0.room("alice", "lobby", false)
-			n0.join("bob", room)
-			n0.join("dave", room)
-			alice := n1.open("alice", "")
-			n0.say("alice", room, "joined")
-			sseEventsBefore(t, alice, "joined")
-			bob := n0.open("bob", "")
-			presenceSettles(t, alice, map[string]string{"bob": "online"})
+	forRedisRestarts(t, func(t *testing.T, persist bool) {
+		c := startCluster(t, 2, true, persist, map[string]string{"HERALD_PRESENCE_GRACE": "200ms"})
+		n0, n1 := c.nodes[0], c.nodes[1]
+		_, alice := c.lobby(n1, "alice", "bob", "dave")
+		bob := n0.open("bob", "")
+		presenceSettles(t, alice, map[string]string{"bob": "online"})
 
-			c.redis.Kill()
-			bob.Close()
-			n0.open("dave", "")
-			waitStreamsOpen(t, n0.testServer, 1)
-			// n0 tries to record both changes, and fails, before Redis is
-			// back; a change recorded after it is back proves nothing.
-			time.Sleep(300 * time.Millisecond)
-			if err := c.redis.Start(); err != nil {
-				t.Fatal(err)
+		c.redis.Kill()
+		bob.Close()
+		n0.open("dave", "")
+		waitStreamsOpen(t, n0.testServer, 1)
+		// n0 tries to record both changes, and fails, before Redis is
+		// back; a change recorded after it is back proves nothing.
+		time.Sleep(300 * time.Millisecond)
+		if err := c.redis.Start(); err != nil {
+			t.Fatal(err)
+		}
+		presenceSettles(t, alice, map[string]string{"bob": "offline", "dave": "online"})
+		for _, n := range []*streamScene{n0, n1} {
+			got := getPresence(t, n.testServer, n.tok("alice"), "bob", "dave")
+			if got[0].Status != "offline" || got[1].Status != "online" {
+				t.Fatalf("GET /v1/presence bob, dave on %s = %s, %s; want offline, online", n.URL, got[0].Status, got[1].Status)
 			}
-			presenceSettles(t, alice, map[string]string{"bob": "offline", "dave": "online"})
-			for _, n := range []*streamScene{n0, n1} {
-				got := getPresence(t, n.testServer, n.tok("alice"), "bob", "dave")
-				if got[0].Status != "offline" || got[1].Status != "online" {
-					t.Fatalf("GET /v1/presence bob, dave on %s = %s, %s; want offline, online", n.URL, got[0].Status, got[1].Status)
-				}
-			}
-		})
-	}
+		}
+	})
 }
