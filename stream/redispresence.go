@@ -242,8 +242,11 @@ return 0
 `)
 
 // syncLocked applies the sessions the hub reported since the last call.
+// A lookup's request may end meanwhile; the writes go on regardless, since
+// a write cut short may have landed with its answer lost, and an
+// announcement with it.
 func (p *RedisPresence) syncLocked(ctx context.Context) {
-	p.applyLocked(ctx, p.feed.Take())
+	p.applyLocked(context.WithoutCancel(ctx), p.feed.Take())
 }
 
 // applyLocked records sessions in Redis and queues the changes they make.
