@@ -618,3 +618,63 @@ func TestClusterTypingOrder(t *testing.T) {
 		t.Fatalf("carol's last word of alice is %s; want typing:stopped, as the cluster holds", last)
 	}
 }
+
+// TestClusterPresenceOrder: status changes of one user sent at once
+// through two instances, each of which announces in its own time, leave
+// every member with the status the cluster holds: a change announced
+// after a newer one is dropped.
+func TestClusterPresenceOrder(t *testing.T) {
+	c := startCluster(t, 2, false, false, nil)
+	n0, n1 := c.nodes[0], c.nodes[1]
+	_, carol := c.lobby(n0, "carol", "bob", "carol", "dave", "erin")
+	for _, u := range []string{"bob", "dave", "erin"} {
+		n0.open(u, "")
+	}
+	presenceSettles(t, carol, map[string]string{"bob": "online", "dave": "online", "erin": "online"})
+
+	status := func(n *streamScene, user, status string) error {
+		body := strings.NewReader(fmt.Sprintf(`{"status":%q}`, status))
+		req, _ := http.NewRequest("POST", n.URL+"/v1/presence", body)
+		req.Header.Set("Authorization", "Bearer "+n.tok(user))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("%s's status %s on %s = %d; want 204", user, status, n.URL, resp.StatusCode)
+		}
+		return nil
+	}
+	for range 40 {
+		var wg sync.WaitGroup
+		var errs [2]error
+		wg.Go(func() { errs[0] = status(n0, "bob", "away") })
+		wg.Go(func() { errs[1] = status(n1, "bob", "dnd") })
+		wg.Wait()
+		if err := errors.Join(errs[:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := getPresence(t, n0.testServer, n0.tok("carol"), "bob")[0].Status
+	// Each instance announces in order: dave's change through one and
+	// erin's through the other come after all of bob's.
+	if err := errors.Join(status(n0, "dave", "away"), status(n1, "erin", "away")); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for got["dave"] != "away" || got["erin"] != "away" {
+		f := carol.Next()
+		if f.Event != "presence:changed" {
+			continue
+		}
+		var p struct{ User, Status string }
+		if err := json.Unmarshal([]byte(f.Data), &p); err != nil {
+			t.Fatal(err)
+		}
+		got[p.User] = p.Status
+	}
+	if got["bob"] != want {
+		t.Fatalf("carol last heard bob is %s; he is %s", got["bob"], want)
+	}
+}

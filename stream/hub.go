@@ -471,6 +471,11 @@ type Notice struct {
 	Except string `json:"except,omitempty"`
 	Type   string `json:"type"`
 	Data   []byte `json:"data"`
+	// Of and Version order a cluster's presence notices about one user:
+	// instances announce each change in their own time, so a receiver
+	// drops a notice of a Version below one it delivered (see RedisFeed).
+	Of      string `json:"of,omitempty"`
+	Version int64  `json:"version,omitempty"`
 }
 
 // Notifier delivers ephemeral notices to the streams of every instance:

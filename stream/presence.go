@@ -107,6 +107,8 @@ type announcement struct {
 	// opened marks a stream of user opening: it gets the counts of the
 	// user's large rooms.
 	opened bool
+	// version orders a cluster's changes of one user (see stampLua).
+	version int64
 }
 
 // setPresenceDefaults fills in the defaults of the options both trackers

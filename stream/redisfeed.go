@@ -28,7 +28,8 @@ type RedisFeed struct {
 	done   chan struct{}
 	once   sync.Once
 
-	quiet *quietlog.Logger // for Redis's failures
+	quiet    *quietlog.Logger // for Redis's failures
+	versions versions         // run's
 }
 
 var _ Notifier = (*RedisFeed)(nil)
@@ -68,9 +69,41 @@ func (f *RedisFeed) run(ctx context.Context) {
 				f.logger.Error("undecodable notice", "err", err)
 				continue
 			}
-			f.local.Notify(notices)
+			kept := notices[:0]
+			for _, n := range notices {
+				if f.versions.fresh(n, time.Now()) {
+					kept = append(kept, n)
+				}
+			}
+			f.local.Notify(kept)
 		}
 	}
+}
+
+// versions remembers the last Version delivered of each user's notices,
+// for at least versionMemory: a change's notice reaches every instance
+// well within it, so a notice it made stale comes no later.
+type versions struct {
+	cur, old map[string]int64
+	rotated  time.Time
+}
+
+const versionMemory = time.Minute
+
+// fresh reports whether n is not older than a notice of its user that was
+// delivered already, and records it.
+func (v *versions) fresh(n Notice, now time.Time) bool {
+	if n.Of == "" || n.Version == 0 {
+		return true
+	}
+	if v.cur == nil || now.Sub(v.rotated) >= versionMemory {
+		v.old, v.cur, v.rotated = v.cur, map[string]int64{}, now
+	}
+	if n.Version <= max(v.cur[n.Of], v.old[n.Of]) {
+		return false
+	}
+	v.cur[n.Of] = n.Version
+	return true
 }
 
 // Notify publishes notices to every instance, this one included. While

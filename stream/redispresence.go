@@ -140,14 +140,31 @@ func (p *RedisPresence) key(parts ...string) string {
 
 func nowMillis() int64 { return time.Now().UnixMilli() }
 
-// openedScript counts a stream; it returns 1 when it is the user's first
-// anywhere and the user was not in grace: they come online.
-var openedScript = redis.NewScript(`
+// stampLua defines stamp, which returns a presence change's version: the
+// microseconds of Redis's clock, made to exceed the last version given
+// (kept at key) should that clock step back. The scripts that decide a
+// change stamp it, so versions follow the order Redis applied changes in,
+// whichever instance then announces each, and whenever; receivers drop a
+// notice older than one they delivered (see RedisFeed). A clock, not a
+// counter, so that versions keep growing after Redis restarts empty.
+const stampLua = `
+local function stamp(key)
+  local t = redis.call('TIME')
+  local v = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), tonumber(redis.call('GET', key) or '0') + 1)
+  redis.call('SET', key, string.format('%d', v))
+  return v
+end
+`
+
+// openedScript counts a stream; when it is the user's first anywhere and
+// the user was not in grace, they come online, and it returns the change's
+// version; otherwise 0.
+var openedScript = redis.NewScript(stampLua + `
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('SADD', KEYS[2], ARGV[2])
 if n == 1 and redis.call('HLEN', KEYS[1]) == 1 then
   if redis.call('ZREM', KEYS[3], ARGV[2]) == 1 then return 0 end
-  return 1
+  return stamp(KEYS[4])
 end
 return 0
 `)
@@ -169,8 +186,8 @@ return 0
 
 // expireScript ends the grace of users whose last stream closed before
 // ARGV[1]: those still without a stream go offline. It returns user, time
-// of closing, for each; the ZREM makes one instance announce each.
-var expireScript = redis.NewScript(`
+// of closing, version, for each; the ZREM makes one instance announce each.
+var expireScript = redis.NewScript(stampLua + `
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, 200)
 local out = {}
 for i = 1, #due, 2 do
@@ -180,6 +197,7 @@ for i = 1, #due, 2 do
     redis.call('DEL', ARGV[2] .. 'status:' .. u)
     table.insert(out, u)
     table.insert(out, due[i+1])
+    table.insert(out, string.format('%d', stamp(KEYS[2])))
   end
 end
 return out
@@ -208,25 +226,26 @@ return seen
 `)
 
 // statusScript sets an online user's status; it returns -1 when the user
-// is offline, 0 when the status was already that, 1 when it changed.
-var statusScript = redis.NewScript(`
+// is offline, 0 when the status was already that, and the change's version
+// when it changed.
+var statusScript = redis.NewScript(stampLua + `
 if redis.call('HLEN', KEYS[1]) == 0 and not redis.call('ZSCORE', KEYS[3], ARGV[2]) then return -1 end
 local old = redis.call('GET', KEYS[2]) or 'online'
 if old == ARGV[1] then return 0 end
 if ARGV[1] == 'online' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], ARGV[1]) end
-return 1
+return stamp(KEYS[4])
 `)
 
 // restoreScript records this instance's count of a user's streams
 // (ARGV[1] the instance, ARGV[3] the count) when Redis may lack it; it
-// returns 1 when the user, with no stream elsewhere and not in grace, had
-// been taken for offline: they come back online.
-var restoreScript = redis.NewScript(`
+// returns the change's version when the user, with no stream elsewhere and
+// not in grace, had been taken for offline: they come back online.
+var restoreScript = redis.NewScript(stampLua + `
 local had = redis.call('HLEN', KEYS[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[2])
 if redis.call('ZREM', KEYS[3], ARGV[2]) == 1 or had > 0 then return 0 end
-return 1
+return stamp(KEYS[4])
 `)
 
 // dropScript removes this instance's count of a user's streams (ARGV[1]
@@ -261,7 +280,7 @@ func (p *RedisPresence) applyLocked(ctx context.Context, sessions []Session) {
 	// come too late to load a missing one.
 	_, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, s := range sessions {
-			keys := []string{p.key("pres", s.User), instUsers, p.key("grace")}
+			keys := []string{p.key("pres", s.User), instUsers, p.key("grace"), p.key("version")}
 			if s.Opened {
 				cmds[i] = openedScript.Eval(ctx, pipe, keys, p.opts.Instance, s.User)
 			} else {
@@ -280,9 +299,9 @@ func (p *RedisPresence) applyLocked(ctx context.Context, sessions []Session) {
 		p.quiet.Warn("record presence in redis", "err", err)
 	}
 	for i, s := range sessions {
-		if n, err := cmds[i].Int(); err == nil && n == 1 {
+		if n, err := cmds[i].Int64(); err == nil && n > 0 {
 			if s.Opened {
-				p.queue = append(p.queue, announcement{user: s.User, info: PresenceInfo{User: s.User, Status: StatusOnline}, transition: true})
+				p.queue = append(p.queue, announcement{user: s.User, info: PresenceInfo{User: s.User, Status: StatusOnline}, transition: true, version: n})
 			} else {
 				p.queue = append(p.queue, announcement{user: s.User, lastClose: true})
 			}
@@ -382,7 +401,7 @@ func (p *RedisPresence) reconcileLocked(ctx context.Context) error {
 	var cmds []*redis.Cmd
 	_, err = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for user, n := range counts {
-			keys := []string{p.key("pres", user), instUsers, p.key("grace")}
+			keys := []string{p.key("pres", user), instUsers, p.key("grace"), p.key("version")}
 			users = append(users, user)
 			cmds = append(cmds, restoreScript.Eval(ctx, pipe, keys, p.opts.Instance, user, n))
 		}
@@ -405,11 +424,11 @@ func (p *RedisPresence) reconcileLocked(ctx context.Context) error {
 		return err
 	}
 	for i, user := range users {
-		n, err := cmds[i].Int()
+		n, err := cmds[i].Int64()
 		switch {
 		case err != nil || n == 0:
 		case counts[user] > 0:
-			p.queue = append(p.queue, announcement{user: user, info: PresenceInfo{User: user, Status: StatusOnline}, transition: true})
+			p.queue = append(p.queue, announcement{user: user, info: PresenceInfo{User: user, Status: StatusOnline}, transition: true, version: n})
 		default:
 			p.queue = append(p.queue, announcement{user: user, lastClose: true})
 		}
@@ -431,7 +450,7 @@ func (p *RedisPresence) sweep(ctx context.Context) {
 			}
 		}
 	}
-	res, err := expireScript.Run(ctx, p.rdb, []string{p.key("grace")},
+	res, err := expireScript.Run(ctx, p.rdb, []string{p.key("grace"), p.key("version")},
 		now-p.opts.Grace.Milliseconds(), p.opts.Prefix).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		p.quiet.Warn("presence sweep", "err", err)
@@ -439,10 +458,11 @@ func (p *RedisPresence) sweep(ctx context.Context) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i := 0; i+1 < len(res); i += 2 {
+	for i := 0; i+2 < len(res); i += 3 {
 		ms, _ := strconv.ParseInt(res[i+1], 10, 64)
+		version, _ := strconv.ParseInt(res[i+2], 10, 64)
 		seen := time.UnixMilli(ms).UTC()
-		p.queue = append(p.queue, announcement{user: res[i], info: PresenceInfo{User: res[i], Status: StatusOffline, LastSeen: &seen}, transition: true})
+		p.queue = append(p.queue, announcement{user: res[i], info: PresenceInfo{User: res[i], Status: StatusOffline, LastSeen: &seen}, transition: true, version: version})
 	}
 }
 
@@ -494,6 +514,7 @@ func (p *RedisPresence) announce(ctx context.Context) {
 			p.counts.mark(large)
 		}
 		if ok {
+			n.Of, n.Version = a.user, a.version
 			notices = append(notices, n)
 		}
 	}
@@ -521,15 +542,15 @@ func (p *RedisPresence) SetStatus(ctx context.Context, user, status string) erro
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.syncLocked(ctx)
-	n, err := statusScript.Run(ctx, p.rdb, []string{p.key("pres", user), p.key("status", user), p.key("grace")}, status, user).Int()
+	n, err := statusScript.Run(ctx, p.rdb, []string{p.key("pres", user), p.key("status", user), p.key("grace"), p.key("version")}, status, user).Int64()
 	if err != nil {
 		return err
 	}
-	switch n {
-	case -1:
+	switch {
+	case n == -1:
 		return ErrOffline
-	case 1:
-		p.queue = append(p.queue, announcement{user: user, info: PresenceInfo{User: user, Status: status}})
+	case n > 0:
+		p.queue = append(p.queue, announcement{user: user, info: PresenceInfo{User: user, Status: status}, version: n})
 		select {
 		case p.signal <- struct{}{}:
 		default:
