@@ -22,6 +22,7 @@ import (
 //	PREFIX status:USER        away or dnd, while online
 //	PREFIX online             hash: large room → its count as last published
 //	PREFIX online:claim:ROOM  held for a count interval by the instance counting ROOM
+//	PREFIX version            the last version given to a presence change (see stampLua)
 //
 // A user is online while their hash has a field, or while in grace. Each
 // instance applies its hub's session feed to Redis and announces the
