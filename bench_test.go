@@ -124,6 +124,22 @@ func TestBenchCommandDroppedStreams(t *testing.T) {
 	}
 }
 
+// TestBenchRoomsOverTheCap: a scenario with more rooms than the server
+// lets one user be in (a room per stream, as the connect scenarios have)
+// sets up and runs: no user of bench's is in more rooms than it needs,
+// idle or posting.
+func TestBenchRoomsOverTheCap(t *testing.T) {
+	s := startServer(t, map[string]string{"HERALD_MAX_ROOMS_PER_USER": "2"})
+	r := runBenchJSON(t, s.URL, s.secret, "--streams", "6", "--rooms", "6", "--idle", "--duration", "100ms")
+	if r.ConnectSeconds <= 0 || len(r.Errors) > 0 {
+		t.Errorf("idle: connected in %vs, errors %v; want every stream connected, no error", r.ConnectSeconds, r.Errors)
+	}
+	r = runBenchJSON(t, s.URL, s.secret, "--streams", "6", "--rooms", "6", "--publishers", "6", "--rate", benchTestRate, "--duration", "1s")
+	if r.Deliveries <= 0 || r.Deliveries != r.Expected || r.Lost != 0 {
+		t.Errorf("posting: deliveries, expected, lost = %d, %d, %d; want deliveries = expected > 0, none lost", r.Deliveries, r.Expected, r.Lost)
+	}
+}
+
 // TestBenchHTTPS runs bench through a TLS-terminating reverse proxy, as a
 // deployment behind one would be measured: streams then arrive chunked.
 func TestBenchHTTPS(t *testing.T) {

@@ -388,10 +388,9 @@ func newRunner(o Options, fail context.CancelCauseFunc) *runner {
 		}
 		onURL[k]++
 	}
-	// Publisher 0 creates the rooms, so it exists even with --idle.
 	npub := o.Publishers
 	if o.Idle {
-		npub = 1
+		npub = 0
 	}
 	for j := range npub {
 		p := &publisher{id: j, user: fmt.Sprintf("%s-p%d", o.Prefix, j)}
@@ -721,14 +720,21 @@ func (b *runner) setup(ctx context.Context) error {
 		}
 	}
 
-	// Publisher 0 creates every room, so it is a member of each already.
+	// Each room has an owner of its own, who creates it and has no
+	// stream: one user creating them all would meet the server's cap on
+	// a user's rooms (--max-rooms-per-user) in the scenarios of a room
+	// per stream.
 	b.roomIDs = make([]string, b.o.Rooms)
 	err = parallel(ctx, b.o.Rooms, func(ctx context.Context, r int) error {
+		owner, err := api.Mint(b.o.Secret, fmt.Sprintf("%s-o%d", b.o.Prefix, r), "", ttl)
+		if err != nil {
+			return err
+		}
 		var room struct {
 			ID string `json:"id"`
 		}
 		body := fmt.Sprintf(`{"name":"%s-r%d"}`, b.o.Prefix, r)
-		if err := b.call(ctx, "POST", "/v1/rooms", b.pubs[0].token, body, http.StatusCreated, &room); err != nil {
+		if err := b.call(ctx, "POST", "/v1/rooms", owner, body, http.StatusCreated, &room); err != nil {
 			return fmt.Errorf("create room: %w", err)
 		}
 		b.roomIDs[r] = room.ID
@@ -746,7 +752,7 @@ func (b *runner) setup(ctx context.Context) error {
 	for _, s := range b.streams {
 		joins = append(joins, join{s.token, s.room})
 	}
-	for _, p := range b.pubs[1:] {
+	for _, p := range b.pubs {
 		for _, pr := range p.rooms {
 			joins = append(joins, join{p.token, pr.room})
 		}
