@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -405,7 +404,7 @@ func (l *RedisLog) Pump(ctx context.Context, seq Sequencer) error {
 		if err := seq.Alive(ctx); err != nil {
 			return err
 		}
-		timer.Reset(cmp.Or(min(backoff, pumpPoll), pumpPoll))
+		timer.Reset(pumpPoll)
 		select {
 		case <-ctx.Done():
 		case <-woken:
