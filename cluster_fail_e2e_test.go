@@ -469,13 +469,11 @@ func TestClusterStoreUnavailable(t *testing.T) {
 // announced with the status want gives it.
 func presenceSettles(t *testing.T, c *streamtest.Client, want map[string]string) {
 	t.Helper()
-	seen := map[string][]string{}
+	last := map[string]string{}
 	for {
 		done := true
 		for user, status := range want {
-			if got := seen[user]; len(got) == 0 || got[len(got)-1] != status {
-				done = false
-			}
+			done = done && last[user] == status
 		}
 		if done {
 			return
@@ -488,7 +486,7 @@ func presenceSettles(t *testing.T, c *streamtest.Client, want map[string]string)
 		if err := json.Unmarshal([]byte(f.Data), &p); err != nil {
 			t.Fatalf("presence:changed data %q: %v", f.Data, err)
 		}
-		seen[p.User] = append(seen[p.User], p.Status)
+		last[p.User] = p.Status
 	}
 }
 
