@@ -225,3 +225,25 @@ func TestBrowserChatBigRoom(t *testing.T) {
 	alice.waitJS("the count gone", `document.querySelector("#online-count").hidden`)
 	alice.waitJS("bob's presence back", `document.querySelector('#members li[data-user="bob"]')?.dataset.status === "online"`)
 }
+
+// TestBrowserChatPresenceStale: while Redis is down, a typist's stop
+// cannot reach the other instances; once Redis is back (empty here, so no
+// timeout ends the typing either), the page that showed the typist is
+// told its ephemeral events may have been lost, and clears the typing line.
+func TestBrowserChatPresenceStale(t *testing.T) {
+	c := startCluster(t, 2, true, false, map[string]string{
+		"HERALD_DEV": "on", "HERALD_PRESENCE_GRACE": "0s", "HERALD_TYPING_TIMEOUT": "1h",
+	})
+	n0, n1 := c.nodes[0], c.nodes[1]
+	alice := openChat(person(t, "alice"), n0.URL, "", "Alice")
+	room := alice.createRoom("general")
+	n1.join("bob", room)
+	setTyping(t, n1.testServer, n1.tok("bob"), room, true)
+	alice.waitJS("bob typing", `document.querySelector("#typing").textContent !== ""`)
+
+	c.redis.Kill()
+	if err := c.redis.Start(); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitJS("the typing line to clear", `document.querySelector("#typing").textContent === ""`)
+}

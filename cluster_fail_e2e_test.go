@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/heraldchat/herald/store/storetest"
 	"github.com/heraldchat/herald/stream"
 	"github.com/heraldchat/herald/stream/streamtest"
@@ -466,20 +467,22 @@ func TestClusterStoreUnavailable(t *testing.T) {
 }
 
 // presenceSettles reads c's events until each user of want was last
-// announced with the status want gives it.
-func presenceSettles(t *testing.T, c *streamtest.Client, want map[string]string) {
+// announced with the status want gives it, and returns the types of the
+// other events it read.
+func presenceSettles(t *testing.T, c *streamtest.Client, want map[string]string) (others map[string]bool) {
 	t.Helper()
-	last := map[string]string{}
+	last, others := map[string]string{}, map[string]bool{}
 	for {
 		done := true
 		for user, status := range want {
 			done = done && last[user] == status
 		}
 		if done {
-			return
+			return others
 		}
 		f := c.Next()
 		if f.Event != "presence:changed" {
+			others[f.Event] = true
 			continue
 		}
 		var p struct{ User, Status string }
@@ -538,7 +541,8 @@ func TestClusterInstanceTakenForDead(t *testing.T) {
 // TestClusterPresenceAcrossRedisOutage: streams that close or open while
 // Redis is down are counted once it is back, with its data or without: a
 // user whose last stream closed meanwhile goes offline, one whose first
-// stream opened meanwhile comes online, for everyone.
+// stream opened meanwhile comes online, for everyone; and the streams of
+// an instance that lost the feed of ephemeral events are told so.
 func TestClusterPresenceAcrossRedisOutage(t *testing.T) {
 	forRedisRestarts(t, func(t *testing.T, persist bool) {
 		c := startCluster(t, 2, true, persist, map[string]string{"HERALD_PRESENCE_GRACE": "200ms"})
@@ -557,7 +561,11 @@ func TestClusterPresenceAcrossRedisOutage(t *testing.T) {
 		if err := c.redis.Start(); err != nil {
 			t.Fatal(err)
 		}
-		presenceSettles(t, alice, map[string]string{"bob": "offline", "dave": "online"})
+		// alice's instance lost the feed while Redis was down: her
+		// stream is told to refetch presence.
+		if seen := presenceSettles(t, alice, map[string]string{"bob": "offline", "dave": "online"}); !seen[event.PresenceStale] {
+			alice.WaitFor(event.PresenceStale)
+		}
 		for _, n := range []*streamScene{n0, n1} {
 			got := getPresence(t, n.testServer, n.tok("alice"), "bob", "dave")
 			if got[0].Status != "offline" || got[1].Status != "online" {

@@ -350,7 +350,7 @@ func TestOpenAPIStreamEvents(t *testing.T) {
 		event.MemberJoined, event.MemberLeft, event.ReceiptUpdated,
 		event.RoomUpdated, event.RoomDeleted, event.Custom,
 		event.InvitationCreated, event.InvitationDeleted,
-		event.PresenceChanged, event.RoomOnline, event.TypingStarted, event.TypingStopped,
+		event.PresenceChanged, event.RoomOnline, event.PresenceStale, event.TypingStarted, event.TypingStopped,
 	}
 	for _, name := range types {
 		t.Run(name, func(t *testing.T) {

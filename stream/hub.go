@@ -518,6 +518,20 @@ func (h *Hub) Notify(notices []Notice) {
 	signal(wake)
 }
 
+// NotifyAll delivers one ephemeral event to every stream here.
+func (h *Hub) NotifyAll(typ string, data []byte) {
+	frame := AppendFrame(nil, "", typ, data)
+	var wake []*conn
+	h.mu.Lock()
+	for _, cs := range h.users {
+		for c := range cs {
+			h.sendLocked(c, frame, &wake)
+		}
+	}
+	h.mu.Unlock()
+	signal(wake)
+}
+
 // NotifyNew delivers notices, in order, to those of user's local streams
 // that opened since the last call for user, and to no other, whatever
 // their rooms: what a new stream must learn as it opens, the user's other

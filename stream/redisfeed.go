@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldchat/herald/internal/event"
 	"github.com/heraldchat/herald/internal/quietlog"
 	"github.com/redis/go-redis/v9"
 )
@@ -20,7 +21,7 @@ import (
 type RedisFeed struct {
 	rdb     redis.UniversalClient
 	channel string
-	local   Notifier
+	local   *Hub
 	logger  *slog.Logger
 
 	ps     *redis.PubSub
@@ -37,7 +38,7 @@ var _ Notifier = (*RedisFeed)(nil)
 // NewRedisFeed subscribes to the feed's channel and delivers what comes to
 // local (the hub) until Close. It waits a short while for the subscription
 // to be confirmed; go-redis subscribes again after reconnecting.
-func NewRedisFeed(rdb redis.UniversalClient, prefix string, local Notifier, logger *slog.Logger) *RedisFeed {
+func NewRedisFeed(rdb redis.UniversalClient, prefix string, local *Hub, logger *slog.Logger) *RedisFeed {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -55,14 +56,27 @@ func NewRedisFeed(rdb redis.UniversalClient, prefix string, local Notifier, logg
 
 func (f *RedisFeed) run(ctx context.Context) {
 	defer close(f.done)
-	ch := f.ps.Channel(redis.WithChannelSize(1024))
+	ch := f.ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case m, ok := <-ch:
+		case msg, ok := <-ch:
 			if !ok {
 				return
+			}
+			if s, ok := msg.(*redis.Subscription); ok {
+				// Subscribed again after the connection was lost (the
+				// first subscription was awaited by NewRedisFeed): what
+				// was published meanwhile never came.
+				if s.Kind == "subscribe" {
+					f.local.NotifyAll(event.PresenceStale, []byte("{}"))
+				}
+				continue
+			}
+			m, ok := msg.(*redis.Message)
+			if !ok {
+				continue
 			}
 			var notices []Notice
 			if err := json.Unmarshal([]byte(m.Payload), &notices); err != nil {

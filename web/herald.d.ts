@@ -121,6 +121,8 @@ export interface EventMap {
   "typing:stopped": { room: string; user: string; name?: string };
   "presence:changed": { user: string; status: Status; last_seen: Time | null };
   "room:online": { room: string } & RoomOnline;
+  /** Ephemeral events may have been lost: refetch presence; typists may have stopped. */
+  "presence:stale": Record<string, never>;
   custom: { event: string; data: unknown; room?: string };
   "invitation:created": Invitation;
   "invitation:deleted": { room: string; reason: "joined" | "declined" | "withdrawn" | "room_deleted" };

@@ -39,7 +39,7 @@ export const EVENT_TYPES = Object.freeze([
   "room:updated", "room:deleted",
   "receipt:updated",
   "typing:started", "typing:stopped",
-  "presence:changed", "room:online",
+  "presence:changed", "room:online", "presence:stale",
   "custom",
   "invitation:created", "invitation:deleted",
 ]);
@@ -993,6 +993,12 @@ export class Herald extends EventTarget {
       case "presence:changed":
         this._presenceAt.set(d.user, ++this._presenceSeq);
         this._update({ presence: { ...s.presence, [d.user]: Object.freeze({ status: d.status, last_seen: d.last_seen }) } });
+        return;
+      case "presence:stale":
+        // Ephemeral events may have been lost on their way here: the
+        // typists shown may have stopped, and presence may have changed.
+        this._update({ typing: {} });
+        this._refreshPresence();
         return;
       case "room:online":
         // A room over the server's presence limit: a count instead of its

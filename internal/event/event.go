@@ -73,6 +73,10 @@ const (
 	// RoomOnline is a large room's count of members online, which its
 	// members get instead of each other's presence changes.
 	RoomOnline = "room:online"
+	// PresenceStale tells a stream that ephemeral events may have been
+	// lost on their way to it (its instance was cut off from the others):
+	// the client refetches presence, and drops the typists it shows.
+	PresenceStale = "presence:stale"
 )
 
 // Types of control events, which a stream sends about itself.
