@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -71,12 +72,22 @@ type proc struct {
 // test ends.
 func startProc(t testing.TB, env map[string]string) *proc {
 	t.Helper()
+	p, err := spawnProc(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// spawnProc is startProc returning its error, for a goroutine other than
+// the test's.
+func spawnProc(t testing.TB, env map[string]string) (*proc, error) {
 	bin := buildHerald(t)
 	addr := env["HERALD_ADDR"]
 	if addr == "" {
 		port, err := storetest.FreePort()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		addr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
@@ -90,7 +101,7 @@ func startProc(t testing.TB, env map[string]string) *proc {
 	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p := &proc{URL: "http://" + addr, cmd: cmd, exited: make(chan struct{})}
 	go func() {
@@ -104,16 +115,16 @@ func startProc(t testing.TB, env map[string]string) *proc {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return p, nil
 			}
 		}
 		select {
 		case <-p.exited:
-			t.Fatalf("herald serve exited before it was ready")
+			return nil, errors.New("herald serve exited before it was ready")
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("herald serve not ready within 60s: %v", err)
+			return nil, fmt.Errorf("herald serve not ready within 60s: %w", err)
 		}
 	}
 }

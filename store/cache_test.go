@@ -20,7 +20,9 @@ func openWithRoom(t *testing.T, opts Options) (*Store, Room) {
 	if opts.Path == "" {
 		opts.Path = filepath.Join(t.TempDir(), "herald.db")
 	}
-	opts.Synchronous = "NORMAL"
+	if opts.Synchronous == "" {
+		opts.Synchronous = "NORMAL"
+	}
 	st, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)

@@ -2,13 +2,17 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 )
 
 // The mark file reads back what was recorded last, a shorter epoch or
-// position over a longer one included, and a new file reads as nothing.
+// position over a longer one included, whether the store was running and
+// on which boot; a new file reads as nothing, and an older server's file
+// (epoch and position only) as stopped.
 func TestMarkFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "herald.db"+markSuffix)
 	m, err := openMark(path)
@@ -16,20 +20,121 @@ func TestMarkFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.close()
-	if epoch, pos, ok := m.read(); ok {
-		t.Fatalf("a new mark file reads %q %d; want nothing", epoch, pos)
+	if rec, ok := m.read(); ok {
+		t.Fatalf("a new mark file reads %+v; want nothing", rec)
 	}
-	for _, rec := range []struct {
-		epoch string
-		pos   int64
-	}{{"longepochname", 123456789}, {"abc", 7}, {"abc", 0}} {
-		if err := m.record(rec.epoch, rec.pos); err != nil {
+	if err := m.setRunning(true, "first", 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []mark{
+		{"longepochname", 123456789, bootID(), true}, {"abc", 7, bootID(), true}, {"abc", 0, bootID(), true},
+	} {
+		if err := m.record(want.epoch, want.pos); err != nil {
 			t.Fatal(err)
 		}
-		if epoch, pos, ok := m.read(); !ok || epoch != rec.epoch || pos != rec.pos {
-			t.Fatalf("mark after record(%q, %d) = %q %d %v; want it back", rec.epoch, rec.pos, epoch, pos, ok)
+		if rec, ok := m.read(); !ok || rec != want {
+			t.Fatalf("mark after record(%q, %d) = %+v %v; want %+v", want.epoch, want.pos, rec, ok, want)
 		}
 	}
+	if err := m.setRunning(false, "abc", 9); err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok := m.read(); !ok || rec != (mark{"abc", 9, bootID(), false}) {
+		t.Fatalf("mark after a clean stop = %+v %v; want stopped at 9", rec, ok)
+	}
+	if _, err := m.f.WriteAt([]byte(fmt.Sprintf("%-16s %020d\n%60s", "old", 3, "")), 0); err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok := m.read(); !ok || rec != (mark{epoch: "old", pos: 3}) {
+		t.Fatalf("an older server's mark = %+v %v; want epoch and position, stopped", rec, ok)
+	}
+}
+
+// A server that was running when the machine went down may have let
+// streams hear of commits that the power loss took back: the log gets a
+// new epoch, once. One that stopped cleanly, or whose process alone
+// crashed (the same boot: what it wrote is in the OS's cache), keeps its
+// epoch.
+func TestPowerLossGetsNewEpoch(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "herald.db")
+	opts := Options{Path: path, Synchronous: "FULL"}
+	// reopen opens the store, posts a message, and closes it, first
+	// overwriting the mark file with line when it is not empty; it
+	// returns the epoch the store had.
+	reopen := func(line string) string {
+		t.Helper()
+		if line != "" {
+			if err := os.WriteFile(path+markSuffix, []byte(line), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := Open(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+			m, err := openMark(path + markSuffix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.close()
+			if rec, _ := m.read(); rec.running || rec.epoch != st.Epoch() {
+				t.Fatalf("mark after a clean stop = %+v; want stopped, epoch %q", rec, st.Epoch())
+			}
+		}()
+		m, _ := st.mark.read()
+		if !m.running || m.boot != bootID() {
+			t.Fatalf("mark of an open store = %+v; want running on boot %q", m, bootID())
+		}
+		if _, err := st.CreateRoom(ctx, User{ID: "alice"}, "r", false); err != nil {
+			t.Fatal(err)
+		}
+		return st.Epoch()
+	}
+	// crashed is the mark file of a server that was running on boot.
+	crashed := func(epoch, boot string) string {
+		head := readHead(t, path)
+		return fmt.Sprintf(markFormat, epoch, head, boot, "running")
+	}
+
+	first := reopen("")
+	if epoch := reopen(""); epoch != first {
+		t.Fatalf("epoch after a clean stop = %q; want %q kept", epoch, first)
+	}
+	if epoch := reopen(crashed(first, bootID())); epoch != first {
+		t.Fatalf("epoch after the process crashed = %q; want %q kept", epoch, first)
+	}
+	second := reopen(crashed(first, "another-boot"))
+	if second == first {
+		t.Fatal("epoch after the machine went down under a running server was kept; want a new one")
+	}
+	if epoch := reopen(""); epoch != second {
+		t.Fatalf("epoch after reopening = %q; want %q kept", epoch, second)
+	}
+	// The power loss also took back the commit that gave the log its new
+	// epoch: the mark names that epoch, the log still the one before.
+	if epoch := reopen(crashed("lostepoch", "another-boot")); epoch == second {
+		t.Fatal("epoch after a power loss that took back a new epoch was kept; want another")
+	}
+}
+
+// readHead is the log's head in the closed database at path.
+func readHead(t *testing.T, path string) int64 {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var head int64
+	if err := db.QueryRow(sqliteHeadSQL).Scan(&head); err != nil {
+		t.Fatal(err)
+	}
+	return head
 }
 
 // TestRestoredDatabaseGetsNewEpoch: a store reopened as it was keeps its

@@ -65,6 +65,11 @@ type sqliteDB struct {
 	commits atomic.Int64
 	writes  atomic.Int64
 
+	// wal is the write-ahead log, opened by syncWALFile at its first call,
+	// which close makes sure is on disk.
+	walPath string
+	wal     *os.File
+
 	// locked is set by the writer goroutine, its only user, while another
 	// process holds the database's write lock: each transaction then
 	// waits for it only briefly, so that the requests queued meanwhile are
@@ -142,7 +147,8 @@ func openSQLite(ctx context.Context, opts Options, onCommit func([]event.Event))
 	ck.SetMaxOpenConns(1)
 	db := &sqliteDB{w: w, wc: wc, stmts: newStmtCache(wc), cache: newMemberCache(), maxBatch: opts.MaxBatch,
 		onCommit: onCommit, reqs: make(chan *writeReq, 1024), stop: make(chan struct{}), done: make(chan struct{}),
-		ck: ck.DB, committed: make(chan struct{}, 1), opened: time.Now(), ckDone: make(chan struct{}), logger: opts.Logger}
+		ck: ck.DB, committed: make(chan struct{}, 1), opened: time.Now(), ckDone: make(chan struct{}), logger: opts.Logger,
+		walPath: opts.Path + "-wal"}
 	go db.writer()
 	go db.checkpointer()
 	return db, r, nil
@@ -236,8 +242,32 @@ func (db *sqliteDB) close() error {
 	if _, err := db.wc.ExecContext(context.Background(), `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 		db.logger.Warn("checkpoint the write-ahead log at close", "err", err)
 	}
+	// What a checkpoint left in the WAL (a reader held it, or NORMAL never
+	// synced it) is on disk once the store is closed.
+	walErr := db.syncWALFile()
+	if walErr != nil {
+		walErr = fmt.Errorf("store: sync the write-ahead log: %w", walErr)
+	}
+	if db.wal != nil {
+		walErr = errors.Join(walErr, db.wal.Close())
+	}
 	db.stmts.close()
-	return errors.Join(db.ck.Close(), db.wc.Close(), db.w.Close())
+	return errors.Join(db.ck.Close(), db.wc.Close(), db.w.Close(), walErr)
+}
+
+// syncWALFile fsyncs the write-ahead log, where every commit goes until a
+// checkpoint copies it into the database; a checkpoint syncs both files
+// itself. SQLite keeps the file while any of its connections is open, and
+// the writer's stays open as long as the writer runs.
+func (db *sqliteDB) syncWALFile() error {
+	if db.wal == nil {
+		f, err := os.Open(db.walPath)
+		if err != nil {
+			return err
+		}
+		db.wal = f
+	}
+	return db.wal.Sync()
 }
 
 // sqliteTx runs a transaction's statements on the writer's connection,

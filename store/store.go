@@ -239,6 +239,11 @@ func (s *Store) Close() error {
 		s.rstmts.close()
 		s.closeErr = errors.Join(dbErr, s.r.Close())
 		if s.mark != nil {
+			if dbErr == nil {
+				// Every commit is on disk: a power loss from now on
+				// takes nothing back.
+				s.closeErr = errors.Join(s.closeErr, s.mark.setRunning(false, s.mark.epoch, s.mark.pos))
+			}
 			s.closeErr = errors.Join(s.closeErr, s.mark.close())
 		}
 	})
