@@ -161,7 +161,7 @@ func configFlags(name string, getenv func(string) string, output io.Writer, only
 	fs.StringVar(&apiKeys, "api-keys", "", "comma-separated keys of the server API (X-API-Key), several during a rotation (default: none, the server API is off)")
 	fs.StringVar(&c.ServerAddr, "server-addr", "", "address of a listener of its own for the server API, which the main one then does not serve (default: the main listener)")
 	fs.DurationVar(&c.TicketTTL, "ticket-ttl", time.Minute, "lifetime of a stream ticket")
-	fs.StringVar(&c.SQLiteSync, "sqlite-sync", "FULL", "SQLite synchronous mode: FULL survives power loss, NORMAL a crash")
+	fs.StringVar(&c.SQLiteSync, "sqlite-sync", "FULL", "when a commit is on disk: FULL answers after its fsync (streams hear of it before), NORMAL never waits for the disk, EXTRA syncs before streams hear of it")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests to finish")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "how long /readyz answers 503 at shutdown, while all else is served, before the server stops accepting (0: stop at once)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 30*time.Second, "how long a client may take to send a request's headers and body (408 past it); streams and answers are not bound by it")

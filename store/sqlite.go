@@ -65,6 +65,12 @@ type sqliteDB struct {
 	commits atomic.Int64
 	writes  atomic.Int64
 
+	// syncWAL, with FULL, makes the commits written so far durable: the
+	// writer calls it after publishing a commit's events and before
+	// answering its requests, so streams hear of a commit as soon as it
+	// is written while a 201 still waits for the disk. nil with NORMAL
+	// (nothing waits for the disk) and EXTRA (SQLite syncs inside COMMIT).
+	syncWAL func() error
 	// wal is the write-ahead log, opened by syncWALFile at its first call,
 	// which close makes sure is on disk.
 	walPath string
@@ -99,7 +105,13 @@ func openSQLite(ctx context.Context, opts Options, onCommit func([]event.Event))
 	q.Set("_journal_mode", "WAL")
 	q.Set("_busy_timeout", "5000")
 	q.Set("_foreign_keys", "on")
-	q.Set("_synchronous", opts.Synchronous)
+	// With FULL the writer fsyncs the WAL itself, after the commit's events
+	// are published (syncWAL): SQLite's part of the commit is NORMAL's.
+	sync := opts.Synchronous
+	if sync == "FULL" {
+		sync = "NORMAL"
+	}
+	q.Set("_synchronous", sync)
 	wq := url.Values{}
 	for k, v := range q {
 		wq[k] = v
@@ -149,6 +161,9 @@ func openSQLite(ctx context.Context, opts Options, onCommit func([]event.Event))
 		onCommit: onCommit, reqs: make(chan *writeReq, 1024), stop: make(chan struct{}), done: make(chan struct{}),
 		ck: ck.DB, committed: make(chan struct{}, 1), opened: time.Now(), ckDone: make(chan struct{}), logger: opts.Logger,
 		walPath: opts.Path + "-wal"}
+	if opts.Synchronous == "FULL" {
+		db.syncWAL = db.syncWALFile
+	}
 	go db.writer()
 	go db.checkpointer()
 	return db, r, nil
@@ -421,12 +436,12 @@ func (db *sqliteDB) setLocked(locked bool) {
 func (db *sqliteDB) commitBatch(batch []*writeReq) {
 	results := make([]error, len(batch))
 	var events []event.Event
+	committed := false
 	err := unavailable(func() error {
 		t := &Tx{q: sqliteTx{db.stmts}, cache: db.cache, now: now()}
 		if _, err := t.exec(`BEGIN IMMEDIATE`); err != nil {
 			return fmt.Errorf("store: begin: %w", err)
 		}
-		committed := false
 		defer func() {
 			if !committed {
 				// After a failed COMMIT SQLite may have rolled back already;
@@ -477,6 +492,24 @@ func (db *sqliteDB) commitBatch(batch []*writeReq) {
 		return nil
 	}())
 	db.setLocked(errors.Is(err, ErrLocked))
+	if err == nil && committed {
+		if len(events) > 0 {
+			db.onCommit(events)
+		}
+		if db.syncWAL != nil {
+			if err = db.syncWAL(); err != nil {
+				// The commit stands, and its events are out: a client
+				// that retries with its client_id gets the original.
+				db.logger.Error("sync the write-ahead log", "err", err)
+				err = errors.Join(ErrUnavailable, fmt.Errorf("store: sync the write-ahead log: %w", err))
+			}
+		}
+		db.lastCommit.Store(int64(time.Since(db.opened)))
+		select {
+		case db.committed <- struct{}{}:
+		default: // the checkpointer knows already
+		}
+	}
 	if err != nil {
 		for i := range results {
 			if results[i] == nil {
@@ -486,14 +519,6 @@ func (db *sqliteDB) commitBatch(batch []*writeReq) {
 	} else {
 		db.commits.Add(1)
 		db.writes.Add(int64(len(batch)))
-		db.lastCommit.Store(int64(time.Since(db.opened)))
-		select {
-		case db.committed <- struct{}{}:
-		default: // the checkpointer knows already
-		}
-		if len(events) > 0 {
-			db.onCommit(events)
-		}
 	}
 	for i, req := range batch {
 		req.done <- results[i]

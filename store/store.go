@@ -94,8 +94,11 @@ type Options struct {
 	MaxBatch int
 	// Readers is the size of SQLite's read connection pool (default 8).
 	Readers int
-	// Synchronous is SQLite's synchronous pragma: FULL (default) survives power
-	// loss; NORMAL survives a process crash and commits faster.
+	// Synchronous says when a commit is on disk. FULL (default): its
+	// requests are answered after an fsync of the WAL, which runs after
+	// its events are published. NORMAL: nothing waits for the disk; a
+	// power loss may take back the last commits. EXTRA: SQLite syncs
+	// inside the commit, before its events are published.
 	Synchronous string
 	// LiveEvents is how many of the newest events Read serves from memory
 	// (default 65,536), and LiveBytes how many bytes of data they may take
