@@ -242,9 +242,10 @@ func (s *Store) Close() error {
 		s.rstmts.close()
 		s.closeErr = errors.Join(dbErr, s.r.Close())
 		if s.mark != nil {
-			if dbErr == nil {
+			if dbErr == nil && s.mark.running {
 				// Every commit is on disk: a power loss from now on
-				// takes nothing back.
+				// takes nothing back. (A store that failed to open
+				// leaves what an earlier run recorded.)
 				s.closeErr = errors.Join(s.closeErr, s.mark.setRunning(false, s.mark.epoch, s.mark.pos))
 			}
 			s.closeErr = errors.Join(s.closeErr, s.mark.close())
