@@ -152,7 +152,7 @@ func presenceCluster(t *testing.T, url, prefix string, out announced, names ...s
 func (in *instance) open(t *testing.T, user string) *streamtest.Client {
 	t.Helper()
 	c := streamtest.Connect(t, in.url+"?user="+user, nil)
-	c.Next() // the stream's first event: it is registered
+	c.Expect(event.Ready) // sent once the hub has registered the stream
 	return c
 }
 
