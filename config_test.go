@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -469,6 +470,36 @@ func TestSubcommandHelp(t *testing.T) {
 				t.Errorf("run(%q) help starts %q; want a usage line", tt.args, strings.SplitN(errw.String(), "\n", 2)[0])
 			}
 		})
+	}
+}
+
+// TestExitStatus runs the binary: help that was asked for exits 0, as
+// scripts and package managers expect, and a bad flag exits 1.
+func TestExitStatus(t *testing.T) {
+	bin := buildHerald(t)
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"serve", "-h"}, 0},
+		{[]string{"token", "--help"}, 0},
+		{[]string{"bench", "-h"}, 0},
+		{[]string{"help"}, 0},
+		{[]string{"serve", "--no-such-flag"}, 1},
+		{[]string{"frobnicate"}, 1},
+	} {
+		cmd := exec.Command(bin, tt.args...)
+		cmd.Env = []string{"HERALD_DATA_DIR=" + t.TempDir()}
+		out, err := cmd.CombinedOutput()
+		got := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			got = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("herald %q: %v", tt.args, err)
+		}
+		if got != tt.want {
+			t.Errorf("herald %q exits %d; want %d\n%s", tt.args, got, tt.want, out)
+		}
 	}
 }
 

@@ -39,11 +39,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			// Settings are validated together, an error a line.
-			for _, line := range strings.Split(err.Error(), "\n") {
-				fmt.Fprintln(os.Stderr, "herald:", line)
-			}
+		if errors.Is(err, flag.ErrHelp) {
+			// The flags were printed, as asked: not a failure.
+			return
+		}
+		// Settings are validated together, an error a line.
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(os.Stderr, "herald:", line)
 		}
 		os.Exit(1)
 	}
