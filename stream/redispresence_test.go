@@ -281,6 +281,34 @@ func TestRedisPresenceAcrossRedisRestart(t *testing.T) {
 			}
 			out.expect(t, want...)
 			a.lookup(t, map[string]string{"alice": "online", "bob": "offline", "dave": "online"})
+			// Once Redis has them, the changes it missed are done with:
+			// later heartbeats (every 200ms here) announce none again.
+			time.Sleep(700 * time.Millisecond) // room for a repeat to show; nothing is timed
+			a.open(t, "erin")
+			out.expect(t, change("erin", "online"))
 		})
 	}
+}
+
+// Redis that loses its data while reachable (a FLUSHALL, a failover to an
+// empty replica) gets each instance's streams back at its next heartbeat,
+// which finds the instance missing: its users are online again, and
+// announced.
+func TestRedisPresenceAfterRedisLostItsData(t *testing.T) {
+	url, prefix := streamtest.RedisURL(t)
+	out := make(announced, 100)
+	a := presenceCluster(t, url, prefix, out, "a")[0]
+	a.open(t, "alice")
+	out.expect(t, change("alice", "online"))
+
+	ctx := context.Background()
+	keys, err := a.rdb.Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.rdb.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	out.expect(t, change("alice", "online"))
+	a.lookup(t, map[string]string{"alice": "online"})
 }
