@@ -120,14 +120,17 @@ func presenceCluster(t *testing.T, url, prefix string, out announced, names ...s
 	dir := &presenceDir{}
 	var insts []*instance
 	for _, name := range names {
-		hub, err := stream.NewHub(context.Background(), stream.NewTestLog(), stream.NewTestLog(), stream.Options{})
+		log := stream.NewTestLog()
+		hub, err := stream.NewHub(context.Background(), log, log, stream.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), streamtest.Timeout)
 			defer cancel()
-			hub.Close(ctx)
+			if err := hub.Close(ctx); err != nil {
+				t.Errorf("hub %s: Close = %v", name, err)
+			}
 		})
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			hub.Serve(w, r, stream.Subscriber{User: r.URL.Query().Get("user")})
